@@ -1,0 +1,3 @@
+from xraystudio.cli import main
+
+raise SystemExit(main())

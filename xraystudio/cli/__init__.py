@@ -1,0 +1,59 @@
+"""The ``xraystudio`` command: the GUI by default, subcommands for headless work.
+
+Each subcommand lives in its own module of this package and exposes ``register(subparsers)``,
+which adds a parser whose ``func(args) -> int`` does the work. Errors derived from
+``XRayStudioError`` become one ``error: ...`` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from xraystudio import __version__
+from xraystudio.errors import XRayStudioError
+
+# Modules under xraystudio.cli, each adding one subcommand, in the order shown by --help.
+SUBCOMMANDS: tuple[str, ...] = (
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xraystudio",
+        description="Synthetic chest X-rays from segmentation masks. Without a subcommand the "
+        "desktop app starts.",
+    )
+    parser.add_argument("--version", action="version", version=f"xraystudio {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"xraystudio.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        # The GUI takes optional file arguments and Qt options, which argparse does not know.
+        from xraystudio.gui.app import run_app
+
+        return run_app(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return int(args.func(args) or 0)
+    except XRayStudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
