@@ -1,6 +1,6 @@
 """The ``xraystudio`` command: the GUI by default, subcommands for headless work.
 
-Each subcommand lives in its own module of this package and exposes ``register(subparsers)``,
+Each subcommand lives in its own module of this package (``<name>_cmd``) and exposes ``register(subparsers)``,
 which adds a parser whose ``func(args) -> int`` does the work. Errors derived from
 ``XRayStudioError`` become one ``error: ...`` line on stderr and exit status 2, never a traceback.
 """
@@ -17,6 +17,8 @@ from xraystudio.errors import XRayStudioError
 
 # Modules under xraystudio.cli, each adding one subcommand, in the order shown by --help.
 SUBCOMMANDS: tuple[str, ...] = (
+    "inspect_cmd",
+    "convert_cmd",
 )
 
 

@@ -1,0 +1,59 @@
+"""Atomic writes: a file is either its old self or completely new, never half written.
+
+The user's work must survive a crash or a killed process at any moment, so every file the app
+writes goes to a temporary sibling first, is flushed to disk, and then replaces the target with
+``os.replace`` (atomic on POSIX and Windows within one file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, else it vanishes.
+
+    For writers that want a file name (Pillow, numpy, tifffile) rather than a file object.
+    The temporary name keeps the suffix so that writers choosing a format by suffix still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """``open`` for writing, atomically: text (``"w"``) or binary (``"wb"``)."""
+    if mode not in ("w", "wb"):
+        raise ValueError("atomic_open writes whole files: mode must be 'w' or 'wb'")
+    with atomic_path(path) as tmp:
+        if "b" not in mode:
+            kwargs.setdefault("encoding", "utf-8")
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(data)

@@ -1,0 +1,130 @@
+"""Read and write plain image files (PNG, JPEG, TIFF) as radiographs.
+
+8- and 16-bit grey images load as they are; colour images are converted to grey (ITU-R 601
+luma) with a note, because a radiograph saved as RGB by a viewer is still a grey picture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from xraystudio.errors import ImageLoadError
+from xraystudio.image import Window, XRayImage, auto_windows
+from xraystudio.io.atomic import atomic_path
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> XRayImage:
+    """Read a PNG/JPEG/TIFF/BMP file as a grey radiograph; ImageLoadError when it cannot."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: no such file")
+    notes: list[str] = []
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            arr, fmt = _read_tiff(path), "TIFF"
+        else:
+            arr, fmt = _read_pillow(path)
+    except ImageLoadError:
+        raise
+    except Exception as exc:
+        raise ImageLoadError(f"{path.name}: the image file is damaged or unsupported ({exc})") from exc
+    if arr.ndim == 3:
+        arr, note = _to_grey(arr)
+        notes.append(note)
+    if arr.ndim != 2:
+        raise ImageLoadError(f"{path.name}: expected a 2-D image, got shape {arr.shape}")
+    values = arr.astype(np.float32)
+    bits = _bits(arr)
+    # 8-bit files are display-ready as stored; deeper files rarely use their full range.
+    windows = (
+        [Window.from_range(0, 255, "Full range (8 bit)")] + auto_windows(values)[1:]
+        if bits == 8
+        else auto_windows(values)
+    )
+    meta = {"rows": arr.shape[0], "columns": arr.shape[1], "bits": bits, "dtype": str(arr.dtype)}
+    return XRayImage(values, windows, source=path, format=fmt, metadata=meta, notes=notes)
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            fmt = im.format or path.suffix.lstrip(".").upper()
+            if getattr(im, "n_frames", 1) > 1:
+                raise ImageLoadError(f"{path.name}: has {im.n_frames} frames; open a single image")
+            if im.mode in ("P", "PA"):
+                im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+            elif im.mode == "1":
+                im = im.convert("L")
+            elif im.mode in ("I;16B", "I;16L", "I;16N"):
+                im = im.convert("I;16")
+            elif im.mode == "CMYK":
+                im = im.convert("RGB")
+            im.load()
+            return np.asarray(im), fmt
+    except UnidentifiedImageError:
+        raise ImageLoadError(
+            f"{path.name}: not a DICOM, PNG, JPEG or TIFF image; open a chest radiograph file"
+        ) from None
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    arr = tifffile.imread(path)
+    arr = np.squeeze(arr)
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def _to_grey(arr: np.ndarray) -> tuple[np.ndarray, str]:
+    channels = arr.shape[-1]
+    if channels in (2, 4):  # grey+alpha or RGBA: alpha is not image content
+        arr = arr[..., :-1]
+        channels -= 1
+    if channels == 1:
+        return arr[..., 0], "alpha channel dropped"
+    if channels != 3:
+        raise ImageLoadError(f"unsupported image with {channels} channels")
+    rgb = arr.astype(np.float32)
+    grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        grey = np.rint(grey).astype(arr.dtype)
+    return grey, "colour image converted to grey (ITU-R 601 luma)"
+
+
+def _bits(arr: np.ndarray) -> int:
+    if arr.dtype == np.uint8 or arr.dtype == bool:
+        return 8
+    if arr.dtype in (np.uint16, np.int16):
+        return 16
+    return arr.dtype.itemsize * 8
+
+
+def write_png16(path: str | os.PathLike, display: np.ndarray) -> Path:
+    """Write a display image in [0, 1] as a 16-bit grey PNG, atomically."""
+    from PIL import Image
+
+    arr = np.rint(np.clip(np.asarray(display, np.float32), 0, 1) * 65535).astype(np.uint16)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    return path
+
+
+def write_png8(path: str | os.PathLike, display: np.ndarray) -> Path:
+    """Write a display image in [0, 1] as an 8-bit grey PNG, atomically."""
+    from PIL import Image
+
+    arr = np.rint(np.clip(np.asarray(display, np.float32), 0, 1) * 255).astype(np.uint8)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    return path
