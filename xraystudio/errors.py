@@ -31,3 +31,7 @@ class GenerationCancelled(XRayStudioError):
 
 class ProjectError(XRayStudioError):
     """A project or export could not be read or written."""
+
+
+class DatasetError(XRayStudioError):
+    """A training or evaluation dataset does not follow its layout (missing folder, file or row)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -157,6 +157,41 @@ class MaskStack:
         self._pending: dict[str, tuple[np.ndarray, Rect]] | None = None
         self._pending_label = ""
         self._pending_nodules: list[Nodule] = []
+
+    @classmethod
+    def from_arrays(
+        cls,
+        shape: tuple[int, int],
+        arrays: Mapping[str, np.ndarray],
+        spacing_mm: tuple[float, float] | None = None,
+        nodules: Iterable[Nodule] = (),
+        *,
+        layers: Iterable[str] = STRUCTURES,
+        stamp_nodules: bool = False,
+    ) -> MaskStack:
+        """A stack built from loaded or computed layers, with no undo history.
+
+        Loading a file, reading a dataset case or resampling must give a stack whose content is
+        the base state: undo must not be able to "unload" it. ``layers`` are created empty first
+        (so a partial file still yields the standard layers), then each array fills its layer,
+        adding names not in ``layers``. Nodules keep their ids; with ``stamp_nodules`` their
+        discs are drawn into the nodule layer (for sources that have objects but no pixels).
+        """
+        stack = cls(shape, spacing_mm, layers=layers)
+        for name, array in arrays.items():
+            array = np.asarray(array)
+            if array.shape != stack.shape:
+                raise MaskError(_size_message(name, array.shape, stack.shape))
+            stack.add_layer(name)
+            stack._layers[name] = array.astype(bool, copy=True)
+        stack.nodules = [copy.copy(n) for n in nodules]
+        stack._next_id = max([1] + [n.id + 1 for n in stack.nodules])
+        if stamp_nodules and stack.nodules:
+            stack.add_layer(NODULE)
+            for n in stack.nodules:
+                rect, inside = stack._disc_rect(n)
+                stack._layers[NODULE][rect.slices][inside] = True
+        return stack
 
     # ----------------------------------------------------------------- layers
     @property
@@ -366,12 +401,17 @@ class MaskStack:
         """
         if not points:
             return EMPTY
+        self._layer(layer)
         r = max(self.mm_to_px(diameter_mm) / 2.0, 0.5)
         pts = np.asarray(points, dtype=float).reshape(-1, 2)
         if len(pts) == 1:
             pts = np.vstack([pts, pts])
         changed = EMPTY
         label = "Brush" if value else "Erase"
+        # One call is one undo step, however many segments the polyline has.
+        own = self._pending is None
+        if own:
+            self.begin(label)
         for (xa, ya), (xb, yb) in zip(pts[:-1], pts[1:]):
             rect = Rect(
                 int(np.floor(min(ya, yb) - r)), int(np.floor(min(xa, xb) - r)),
@@ -386,6 +426,8 @@ class MaskStack:
                 view[inside] = value
 
             changed = changed.union(self._edit(label, layer, rect, fn))
+        if own:
+            self.commit()
         return changed
 
     def erase(self, layer: str, points: Sequence[tuple[float, float]], diameter_mm: float) -> Rect:
@@ -430,9 +472,6 @@ class MaskStack:
     def clear(self, layer: str) -> Rect:
         arr = self._layer(layer)
         ys, xs = np.nonzero(arr)
-        if ys.size == 0:
-            return EMPTY
-        rect = Rect(int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
 
         def fn(view: np.ndarray) -> None:
             view[...] = False
@@ -440,8 +479,12 @@ class MaskStack:
         own = self._pending is None
         if own:
             self.begin(f"Clear {layer}")
-        out = self._edit(f"Clear {layer}", layer, rect, fn)
+        out = EMPTY
+        if ys.size:
+            rect = Rect(int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+            out = self._edit(f"Clear {layer}", layer, rect, fn)
         if layer == NODULE:
+            # Objects go too, even if their discs had been erased by hand already.
             self.nodules = []
         if own:
             self.commit()
@@ -451,10 +494,7 @@ class MaskStack:
         """Replace a whole layer (e.g. with a segmentation); the array must match the image."""
         array = np.asarray(array)
         if array.shape != self.shape:
-            raise MaskError(
-                f"mask {layer!r} is {array.shape[1]} x {array.shape[0]} pixels but the image is "
-                f"{self.shape[1]} x {self.shape[0]}; resize it or load the matching image"
-            )
+            raise MaskError(_size_message(layer, array.shape, self.shape))
         if layer not in self._layers:
             self.add_layer(layer)
         new = array.astype(bool)
@@ -553,6 +593,14 @@ class MaskStack:
         if own:
             self.commit()
         self._emit(NODULE, rect)
+
+
+def _size_message(layer: str, got: tuple[int, ...], want: tuple[int, int]) -> str:
+    size = f"is {got[1]} x {got[0]} pixels" if len(got) == 2 else f"has shape {got}"
+    return (
+        f"mask {layer!r} {size} but the image is {want[1]} x {want[0]} pixels; "
+        "resize it or load the matching image"
+    )
 
 
 def _overlaps(a: Rect, b: Rect) -> bool:
