@@ -1,0 +1,595 @@
+"""The main window: canvas and comparison in the centre, panels docked around, and the actions
+(menus, toolbar, single-key shortcuts) that tie them to the study and the generation worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox, QDialog, QDialogButtonBox, QDockWidget, QDoubleSpinBox, QFileDialog, QLabel,
+    QMainWindow, QMessageBox, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
+)
+
+from xraystudio import __version__
+from xraystudio.errors import XRayStudioError
+from xraystudio.gui.canvas.tools import Tool, all_tools
+from xraystudio.gui.canvas.view import CanvasView
+from xraystudio.gui.panels.generation import GenerationPanel, read_spec
+from xraystudio.gui.panels.layers import LayersPanel
+from xraystudio.gui.panels.nodules import NodulesPanel
+from xraystudio.gui.panels.results import CompareView, ResultsStrip
+from xraystudio.gui.settings import AppSettings
+from xraystudio.gui.workers import (
+    EngineCache, GeneratedImage, GenerationThread, OpenedStudy, OpenThread, mask_sidecar,
+)
+from xraystudio.image import Window
+from xraystudio.io.masks_io import load_masks, save_masks
+from xraystudio.study import Study
+
+log = logging.getLogger(__name__)
+
+OPEN_FILTER = ("Radiographs (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;"
+               "DICOM (*.dcm *.dicom);;All files (*)")
+BRUSH_MM = (0.5, 100.0)
+MOUSE_HELP = (
+    ("Wheel", "Zoom about the cursor"),
+    ("Middle drag, or Space + drag", "Pan"),
+    ("Right drag", "Window/level: left-right width, up-down level"),
+    ("Left button", "Use the active tool"),
+    ("Double-click (polygon)", "Close and fill the polygon"),
+    ("Esc / Backspace (polygon)", "Cancel / remove the last vertex"),
+)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.engines = EngineCache()
+        self.opened: OpenedStudy | None = None
+        self._open_thread: OpenThread | None = None
+        self.generation: GenerationThread | None = None
+        self.last_error: QMessageBox | None = None
+        self.setWindowTitle("xraystudio")
+        self.setObjectName("mainWindow")
+
+        self.canvas = CanvasView()
+        self.canvas.setObjectName("canvas")
+        self.compare = CompareView()
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("centralTabs")
+        self.tabs.addTab(self.canvas, "Edit")
+        self.tabs.addTab(self.compare, "Compare")
+        self.setCentralWidget(self.tabs)
+
+        self.layers = LayersPanel(self.canvas)
+        self.nodules = NodulesPanel(self.canvas)
+        self.generator = GenerationPanel()
+        self.strip = ResultsStrip()
+        self._dock("Layers", self.layers, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Nodules", self.nodules, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Generation", self.generator, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("Results", self.strip, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+        self.position = QLabel()
+        self.zoom_label = QLabel()
+        self.synthetic_label = QLabel("SYNTHETIC IMAGE")
+        self.synthetic_label.setStyleSheet("color: #f5a524; font-weight: bold;")
+        self.synthetic_label.setVisible(False)
+        self.statusBar().addPermanentWidget(self.synthetic_label)
+        self.statusBar().addPermanentWidget(self.position)
+        self.statusBar().addPermanentWidget(self.zoom_label)
+
+        self.tools = all_tools()
+        self._build_actions()
+        self._connect()
+        self._restore_settings()
+        self._set_study_enabled(False)
+
+    # ------------------------------------------------------------- building
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}Dock")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work while docks have focus too
+        return action
+
+    def _build_actions(self) -> None:
+        a = self._action
+        self.open_action = a("&Open…", self.choose_file, QKeySequence.StandardKey.Open,
+                             "Open a DICOM or image file")
+        self.load_masks_action = a("Load &masks…", self.choose_masks, None,
+                                   "Load masks saved as .npz")
+        self.load_mask_folder_action = a("Load mask &folder…", self.choose_mask_folder, None,
+                                         "Load a folder with one PNG per layer")
+        self.save_masks_action = a("&Save masks", self.save_masks, QKeySequence.StandardKey.Save,
+                                   "Save the masks beside the radiograph (<name>.masks.npz)")
+        self.save_masks_as_action = a("Save masks &as…", self.save_masks_as, None)
+        self.save_result_action = a("Save &result…", self.save_result, "Ctrl+Shift+S",
+                                    "Save the compared result as PNG with its provenance JSON")
+        self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.undo_action = a("&Undo", self.undo, "Ctrl+Z")
+        self.redo_action = a("&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
+        self.smaller_action = a("Smaller brush", lambda: self.step_brush(1 / 1.25), "[")
+        self.bigger_action = a("Bigger brush", lambda: self.step_brush(1.25), "]")
+        self.fit_action = a("&Fit to window", self.canvas.fit, "F")
+        self.actual_action = a("&Actual size (1:1)", self.canvas.actual_size, "Ctrl+1")
+        self.zoom_in_action = a("Zoom &in", lambda: self.canvas.zoom_by(1.25), ["+", "="])
+        self.zoom_out_action = a("Zoom &out", lambda: self.canvas.zoom_by(0.8), "-")
+        self.masks_action = a("Show/hide &masks", self.layers.toggle_masks, "H")
+        self.outline_action = a("Filled/&outline masks", self.layers.toggle_display, "C")
+        self.edit_tab_action = a("&Edit view", lambda: self.tabs.setCurrentIndex(0), "Ctrl+E")
+        self.compare_tab_action = a("&Compare view", lambda: self.tabs.setCurrentIndex(1), "Ctrl+R")
+        self.generate_action = a("&Generate", self.generate, "Ctrl+Return",
+                                 "Generate images from the current masks")
+        self.cancel_action = a("&Cancel generation", self.cancel_generation, None)
+        self.help_action = a("&Keyboard and mouse…", self.show_help, "F1")
+        self.about_action = a("&About xraystudio", self.show_about)
+
+        self.tool_group = QActionGroup(self)
+        self.tool_actions: dict[str, QAction] = {}
+        for tool in self.tools:
+            act = a(tool.name, lambda _=False, t=tool: self.set_tool(t), tool.key, tool.help)
+            act.setCheckable(True)
+            act.setToolTip(f"{tool.name} ({tool.key}): {tool.help}")
+            self.tool_group.addAction(act)
+            self.tool_actions[tool.name] = act
+        self.layer_actions = [
+            a(f"Layer {i + 1}", lambda _=False, i=i: self.layers.set_active_index(i), str(i + 1))
+            for i in range(6)
+        ]
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        for act in (self.load_masks_action, self.load_mask_folder_action, self.save_masks_action,
+                    self.save_masks_as_action):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        file_menu.addAction(self.save_result_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = menu.addMenu("&Edit")
+        for act in (self.undo_action, self.redo_action, None, self.smaller_action,
+                    self.bigger_action):
+            edit_menu.addAction(act) if act else edit_menu.addSeparator()
+        view_menu = menu.addMenu("&View")
+        for act in (self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action,
+                    None, self.masks_action, self.outline_action, None, self.edit_tab_action,
+                    self.compare_tab_action):
+            view_menu.addAction(act) if act else view_menu.addSeparator()
+        view_menu.addSeparator()
+        for dock in self.findChildren(QDockWidget):
+            view_menu.addAction(dock.toggleViewAction())
+        tools_menu = menu.addMenu("&Tools")
+        for act in self.tool_actions.values():
+            tools_menu.addAction(act)
+        tools_menu.addSeparator()
+        for act in self.layer_actions:
+            tools_menu.addAction(act)
+        gen_menu = menu.addMenu("&Generate")
+        gen_menu.addAction(self.generate_action)
+        gen_menu.addAction(self.cancel_action)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self.help_action)
+        help_menu.addAction(self.about_action)
+
+        bar = self.addToolBar("Main")
+        bar.setObjectName("mainToolbar")
+        bar.addAction(self.open_action)
+        bar.addSeparator()
+        for act in self.tool_actions.values():
+            bar.addAction(act)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Brush "))
+        self.brush_size = QDoubleSpinBox()
+        self.brush_size.setObjectName("brushSize")
+        self.brush_size.setRange(*BRUSH_MM)
+        self.brush_size.setDecimals(1)
+        self.brush_size.setSuffix(" mm")
+        self.brush_size.setValue(self.canvas.tool_settings.brush_mm)
+        self.brush_size.setToolTip("Brush and eraser diameter ([ and ])")
+        bar.addWidget(self.brush_size)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Window "))
+        self.window_combo = QComboBox()
+        self.window_combo.setObjectName("windowCombo")
+        self.window_combo.setMinimumContentsLength(18)
+        self.window_combo.setToolTip("Display window presets (right-drag on the image to adjust)")
+        bar.addWidget(self.window_combo)
+        bar.addSeparator()
+        bar.addAction(self.fit_action)
+        bar.addAction(self.actual_action)
+        bar.addSeparator()
+        bar.addAction(self.undo_action)
+        bar.addAction(self.redo_action)
+
+    def _connect(self) -> None:
+        c = self.canvas
+        c.cursorMoved.connect(self._show_position)
+        c.zoomChanged.connect(lambda s: self.zoom_label.setText(f"Zoom {s * 100:.0f} %"))
+        c.windowChanged.connect(self._show_window)
+        c.filesDropped.connect(lambda paths: self.open_file(paths[0]))
+        c.edited.connect(self._update_undo)
+        self.brush_size.valueChanged.connect(self.canvas.set_brush_mm)
+        self.window_combo.activated.connect(self._choose_window)
+        self.generator.generateRequested.connect(self.generate)
+        self.generator.cancelRequested.connect(self.cancel_generation)
+        self.generator.addModelRequested.connect(self.add_model)
+        self.strip.resultChosen.connect(self._compare_result)
+        self.compare.save_button.clicked.connect(self.save_result)
+
+    # ------------------------------------------------------------- settings
+    def _restore_settings(self) -> None:
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 900)
+        if state is not None:
+            self.restoreState(state)
+        self.generator.set_models(self.settings.model_folders)
+        self.generator.restore(self.settings.generation)
+        edit = self.settings.editing
+        try:
+            self.brush_size.setValue(float(edit.get("brush_mm", self.brush_size.value())))
+            self.nodules.stamp_size.setValue(float(edit.get("nodule_mm",
+                                                            self.nodules.stamp_size.value())))
+            self.layers.opacity.setValue(int(edit.get("opacity", self.layers.opacity.value())))
+            self.layers.display.setCurrentIndex(0 if edit.get("fill", True) else 1)
+        except (TypeError, ValueError):
+            pass
+        names = [t.name for t in self.tools]
+        tool = edit.get("tool") if edit.get("tool") in names else "Brush"
+        self.set_tool(self.tools[names.index(tool)])
+
+    def save_settings(self) -> None:
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.generation = self.generator.saved_state()
+        self.settings.editing = {
+            "brush_mm": self.brush_size.value(), "nodule_mm": self.nodules.stamp_size.value(),
+            "opacity": self.layers.opacity.value(), "fill": self.layers.display.currentIndex() == 0,
+            "tool": self.canvas.tool.name if self.canvas.tool else "Brush",
+        }
+        self.settings.sync()
+
+    # ---------------------------------------------------------------- files
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a radiograph", self.settings.last_folder,
+                                              OPEN_FILTER)
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str | Path) -> None:
+        """Open ``path`` in the background; the current study stays until the new one is read."""
+        if self._open_thread is not None and self._open_thread.isRunning():
+            return
+        self.statusBar().showMessage(f"Opening {Path(path).name}…")
+        thread = OpenThread(path, self)
+        thread.opened.connect(self._on_opened)
+        thread.failed.connect(self._on_open_failed)
+        thread.finished.connect(thread.deleteLater)
+        self._open_thread = thread
+        thread.start()
+
+    def _on_opened(self, opened: OpenedStudy) -> None:
+        self._open_thread = None
+        self.settings.add_recent(opened.path)
+        self.set_study(opened)
+        note = "; ".join(opened.notes)
+        self.statusBar().showMessage(f"Opened {opened.path.name}" + (f" ({note})" if note else ""),
+                                     8000)
+
+    def _on_open_failed(self, path: Path, message: str) -> None:
+        self._open_thread = None
+        self.statusBar().clearMessage()
+        self.show_error("Cannot open the file", message)
+
+    def set_study(self, opened: OpenedStudy | None) -> None:
+        self.opened = opened
+        study = opened.study if opened else None
+        self.canvas.set_study(study)
+        self.layers.set_layers(study.masks.names if study else self.layers.names())
+        self.nodules.attach()
+        self.strip.clear_results()
+        self.compare.set_reference(study.image.display() if study else None)
+        if study is not None:
+            study.masks.subscribe(lambda layer, rect: self._update_undo())
+        self._fill_windows()
+        self._update_undo()
+        self._set_study_enabled(study is not None)
+        synthetic = bool(opened and opened.synthetic)
+        self.synthetic_label.setVisible(synthetic)
+        title = f"{study.name} — xraystudio" if study else "xraystudio"
+        self.setWindowTitle(title + (" (synthetic)" if synthetic else ""))
+
+    def _set_study_enabled(self, enabled: bool) -> None:
+        for act in (self.save_masks_action, self.save_masks_as_action, self.load_masks_action,
+                    self.load_mask_folder_action, self.generate_action):
+            act.setEnabled(enabled)
+        self.generator.generate.setEnabled(enabled and self.generation is None)
+        self.save_result_action.setEnabled(self.compare.result is not None)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_files
+        for path in recent:
+            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_file(p)) \
+                .setToolTip(path)
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", self.settings.clear_recent)
+        else:
+            self.recent_menu.addAction("No recent files").setEnabled(False)
+
+    @property
+    def study(self) -> Study | None:
+        return self.opened.study if self.opened else None
+
+    def _replace_masks(self, masks) -> None:
+        assert self.opened is not None
+        self.opened.study = Study(self.study.image, masks, self.study.name)
+        self.set_study(self.opened)
+
+    def choose_masks(self) -> None:
+        if self.study is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Load masks", self.settings.last_folder,
+                                              "Masks (*.npz)")
+        if path:
+            self.load_masks(path)
+
+    def choose_mask_folder(self) -> None:
+        if self.study is None:
+            return
+        path = QFileDialog.getExistingDirectory(self, "Load a mask folder",
+                                                self.settings.last_folder)
+        if path:
+            self.load_masks(path)
+
+    def load_masks(self, path: str | Path) -> None:
+        try:
+            masks = load_masks(path, self.study.shape, self.study.spacing_mm)
+        except XRayStudioError as exc:
+            self.show_error("Cannot load the masks", str(exc))
+            return
+        self._replace_masks(masks)
+        self.statusBar().showMessage(f"Masks loaded from {Path(path).name}", 5000)
+
+    def save_masks(self) -> None:
+        if self.study is None:
+            return
+        source = self.opened.path if self.opened else None
+        if source is None:
+            self.save_masks_as()
+            return
+        self._write_masks(mask_sidecar(source) or source.with_name(source.stem + ".masks.npz"))
+
+    def save_masks_as(self) -> None:
+        if self.study is None:
+            return
+        start = str(Path(self.settings.last_folder) / f"{self.study.name}.masks.npz")
+        path, _ = QFileDialog.getSaveFileName(self, "Save masks", start, "Masks (*.npz)")
+        if path:
+            self._write_masks(Path(path))
+
+    def _write_masks(self, path: Path) -> None:
+        try:
+            save_masks(self.study.masks, path)
+        except (XRayStudioError, OSError) as exc:
+            self.show_error("Cannot save the masks", str(exc))
+            return
+        self.statusBar().showMessage(f"Masks saved to {path}", 5000)
+
+    # ------------------------------------------------------------- editing
+    def set_tool(self, tool: Tool) -> None:
+        self.canvas.set_tool(tool)
+        self.tool_actions[tool.name].setChecked(True)
+        self.statusBar().showMessage(f"{tool.name}: {tool.help}", 4000)
+
+    def step_brush(self, factor: float) -> None:
+        self.brush_size.setValue(min(max(self.brush_size.value() * factor, BRUSH_MM[0]),
+                                     BRUSH_MM[1]))
+
+    def undo(self) -> None:
+        if self.study is not None and self.canvas.tool is not None:
+            self.canvas.tool.cancel(self.canvas)
+        if self.study is not None and self.study.masks.undo():
+            self._update_undo()
+
+    def redo(self) -> None:
+        if self.study is not None and self.study.masks.redo():
+            self._update_undo()
+
+    def _update_undo(self) -> None:
+        masks = self.study.masks if self.study else None
+        self.undo_action.setEnabled(bool(masks and masks.can_undo))
+        self.redo_action.setEnabled(bool(masks and masks.can_redo))
+        self.undo_action.setText(f"&Undo {masks.undo_label}" if masks and masks.can_undo
+                                 else "&Undo")
+        self.redo_action.setText(f"&Redo {masks.redo_label}" if masks and masks.can_redo
+                                 else "&Redo")
+
+    def _show_position(self, x: float, y: float) -> None:
+        study = self.study
+        if study is None or math.isnan(x):
+            self.position.clear()
+            return
+        xi, yi = int(x), int(y)
+        sy, sx = study.spacing_mm
+        value = float(study.image.values[yi, xi])
+        self.position.setText(f"x {xi}, y {yi} px  ·  {xi * sx:.1f}, {yi * sy:.1f} mm  ·  "
+                              f"value {value:g}")
+
+    def _fill_windows(self) -> None:
+        self.window_combo.clear()
+        if self.study is not None:
+            for w in self.study.image.windows:
+                self.window_combo.addItem(w.label, w)
+            self._show_window(self.canvas.image.window)
+
+    def _show_window(self, window: Window) -> None:
+        index = self.window_combo.findText(window.label)
+        if index < 0:
+            manual = self.window_combo.findData("manual", Qt.ItemDataRole.UserRole + 1)
+            if manual < 0:
+                self.window_combo.addItem("")
+                manual = self.window_combo.count() - 1
+                self.window_combo.setItemData(manual, "manual", Qt.ItemDataRole.UserRole + 1)
+            self.window_combo.setItemText(manual, window.label)
+            self.window_combo.setItemData(manual, window)
+            index = manual
+        self.window_combo.setCurrentIndex(index)
+
+    def _choose_window(self, index: int) -> None:
+        window = self.window_combo.itemData(index)
+        if isinstance(window, Window):
+            self.canvas.set_window(window)
+
+    # ----------------------------------------------------------- generation
+    def add_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a model folder",
+                                                  self.settings.last_folder)
+        if folder:
+            self.add_model_folder(folder)
+
+    def add_model_folder(self, folder: str) -> None:
+        if read_spec(folder) is None:
+            self.show_error("Not a model folder",
+                            f"{folder} has no readable xraystudio.json. A model folder holds "
+                            "xraystudio.json and its weights as .safetensors.")
+            return
+        self.settings.model_folders = self.settings.model_folders + [folder]
+        self.generator.set_models(self.settings.model_folders, current=folder)
+
+    def generate(self) -> None:
+        study = self.study
+        if study is None or self.generation is not None:
+            return
+        self.settings.generation = self.generator.saved_state()
+        thread = GenerationThread(self.engines, self.generator.model_ref(), study.masks.copy(),
+                                  study.image, self.generator.params(), parent=self)
+        thread.stage.connect(self.generator.show_stage)
+        thread.progressed.connect(self.generator.show_progress)
+        thread.produced.connect(self._on_generated)
+        thread.cancelled.connect(lambda: self.generator.show_done("Cancelled; nothing was kept",
+                                                                  False))
+        thread.failed.connect(self._on_generation_failed)
+        thread.finished.connect(self._on_generation_finished)
+        self.generation = thread
+        self.generator.set_running(True)
+        self.cancel_action.setEnabled(True)
+        thread.start()
+
+    def cancel_generation(self) -> None:
+        if self.generation is not None:
+            self.generation.cancel()
+            self.generator.show_stage("Cancelling…")
+
+    def _on_generated(self, results: list[GeneratedImage]) -> None:
+        first_new = len(self.strip.results)
+        self.strip.add(results)
+        self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
+        if self.compare.result is None or self.tabs.currentIndex() == 1:
+            self.strip.setCurrentRow(first_new)
+        self.statusBar().showMessage(f"Generated {len(results)} image(s)", 8000)
+
+    def _on_generation_failed(self, message: str) -> None:
+        self.generator.show_done("Failed", False)
+        self.show_error("Generation failed", message)
+
+    def _on_generation_finished(self) -> None:
+        thread, self.generation = self.generation, None
+        if thread is not None:
+            thread.deleteLater()
+        self.generator.set_running(False)
+        self.generator.generate.setEnabled(self.study is not None)
+        self.cancel_action.setEnabled(False)
+
+    def _compare_result(self, result: GeneratedImage, number: int) -> None:
+        self.compare.show_result(result, number)
+        self.save_result_action.setEnabled(True)
+
+    def save_result(self) -> None:
+        if self.compare.result is None:
+            return
+        name = f"{self.study.name if self.study else 'result'}_seed{self.compare.result.seed}.png"
+        path, _ = QFileDialog.getSaveFileName(self, "Save the result",
+                                              str(Path(self.settings.last_folder) / name),
+                                              "PNG (*.png)")
+        if path:
+            try:
+                png, meta = self.compare.save(path)
+            except (XRayStudioError, OSError) as exc:
+                self.show_error("Cannot save the result", str(exc))
+                return
+            self.statusBar().showMessage(f"Saved {png.name} and {meta.name}", 5000)
+
+    # ---------------------------------------------------------------- help
+    def show_error(self, title: str, text: str) -> None:
+        """A window-modal message that does not block the event loop (workers keep running)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.last_error = box
+        box.open()
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """(keys, what they do) for every action with a shortcut, then the mouse."""
+        rows = []
+        for act in self.actions():
+            keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText)
+                             for s in act.shortcuts())
+            if keys:
+                rows.append((keys, act.text().replace("&", "").rstrip("…")))
+        return rows + [(k, v) for k, v in MOUSE_HELP]
+
+    def show_help(self) -> None:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard and mouse")
+        text = QTextBrowser()
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>"
+                       for k, v in self.shortcut_rows())
+        text.setHtml(f"<table>{rows}</table>")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dialog.reject)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(text)
+        layout.addWidget(buttons)
+        dialog.resize(520, 640)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About xraystudio",
+                          f"xraystudio {__version__}\n\nSynthetic chest X-rays from segmentation "
+                          "masks. Generated images are synthetic and not for diagnosis.")
+
+    # ---------------------------------------------------------------- close
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_settings()
+        if self.generation is not None:
+            self.generation.cancel()
+            self.generation.wait(10_000)
+        if self._open_thread is not None:
+            self._open_thread.wait(10_000)
+        event.accept()
+

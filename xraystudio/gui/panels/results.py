@@ -1,0 +1,274 @@
+"""Results: ground truth and generated images side by side with linked zoom and pan, metrics
+under each, optional condition and difference views, and a strip of every result of the study.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap, QTransform, QWheelEvent
+from PySide6.QtWidgets import (
+    QCheckBox, QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QListView, QListWidget,
+    QListWidgetItem, QPushButton, QVBoxLayout, QWidget,
+)
+
+from xraystudio.gui.canvas.image_item import RadiographItem
+from xraystudio.gui.canvas.overlay import COLORS
+from xraystudio.gui.qimage import OPAQUE, ArrayImage, grey_to_rgb32
+from xraystudio.gui.workers import GeneratedImage
+from xraystudio.io.atomic import write_text
+from xraystudio.io.images import write_png16
+
+THUMB = 96
+
+
+def metrics_text(m: dict[str, float]) -> str:
+    """One line of figures, e.g. ``PSNR 18.3 dB · SSIM 0.71 | lungs 17.2 dB · 0.65``."""
+    if not m:
+        return "No metrics (no reference image)"
+
+    def db(v: float) -> str:
+        return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
+
+    text = f"PSNR {db(m['psnr'])} · SSIM {m['ssim']:.3f}"
+    if "psnr_lungs" in m:
+        text += f"   |   lungs: PSNR {db(m['psnr_lungs'])} · SSIM {m['ssim_lungs']:.3f}"
+    return text
+
+
+def condition_rgb(result: GeneratedImage) -> np.ndarray:
+    """The model input as a picture: the guide (if any) in grey, each layer in its colour."""
+    cond = result.condition
+    n = len(result.layers)
+    out = np.zeros((*cond.shape[1:], 3), np.float32)
+    if cond.shape[0] >= n + 2:  # guide and guide flag follow the layers
+        out[...] = cond[n][..., None] * 0.8
+    for i, name in enumerate(result.layers[: cond.shape[0]]):
+        colour = np.asarray(COLORS.get(name, (200, 200, 200)), np.float32) / 255.0
+        alpha = cond[i][..., None] * 0.55
+        out = out * (1 - alpha) + colour * alpha
+    u8 = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint32)
+    return OPAQUE | (u8[..., 0] << 16) | (u8[..., 1] << 8) | u8[..., 2]
+
+
+def difference_rgb(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Generated minus reference: blue where darker, red where brighter, white where equal."""
+    d = np.clip((generated - reference) * 2.0, -1.0, 1.0)
+    pos, neg = np.clip(d, 0, 1), np.clip(-d, 0, 1)
+    r = (255 * (1 - neg)).astype(np.uint32)
+    g = (255 * (1 - np.maximum(pos, neg))).astype(np.uint32)
+    b = (255 * (1 - pos)).astype(np.uint32)
+    return OPAQUE | (r << 16) | (g << 8) | b
+
+
+class LinkedView(QGraphicsView):
+    """An image view whose zoom and pan are mirrored to the other views of its group."""
+
+    viewChanged = Signal()
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setBackgroundBrush(Qt.GlobalColor.black)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.item: RadiographItem | None = None
+        self.holder: QWidget | None = None  # the column with title and caption
+        self.title = QLabel(title)
+        self.caption = QLabel()
+        self.caption.setObjectName("metrics")
+        self.caption.setWordWrap(True)
+        self.horizontalScrollBar().valueChanged.connect(self.viewChanged)
+        self.verticalScrollBar().valueChanged.connect(self.viewChanged)
+
+    def show_pixels(self, pixels: ArrayImage, size: tuple[int, int]) -> None:
+        """Show ``pixels`` stretched over ``size`` (rows, columns) scene units."""
+        if self.item is None:
+            self.item = RadiographItem(pixels)
+            self.scene().addItem(self.item)
+        else:
+            self.item.set_pixels(pixels)
+        ph, pw = pixels.array.shape
+        self.item.setTransform(QTransform.fromScale(size[1] / pw, size[0] / ph))
+        self.setSceneRect(QRectF(0, 0, size[1], size[0]))
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        delta = event.angleDelta().y()
+        if delta:
+            f = math.pow(1.0015, delta)
+            self.scale(f, f)
+            self.viewChanged.emit()
+        event.accept()
+
+    def center(self) -> QPointF:
+        return self.mapToScene(self.viewport().rect().center())
+
+
+class CompareView(QWidget):
+    """Ground truth | generated (| condition | difference), zoomed and panned together."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.reference: np.ndarray | None = None
+        self.result: GeneratedImage | None = None
+        self._syncing = False
+        self.truth = LinkedView("Ground truth")
+        self.generated = LinkedView("Generated")
+        self.condition = LinkedView("Condition (model input)")
+        self.difference = LinkedView("Difference (generated − truth)")
+        self.views = [self.truth, self.generated, self.condition, self.difference]
+        self.show_condition = QCheckBox("Condition")
+        self.show_difference = QCheckBox("Difference")
+        self.fit_button = QPushButton("Fit")
+        self.save_button = QPushButton("Save result…")
+        self.save_button.setEnabled(False)
+        self.hint = QLabel("Generate images to compare them with the radiograph.")
+
+        row = QHBoxLayout()
+        for view in self.views:
+            column = QVBoxLayout()
+            column.addWidget(view.title)
+            column.addWidget(view, 1)
+            column.addWidget(view.caption)
+            holder = QWidget()
+            holder.setLayout(column)
+            view.holder = holder
+            row.addWidget(holder, 1)
+            view.viewChanged.connect(lambda v=view: self._sync_from(v))
+        controls = QHBoxLayout()
+        controls.addWidget(self.hint, 1)
+        controls.addWidget(self.show_condition)
+        controls.addWidget(self.show_difference)
+        controls.addWidget(self.fit_button)
+        controls.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row, 1)
+        layout.addLayout(controls)
+        self.show_condition.toggled.connect(self._update_visibility)
+        self.show_difference.toggled.connect(self._update_visibility)
+        self.fit_button.clicked.connect(self.fit)
+        self._update_visibility()
+
+    def set_reference(self, display: np.ndarray | None) -> None:
+        """The radiograph the results are compared with (display values in [0, 1])."""
+        self.reference = display
+        self.result = None
+        self.save_button.setEnabled(False)
+        self.generated.caption.clear()
+        for view in self.views:
+            if view.item is not None:
+                view.scene().removeItem(view.item)
+                view.item = None
+        if display is not None:
+            self.truth.show_pixels(ArrayImage.wrap(grey_to_rgb32(display),
+                                                   QImage.Format.Format_RGB32), display.shape)
+            self.truth.caption.setText(f"{display.shape[1]} × {display.shape[0]} px")
+            self.fit()
+
+    def show_result(self, result: GeneratedImage, number: int) -> None:
+        first = self.result is None
+        self.result = result
+        self.hint.setText(f"Result #{number} · seed {result.seed}")
+        size = result.image.shape
+        self.generated.title.setText(f"Generated #{number}")
+        self.generated.show_pixels(ArrayImage.wrap(result.pixels, QImage.Format.Format_RGB32), size)
+        self.generated.caption.setText(metrics_text(result.metrics))
+        self.save_button.setEnabled(True)
+        self._update_visibility()
+        if first:
+            self.fit()
+
+    def _update_visibility(self) -> None:
+        self.condition.holder.setVisible(self.show_condition.isChecked())
+        self.difference.holder.setVisible(self.show_difference.isChecked())
+        r = self.result
+        if r is None:
+            return
+        if self.show_condition.isChecked():
+            self.condition.show_pixels(ArrayImage.wrap(condition_rgb(r), QImage.Format.Format_RGB32),
+                                       r.image.shape)
+            self.condition.caption.setText(f"{r.condition.shape[0]} channels at "
+                                           f"{r.condition.shape[2]} px")
+        if self.show_difference.isChecked() and self.reference is not None:
+            self.difference.show_pixels(ArrayImage.wrap(
+                difference_rgb(r.image, self.reference), QImage.Format.Format_RGB32), r.image.shape)
+            self.difference.caption.setText("red: brighter than the truth, blue: darker")
+        self._sync_from(self.truth)
+
+    def fit(self) -> None:
+        self.truth.fitInView(self.truth.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+        self._sync_from(self.truth)
+
+    def _sync_from(self, source: LinkedView) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        center = source.center()
+        for view in self.views:
+            if view is not source:
+                view.setTransform(source.transform())
+                view.centerOn(center)
+        self._syncing = False
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write the shown result as a 16-bit PNG and its provenance as JSON beside it."""
+        assert self.result is not None
+        png = write_png16(Path(path).with_suffix(".png"), self.result.image)
+        meta = png.with_suffix(".json")
+        write_text(meta, json.dumps(self.result.provenance, indent=2, default=str) + "\n")
+        return png, meta
+
+
+class ResultsStrip(QListWidget):
+    """Thumbnails of every result of the current study; the selected one is compared."""
+
+    resultChosen = Signal(object, int)  # GeneratedImage, its number (1-based)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("resultsStrip")
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setMovement(QListView.Movement.Static)
+        self.setFixedHeight(THUMB + 48)
+        self.setSpacing(4)
+        self.results: list[GeneratedImage] = []
+        self.currentRowChanged.connect(self._on_row)
+
+    def add(self, results: list[GeneratedImage]) -> None:
+        for r in results:
+            self.results.append(r)
+            number = len(self.results)
+            small = _thumbnail(r.image)
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(small)), self._label(r, number))
+            item.setToolTip(metrics_text(r.metrics))
+            self.addItem(item)
+
+    def clear_results(self) -> None:
+        self.results = []
+        self.clear()
+
+    @staticmethod
+    def _label(r: GeneratedImage, number: int) -> str:
+        psnr = r.metrics.get("psnr")
+        figure = "" if psnr is None else (" · ∞ dB" if math.isinf(psnr) else f" · {psnr:.1f} dB")
+        return f"#{number} seed {r.seed}{figure}"
+
+    def _on_row(self, row: int) -> None:
+        if 0 <= row < len(self.results):
+            self.resultChosen.emit(self.results[row], row + 1)
+
+
+def _thumbnail(image: np.ndarray) -> QImage:
+    """A small QImage that owns its pixels (safe to keep after the array is gone)."""
+    step = max(1, max(image.shape) // (2 * THUMB))
+    small = np.ascontiguousarray(image[::step, ::step])
+    wrapped = ArrayImage.wrap(grey_to_rgb32(small), QImage.Format.Format_RGB32)
+    return wrapped.image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                Qt.TransformationMode.SmoothTransformation)
