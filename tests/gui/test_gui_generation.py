@@ -1,0 +1,131 @@
+"""Generation from the window with a tiny random model: results, metrics, cancel, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from xraystudio.gui.app import sample_study_path
+
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    from xraystudio.synthesis.tiny import make_tiny_pixel_model
+
+    return str(make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture
+def ready(opened, tiny_model):
+    """A window with a study with lungs, and the tiny model chosen."""
+    w = opened
+    w.study.masks.fill_polygon("right_lung", [(30, 50), (90, 50), (90, 190), (30, 190)])
+    w.study.masks.fill_polygon("left_lung", [(110, 50), (170, 50), (170, 190), (110, 190)])
+    w.add_model_folder(tiny_model)
+    assert w.generator.model_ref() == tiny_model
+    return w
+
+
+def test_generate_shows_results_metrics_and_keeps_the_ui_usable(ready, qtbot, tmp_path):
+    w = ready
+    g = w.generator
+    g.random_seed.setChecked(False)
+    g.seed.setValue(7)
+    g.steps.setValue(3)
+    g.n_images.setValue(2)
+    steps = []
+    w.generator.progress.valueChanged.connect(steps.append)
+    with qtbot.waitSignal(w.strip.model().rowsInserted, timeout=60_000):
+        g.generate.click()
+        assert not g.generate.isEnabled() and g.cancel.isEnabled()
+        # painting while the worker runs changes the study, not the running request
+        w.study.masks.paint("heart", [(100, 120)], 10)
+    qtbot.waitUntil(lambda: w.generation is None, timeout=10_000)
+    assert w.strip.count() == 2
+    assert [r.seed for r in w.strip.results] == [7, 8]
+    assert steps and max(steps) == g.progress.maximum()
+    assert g.preview.pixmap() is not None and not g.preview.pixmap().isNull()
+    caption = w.compare.generated.caption.text()
+    assert "PSNR" in caption and "SSIM" in caption and "lungs" in caption
+    first = w.strip.results[0]
+    assert first.image.shape == w.study.shape
+    assert first.provenance["synthetic"] is True and "metrics" in first.provenance
+    assert g.generate.isEnabled() and not g.cancel.isEnabled()
+    # the strip switches the compared result; condition and difference on demand
+    w.strip.setCurrentRow(1)
+    assert w.compare.result is w.strip.results[1]
+    w.compare.show_condition.setChecked(True)
+    w.compare.show_difference.setChecked(True)
+    assert w.compare.condition.item is not None and w.compare.difference.item is not None
+    # linked zoom: zooming one view zooms all
+    w.tabs.setCurrentIndex(1)
+    w.compare.truth.scale(2, 2)
+    w.compare.truth.viewChanged.emit()
+    assert w.compare.generated.transform().m11() == w.compare.truth.transform().m11()
+    png, meta = w.compare.save(tmp_path / "out.png")
+    assert png.is_file() and json.loads(meta.read_text())["parameters"]["seed"] == 8
+
+
+def test_cancel_mid_run_keeps_nothing(ready, qtbot):
+    w = ready
+    g = w.generator
+    g.steps.setValue(400)
+    with qtbot.waitSignal(w.generator.progress.valueChanged, timeout=60_000):
+        g.generate.click()
+    g.cancel.click()
+    qtbot.waitUntil(lambda: w.generation is None, timeout=30_000)
+    assert w.strip.count() == 0
+    assert "Cancelled" in g.status.text()
+    assert g.generate.isEnabled()
+
+
+def test_missing_builtin_model_says_what_to_do(opened, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path / "no-resources"))
+    w = opened
+    w.generator.set_models([], current="")
+    assert w.generator.model_ref() is None
+    w.generate()
+    qtbot.waitUntil(lambda: w.last_error is not None, timeout=60_000)
+    assert w.last_error.windowTitle() == "Generation failed"
+    assert w.last_error.text()
+    qtbot.waitUntil(lambda: w.generation is None, timeout=10_000)
+
+
+def test_not_a_model_folder_is_refused(opened, tmp_path):
+    opened.add_model_folder(str(tmp_path))
+    assert opened.last_error is not None
+    assert opened.settings.model_folders == []
+
+
+def test_sample_study_comes_from_resources(monkeypatch, tmp_path):
+    monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path))
+    assert sample_study_path() is None
+    (tmp_path / "sample").mkdir()
+    (tmp_path / "sample" / "sample.masks.npz").write_bytes(b"")
+    (tmp_path / "sample" / "sample.png").write_bytes(b"")
+    assert sample_study_path() == tmp_path / "sample" / "sample.png"
+
+
+def test_window_opens_without_torch():
+    """torch and diffusers load only when a generation starts, so the window opens fast."""
+    import subprocess
+
+    code = ("import sys, xraystudio.gui.main_window, xraystudio.gui.app; "
+            "sys.exit(int('torch' in sys.modules or 'diffusers' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_only_the_gui_imports_qt():
+    root = Path(__file__).resolve().parents[2] / "xraystudio"
+    offenders = [p for p in root.rglob("*.py") if "gui" not in p.relative_to(root).parts
+                 and ("PySide6" in p.read_text() or "PyQt" in p.read_text())]
+    assert offenders == []
+
+
+def test_generate_shortcut_is_ctrl_return(opened):
+    assert opened.generate_action.shortcut().toString() == "Ctrl+Return"
+    assert any(k == "Ctrl+Return" for k, _ in opened.shortcut_rows())
