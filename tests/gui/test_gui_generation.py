@@ -10,6 +10,16 @@ import pytest
 from xraystudio.gui.app import sample_study_path
 
 pytest.importorskip("diffusers")
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The test machine is shared: keep the model on one core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +139,27 @@ def test_only_the_gui_imports_qt():
 def test_generate_shortcut_is_ctrl_return(opened):
     assert opened.generate_action.shortcut().toString() == "Ctrl+Return"
     assert any(k == "Ctrl+Return" for k, _ in opened.shortcut_rows())
+
+
+def test_segment_anatomy_is_one_undo_step(opened, qtbot, monkeypatch, tmp_path):
+    from xraystudio.segmentation.model import UNet, UNetConfig
+    from xraystudio.segmentation.segmenter import DEFAULT_MODEL, save_model
+
+    monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path))
+    torch.manual_seed(0)
+    save_model(UNet(UNetConfig(channels=(4, 8))), tmp_path / "models" / DEFAULT_MODEL, size=32)
+    w = opened
+    w.study.masks.paint("heart", [(100, 100)], 4)
+    w.segment_action.trigger()
+    qtbot.waitUntil(lambda: w._segment_thread is None, timeout=30_000)
+    assert w.last_error is None
+    assert w.study.masks.undo_label == "Segment anatomy"
+    w.undo_action.trigger()
+    assert w.study.masks["heart"][100, 100]  # back to the hand-painted state
+
+
+def test_missing_segmenter_says_what_to_do(opened, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path))
+    opened.segment_anatomy()
+    qtbot.waitUntil(lambda: opened._segment_thread is None, timeout=30_000)
+    assert "train-segmenter" in opened.last_error.text()

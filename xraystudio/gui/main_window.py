@@ -25,7 +25,8 @@ from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.settings import AppSettings
 from xraystudio.gui.workers import (
-    EngineCache, GeneratedImage, GenerationThread, OpenedStudy, OpenThread, mask_sidecar,
+    EngineCache, GeneratedImage, GenerationThread, OpenedStudy, OpenThread, SegmenterCache,
+    SegmentThread, mask_sidecar,
 )
 from xraystudio.image import Window
 from xraystudio.io.masks_io import load_masks, save_masks
@@ -51,6 +52,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or AppSettings()
         self.engines = EngineCache()
+        self.segmenters = SegmenterCache()
+        self._segment_thread: SegmentThread | None = None
         self.opened: OpenedStudy | None = None
         self._open_thread: OpenThread | None = None
         self.generation: GenerationThread | None = None
@@ -125,6 +128,8 @@ class MainWindow(QMainWindow):
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.undo_action = a("&Undo", self.undo, "Ctrl+Z")
         self.redo_action = a("&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
+        self.segment_action = a("Segment &anatomy", self.segment_anatomy, "Ctrl+Shift+A",
+                                "Replace the anatomy layers with the automatic segmentation")
         self.smaller_action = a("Smaller brush", lambda: self.step_brush(1 / 1.25), "[")
         self.bigger_action = a("Bigger brush", lambda: self.step_brush(1.25), "]")
         self.fit_action = a("&Fit to window", self.canvas.fit, "F")
@@ -168,8 +173,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
-        for act in (self.undo_action, self.redo_action, None, self.smaller_action,
-                    self.bigger_action):
+        for act in (self.undo_action, self.redo_action, None, self.segment_action, None,
+                    self.smaller_action, self.bigger_action):
             edit_menu.addAction(act) if act else edit_menu.addSeparator()
         view_menu = menu.addMenu("&View")
         for act in (self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action,
@@ -198,6 +203,7 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         for act in self.tool_actions.values():
             bar.addAction(act)
+        bar.addAction(self.segment_action)
         bar.addSeparator()
         bar.addWidget(QLabel(" Brush "))
         self.brush_size = QDoubleSpinBox()
@@ -212,7 +218,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(QLabel(" Window "))
         self.window_combo = QComboBox()
         self.window_combo.setObjectName("windowCombo")
-        self.window_combo.setMinimumContentsLength(18)
+        self.window_combo.setMinimumContentsLength(26)
         self.window_combo.setToolTip("Display window presets (right-drag on the image to adjust)")
         bar.addWidget(self.window_combo)
         bar.addSeparator()
@@ -323,7 +329,7 @@ class MainWindow(QMainWindow):
 
     def _set_study_enabled(self, enabled: bool) -> None:
         for act in (self.save_masks_action, self.save_masks_as_action, self.load_masks_action,
-                    self.load_mask_folder_action, self.generate_action):
+                    self.load_mask_folder_action, self.generate_action, self.segment_action):
             act.setEnabled(enabled)
         self.generator.generate.setEnabled(enabled and self.generation is None)
         self.save_result_action.setEnabled(self.compare.result is not None)
@@ -404,6 +410,34 @@ class MainWindow(QMainWindow):
         self.canvas.set_tool(tool)
         self.tool_actions[tool.name].setChecked(True)
         self.statusBar().showMessage(f"{tool.name}: {tool.help}", 4000)
+
+    def segment_anatomy(self) -> None:
+        """Segment the anatomy in the background; the result is one undoable edit."""
+        if self.study is None or self._segment_thread is not None:
+            return
+        self.statusBar().showMessage("Segmenting the anatomy…")
+        thread = SegmentThread(self.segmenters, self.study.image.display(), self)
+        study = self.study
+
+        def apply(masks: dict) -> None:
+            if self.study is not study:
+                return  # another study was opened meanwhile
+            study.masks.begin("Segment anatomy")
+            for name, mask in masks.items():
+                study.masks.set_layer(name, mask)
+            study.masks.commit()
+            self._update_undo()
+            self.statusBar().showMessage("Anatomy segmented (Ctrl+Z undoes it)", 5000)
+
+        def done() -> None:
+            self._segment_thread = None
+            thread.deleteLater()
+
+        thread.segmented.connect(apply)
+        thread.failed.connect(lambda message: self.show_error("Cannot segment", message))
+        thread.finished.connect(done)
+        self._segment_thread = thread
+        thread.start()
 
     def step_brush(self, factor: float) -> None:
         self.brush_size.setValue(min(max(self.brush_size.value() * factor, BRUSH_MM[0]),
@@ -589,7 +623,8 @@ class MainWindow(QMainWindow):
         if self.generation is not None:
             self.generation.cancel()
             self.generation.wait(10_000)
-        if self._open_thread is not None:
-            self._open_thread.wait(10_000)
+        for thread in (self._open_thread, self._segment_thread):
+            if thread is not None:
+                thread.wait(10_000)
         event.accept()
 

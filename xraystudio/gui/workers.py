@@ -191,3 +191,42 @@ class GenerationThread(QThread):
 
         preview = to_uint8(p.preview) if p.preview is not None else None
         self.progressed.emit(p, preview)
+
+
+# ------------------------------------------------------------- segmentation
+class SegmenterCache:
+    """The anatomy segmenter, loaded on first use (it needs torch)."""
+
+    def __init__(self) -> None:
+        self._segmenter = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        from xraystudio.segmentation.segmenter import Segmenter
+
+        with self._lock:
+            if self._segmenter is None:
+                self._segmenter = Segmenter.load()
+            return self._segmenter
+
+
+class SegmentThread(QThread):
+    """Segments the anatomy of a radiograph; the UI thread applies the masks as one undo step."""
+
+    segmented = Signal(dict)  # structure name -> boolean mask at the image size
+    failed = Signal(str)
+
+    def __init__(self, cache: SegmenterCache, display: np.ndarray, parent=None) -> None:
+        super().__init__(parent)
+        self.cache = cache
+        self.display = display
+
+    def run(self) -> None:
+        try:
+            self.segmented.emit(self.cache.get().segment(self.display))
+        except XRayStudioError as exc:
+            self.failed.emit(f"{exc}. Train one with `xraystudio train-segmenter` or paint the "
+                             "anatomy by hand.")
+        except Exception as exc:
+            log.exception("segmentation failed")
+            self.failed.emit(f"Segmentation failed unexpectedly: {exc}")
