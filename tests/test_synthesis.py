@@ -1,0 +1,259 @@
+"""The synthesis engine with tiny models built from configs: both model kinds, no downloads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xraystudio.errors import GenerationCancelled, GenerationError, ModelError
+from xraystudio.image import XRayImage
+from xraystudio.masks import MaskStack
+from xraystudio.synthesis.condition import Letterbox, build_condition
+from xraystudio.synthesis.engine import Engine, GenerationRequest, compare_with_source
+from xraystudio.synthesis.model import load_model
+from xraystudio.synthesis.spec import ModelSpec
+from xraystudio.synthesis.tiny import make_tiny_pixel_model, make_tiny_stable_diffusion
+
+
+@pytest.fixture(scope="module")
+def pixel_dir(tmp_path_factory) -> Path:
+    return make_tiny_pixel_model(tmp_path_factory.mktemp("m") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def engine(pixel_dir: Path) -> Engine:
+    return Engine.load(str(pixel_dir), device="cpu", precision="fp32")
+
+
+def _study(shape=(90, 70)) -> tuple[MaskStack, XRayImage]:
+    masks = MaskStack(shape, (0.5, 0.5))
+    masks.paint("right_lung", [(15, 20), (20, 60)], 8)
+    masks.paint("left_lung", [(50, 20), (55, 60)], 8)
+    masks.add_nodule(52, 40, 6)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    image = XRayImage.from_display((0.5 + 0.3 * np.sin(xx / 7) * np.cos(yy / 9)).astype(np.float32))
+    return masks, image
+
+
+def test_round_trip_keeps_weights(pixel_dir: Path) -> None:
+    import torch
+
+    a = load_model(str(pixel_dir))
+    b = load_model(str(pixel_dir))
+    for (na, pa), (_, pb) in zip(a.pipe.controlnet.state_dict().items(),
+                                 b.pipe.controlnet.state_dict().items()):
+        assert torch.equal(pa, pb), na
+    assert a.weights_hash == b.weights_hash and len(a.weights_hash) == 16
+    assert a.spec.name == "tiny-pixel" and a.spec.patch == 2
+
+
+def test_generates_at_source_size_deterministically(engine: Engine) -> None:
+    masks, image = _study()
+    first = engine.generate(GenerationRequest(masks, image, seed=7, n_images=2))
+    again = engine.generate(GenerationRequest(masks, image, seed=7))
+    assert [r.seed for r in first] == [7, 8]
+    for r in first:
+        assert r.image.shape == (90, 70) and r.image.dtype == np.float32
+        assert 0 <= r.image.min() and r.image.max() <= 1
+    np.testing.assert_array_equal(first[0].image, again[0].image)
+    assert not np.array_equal(first[0].image, first[1].image)
+
+
+def test_random_seed_is_recorded(engine: Engine) -> None:
+    masks, image = _study()
+    r = engine.generate(GenerationRequest(masks, image))[0]
+    again = engine.generate(GenerationRequest(masks, image, seed=r.seed))[0]
+    np.testing.assert_array_equal(r.image, again.image)
+    assert r.provenance["parameters"]["seed"] == r.seed
+
+
+def test_condition_changes_the_output(engine: Engine) -> None:
+    masks, image = _study()
+    other = masks.copy()
+    other.add_nodule(20, 70, 12)
+    a = engine.generate(GenerationRequest(masks, image, seed=1, mode="layout"))[0]
+    b = engine.generate(GenerationRequest(other, image, seed=1, mode="layout"))[0]
+    assert np.abs(a.image - b.image).max() > 1e-3
+
+
+def test_provenance_is_complete(engine: Engine) -> None:
+    masks, image = _study()
+    p = engine.generate(GenerationRequest(masks, image, seed=3, steps=2, scheduler="unipc"))[0].provenance
+    assert p["synthetic"] is True and p["software"].startswith("xraystudio")
+    assert p["model"]["name"] == "tiny-pixel" and p["model"]["weights_sha256"]
+    assert p["parameters"]["steps"] == 2 and p["parameters"]["scheduler"] == "unipc"
+    assert p["parameters"]["mode"] == "guided"  # the tiny model's default with a source image
+    assert p["device"].startswith("cpu") and p["mask_hash"] == masks.content_hash()
+    assert p["source_image"]["pixel_hash"] == image.pixel_hash()
+    assert p["nodules"][0]["diameter_mm"] == 6
+
+
+@pytest.mark.parametrize("scheduler", ["dpm++", "ddim", "unipc", "euler", "ddpm"])
+def test_every_scheduler_runs(engine: Engine, scheduler: str) -> None:
+    masks, image = _study()
+    r = engine.generate(GenerationRequest(masks, image, seed=0, steps=3, scheduler=scheduler))
+    assert np.isfinite(r[0].image).all()
+
+
+def test_progress_after_every_step_with_preview(engine: Engine) -> None:
+    masks, image = _study()
+    seen = []
+    engine.generate(GenerationRequest(masks, image, seed=0, steps=4, n_images=2, preview_every=2),
+                    progress=seen.append)
+    assert [(p.image_index, p.step) for p in seen] == [(0, 1), (0, 2), (0, 3), (0, 4),
+                                                       (1, 1), (1, 2), (1, 3), (1, 4)]
+    assert seen[-1].eta_s == 0 and seen[0].eta_s >= 0
+    assert seen[-1].fraction == 1.0
+    previews = [p.preview for p in seen if p.preview is not None]
+    assert len(previews) == 4 and previews[0].shape == (32, 32)
+
+
+def test_cancel_from_another_thread_returns_no_image(engine: Engine) -> None:
+    masks, image = _study()
+    cancel = threading.Event()
+    steps_seen = []
+
+    def progress(p) -> None:
+        steps_seen.append(p.step)
+        if p.step == 2:
+            threading.Thread(target=cancel.set).start()
+            threading.Event().wait(0.05)
+
+    with pytest.raises(GenerationCancelled):
+        engine.generate(GenerationRequest(masks, image, seed=0, steps=20), progress, cancel)
+    assert max(steps_seen) <= 3  # stops within one step
+    # The engine stays usable after a cancel.
+    assert engine.generate(GenerationRequest(masks, image, seed=0, steps=2))
+
+
+def test_out_of_memory_is_a_clear_error(engine: Engine, monkeypatch) -> None:
+    import torch
+
+    masks, image = _study()
+
+    def boom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(engine, "_run", boom)
+    with pytest.raises(GenerationError, match="out of memory"):
+        engine.generate(GenerationRequest(masks, image, seed=0))
+
+
+def test_bad_requests(engine: Engine) -> None:
+    masks, image = _study()
+    with pytest.raises(GenerationError, match="guided mode needs"):
+        engine.generate(GenerationRequest(masks, None, mode="guided"))
+    with pytest.raises(GenerationError, match="steps"):
+        engine.generate(GenerationRequest(masks, image, steps=0, seed=1))
+    with pytest.raises(GenerationError, match="scheduler"):
+        engine.generate(GenerationRequest(masks, image, scheduler="nope", seed=1))
+
+
+def test_metrics_against_source(engine: Engine) -> None:
+    masks, image = _study()
+    r = engine.generate(GenerationRequest(masks, image, seed=0))[0]
+    m = compare_with_source(r, image, masks)
+    assert set(m) == {"psnr", "ssim", "psnr_lungs", "ssim_lungs"}
+    assert np.isfinite(list(m.values())).all()
+
+
+# ----------------------------------------------------------------- condition
+def test_letterbox_keeps_geometry() -> None:
+    masks = MaskStack((300, 150), (0.5, 0.5))
+    masks.add_nodule(x=100, y=60, diameter_mm=10)
+    spec = ModelSpec(name="t", resolution=64, guide_factor=8)
+    cond = build_condition(spec, masks)
+    nodule = cond[spec.layers.index("nodule")]
+    ys, xs = np.nonzero(nodule > 0.5)
+    box = Letterbox((300, 150), 64)
+    scale = 64 / 300
+    assert box.offset == (0, 16)
+    assert abs(xs.mean() - (16 + (100 + 0.5) * scale - 0.5)) < 0.7
+    assert abs(ys.mean() - ((60 + 0.5) * scale - 0.5)) < 0.7
+    # Guide channels are empty in layout mode and flagged in guided mode.
+    assert cond[-1].max() == 0 and cond[-2].max() == 0
+    guided = build_condition(spec, masks, np.full((300, 150), 0.4, np.float32))
+    assert guided[-1].min() == 1 and abs(guided[-2][:, 20:40].mean() - 0.4) < 1e-3
+
+
+def test_guide_cannot_carry_a_nodule() -> None:
+    from xraystudio.synthesis.condition import guide_from_display
+
+    img = np.zeros((256, 256), np.float32)
+    yy, xx = np.mgrid[0:256, 0:256]
+    img[(xx - 100) ** 2 + (yy - 100) ** 2 <= 2.5 ** 2] = 1.0  # a 7 mm nodule at 1.4 mm/px
+    guide = guide_from_display(img, Letterbox((256, 256), 256), 8)
+    assert guide.max() < 0.4  # a faint smudge: the nodules come from the nodule mask
+
+
+def test_round_trip_through_working_size() -> None:
+    yy, xx = np.mgrid[0:120, 0:80]
+    smooth = (0.5 + 0.4 * np.sin(xx / 15.0)).astype(np.float32)
+    box = Letterbox((120, 80), 96)
+    back = box.from_working(box.to_working(smooth))
+    assert back.shape == (120, 80) and np.abs(back - smooth).mean() < 0.01
+
+
+# ------------------------------------------------------------- model safety
+def test_pickles_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.ckpt").write_bytes(b"\x80\x04not really")
+    with pytest.raises(ModelError, match="arbitrary code"):
+        load_model(str(tmp_path / "model.ckpt"))
+    folder = tmp_path / "bin_model"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"x")
+    ModelSpec(name="pickled").write(folder)
+    with pytest.raises(ModelError, match="pickled"):
+        load_model(str(folder))
+
+
+def test_hub_id_needs_permission() -> None:
+    with pytest.raises(ModelError, match="--allow-download"):
+        load_model("someone/some-controlnet")
+
+
+def test_missing_model_and_builtin(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(ModelError, match="no such model"):
+        load_model(str(tmp_path / "nothing" / "here"))
+    monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path))
+    with pytest.raises(ModelError, match="built-in model is missing"):
+        load_model(None)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ModelError, match="xraystudio.json"):
+        load_model(str(tmp_path / "plain"))
+
+
+def test_bad_spec_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "xraystudio.json").write_text('{"name": "x", "resolutoin": 256}')
+    with pytest.raises(ModelError, match="unknown keys"):
+        ModelSpec.read(tmp_path)
+
+
+def test_sd_hub_base_needs_permission(tmp_path: Path) -> None:
+    ModelSpec(name="sd", kind="stable-diffusion", encoding="rgb", base="org/sd-base",
+              controlnet="org/cn").write(tmp_path)
+    with pytest.raises(ModelError, match="downloading is off"):
+        load_model(str(tmp_path))
+
+
+# -------------------------------------------------------- stable diffusion
+def test_stable_diffusion_controlnet_with_text(tmp_path: Path) -> None:
+    folder = make_tiny_stable_diffusion(tmp_path / "sd")
+    engine = Engine.load(str(folder), device="cpu", precision="fp32")
+    assert engine.spec.takes_text and engine.spec.condition_channels == 3
+    masks, image = _study((64, 60))
+    seen = []
+    a = engine.generate(GenerationRequest(masks, image, seed=5, prompt="a chest x ray"), seen.append)
+    b = engine.generate(GenerationRequest(masks, image, seed=5, prompt="a chest x ray"))
+    assert a[0].image.shape == (64, 60)
+    np.testing.assert_array_equal(a[0].image, b[0].image)
+    assert len(seen) == 3 and a[0].provenance["parameters"]["guidance_scale"] == 2.0
+    with pytest.raises(GenerationError, match="no guided mode"):
+        engine.generate(GenerationRequest(masks, image, mode="guided"))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(GenerationCancelled):
+        engine.generate(GenerationRequest(masks, image, seed=5), cancel=cancel)

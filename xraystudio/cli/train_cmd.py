@@ -1,0 +1,53 @@
+"""``xraystudio train DATA_DIR --out DIR``: train the built-in kind of model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from xraystudio.training.config import TrainConfig
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a pixel diffusion base and its mask ControlNet on a JSRT-style dataset",
+        description="Trains the base on radiographs, then a ControlNet on their masks (base "
+        "frozen). Checkpoints go to OUT/checkpoints, validation grids to OUT/validation, the "
+        "final model folder to OUT/model. Run under `accelerate launch` for GPUs.",
+    )
+    p.add_argument("data", help="dataset folder (images/, masks/<structure>/, cases.csv)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    d = TrainConfig("", "")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("data", "out"):
+            continue
+        default = getattr(d, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(default, tuple):
+            p.add_argument(flag, type=_ints, default=default, help=f"comma-separated (default {default})")
+        elif field.name == "limit_cases":
+            p.add_argument(flag, type=int, default=None, help="use only N training cases (tests)")
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"default {default}")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from xraystudio.training.controlnet import Trainer
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    trainer = Trainer(TrainConfig(**values))
+    model = trainer.run(resume=args.resume)
+    print(f"model written to {model}")
+    return 0

@@ -1,0 +1,324 @@
+"""The engine: a generation request in, finished radiographs with provenance out.
+
+One engine serves the GUI, the CLI and the evaluation. ``generate`` blocks; callers that must
+stay responsive run it in a worker thread and pass a ``threading.Event`` to cancel. Progress is
+reported after every denoising step; a cancelled run raises GenerationCancelled and returns no
+image, so a half-denoised picture can never pass for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from xraystudio import __version__
+from xraystudio.errors import GenerationCancelled, GenerationError
+from xraystudio.image import XRayImage
+from xraystudio.masks import LUNGS, MaskStack
+from xraystudio.synthesis.condition import Letterbox, build_condition
+from xraystudio.synthesis.device import DeviceChoice, pick_device
+from xraystudio.synthesis.model import LoadedModel, load_model
+from xraystudio.synthesis.spec import SCHEDULERS, ModelSpec
+
+log = logging.getLogger(__name__)
+
+MODES = ("layout", "guided")
+
+
+@dataclasses.dataclass
+class GenerationRequest:
+    """What to generate. None means 'the model's default' for every tunable."""
+
+    masks: MaskStack
+    image: XRayImage | None = None
+    mode: str | None = None
+    seed: int | None = None
+    n_images: int = 1
+    steps: int | None = None
+    scheduler: str | None = None
+    guidance_scale: float | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    conditioning_scale: float | None = None
+    control_start: float | None = None
+    control_end: float | None = None
+    preview_every: int = 0  # 0: no previews; k: a preview every k steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    image_index: int
+    n_images: int
+    step: int
+    total: int
+    elapsed_s: float
+    eta_s: float
+    preview: np.ndarray | None = None
+
+    @property
+    def fraction(self) -> float:
+        done = self.image_index * self.total + self.step
+        return done / max(1, self.n_images * self.total)
+
+
+@dataclasses.dataclass
+class Result:
+    image: np.ndarray  # float32 [0, 1], at the source size
+    working: np.ndarray  # float32 [0, 1], at the model's working size
+    condition: np.ndarray  # (C, S, S) model input
+    seed: int
+    provenance: dict
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _scheduler(pipe, name: str):
+    from diffusers import (
+        DDIMScheduler,
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    config = pipe.scheduler.config
+    if name == "dpm++":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
+    classes = {"ddim": DDIMScheduler, "unipc": UniPCMultistepScheduler,
+               "euler": EulerDiscreteScheduler, "ddpm": DDPMScheduler}
+    if name not in classes:
+        raise GenerationError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    return classes[name].from_config(config)
+
+
+class Engine:
+    """A loaded model on a device, ready to generate."""
+
+    def __init__(self, model: LoadedModel, device: DeviceChoice) -> None:
+        self.model = model
+        self.device = device
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        model_ref: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        allow_download: bool = False,
+    ) -> Engine:
+        import torch
+
+        choice = pick_device(device, precision)
+        model = load_model(model_ref, device=choice.device, dtype=getattr(torch, choice.dtype),
+                           allow_download=allow_download)
+        log.info("loaded %s on %s", model.spec.name, choice.label)
+        return cls(model, choice)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
+
+    def _settings(self, req: GenerationRequest) -> dict:
+        d = self.spec.defaults
+        mode = req.mode or (d.mode if req.image is not None else "layout")
+        if mode not in MODES:
+            raise GenerationError(f"mode must be layout or guided, got {mode!r}")
+        if mode == "guided":
+            if not self.spec.supports_guide:
+                raise GenerationError(f"{self.spec.name} has no guided mode; use layout mode")
+            if req.image is None:
+                raise GenerationError("guided mode needs a source radiograph")
+        s = {
+            "mode": mode,
+            "steps": int(d.steps if req.steps is None else req.steps),
+            "scheduler": d.scheduler if req.scheduler is None else req.scheduler,
+            "conditioning_scale": float(d.conditioning_scale if req.conditioning_scale is None
+                                        else req.conditioning_scale),
+            "control_start": float(d.control_start if req.control_start is None else req.control_start),
+            "control_end": float(d.control_end if req.control_end is None else req.control_end),
+        }
+        if self.spec.takes_text:
+            s["guidance_scale"] = float(d.guidance_scale if req.guidance_scale is None
+                                        else req.guidance_scale)
+            s["prompt"] = self.spec.prompt if req.prompt is None else req.prompt
+            s["negative_prompt"] = (self.spec.negative_prompt if req.negative_prompt is None
+                                    else req.negative_prompt)
+        if not 1 <= s["steps"] <= 1000:
+            raise GenerationError("steps must be between 1 and 1000")
+        if not 0 <= s["control_start"] < s["control_end"] <= 1:
+            raise GenerationError("control start/end must satisfy 0 <= start < end <= 1")
+        if req.n_images < 1:
+            raise GenerationError("the number of images must be at least 1")
+        return s
+
+    def condition(self, req: GenerationRequest, mode: str) -> np.ndarray:
+        display = req.image.display() if (mode == "guided" and req.image is not None) else None
+        return build_condition(self.spec, req.masks, display)
+
+    def generate(
+        self,
+        req: GenerationRequest,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Result]:
+        """Generate ``req.n_images`` images (seeds ``seed``, ``seed + 1``, ...)."""
+        import torch
+
+        settings = self._settings(req)
+        base_seed = secrets.randbits(31) if req.seed is None else int(req.seed)
+        cond = self.condition(req, settings["mode"])
+        box = Letterbox(req.masks.shape, self.spec.resolution)
+        pipe = self.model.pipe
+        pipe.scheduler = _scheduler(pipe, settings["scheduler"])
+        started = time.perf_counter()
+        total = settings["steps"]
+        results: list[Result] = []
+        with self._lock:
+            for k in range(req.n_images):
+                seed = base_seed + k
+                image_started = time.perf_counter()
+
+                def on_step(p, i, t, kwargs, k=k):
+                    if cancel is not None and cancel.is_set():
+                        p._interrupt = True
+                    if progress is not None:
+                        elapsed = time.perf_counter() - started
+                        done = k * total + i + 1
+                        eta = elapsed / done * (req.n_images * total - done)
+                        preview = None
+                        if req.preview_every and ((i + 1) % req.preview_every == 0 or i + 1 == total):
+                            preview = self._preview(kwargs.get("latents"))
+                        progress(Progress(k, req.n_images, i + 1, total, elapsed, eta, preview))
+                    return kwargs
+
+                try:
+                    working = self._run(cond, seed, settings, on_step)
+                except GenerationCancelled:
+                    raise
+                except torch.OutOfMemoryError as exc:  # type: ignore[attr-defined]
+                    self._free()
+                    raise GenerationError(
+                        f"the {self.device.device} ran out of memory; generate fewer images at once, "
+                        "close other GPU programs, or use --device cpu"
+                    ) from exc
+                except RuntimeError as exc:
+                    if "out of memory" in str(exc).lower():
+                        self._free()
+                        raise GenerationError(
+                            f"the {self.device.device} ran out of memory; generate fewer images "
+                            "at once or use --device cpu"
+                        ) from exc
+                    raise
+                if working is None or (cancel is not None and cancel.is_set()):
+                    raise GenerationCancelled("generation cancelled; no image was kept")
+                image = np.clip(box.from_working(working), 0, 1)
+                results.append(Result(
+                    image=image, working=working, condition=cond, seed=seed,
+                    provenance=self._provenance(req, settings, seed, cond,
+                                                time.perf_counter() - image_started),
+                ))
+        return results
+
+    def _run(self, cond: np.ndarray, seed: int, s: dict, on_step) -> np.ndarray | None:
+        import torch
+
+        pipe = self.model.pipe
+        device = torch.device(self.device.device)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16) if self.device.autocast == "bfloat16"
+            else contextlib.nullcontext()
+        )
+        cond_t = torch.from_numpy(cond)[None]
+        with torch.inference_mode(), autocast:
+            if self.spec.kind == "pixel":
+                out = pipe(
+                    cond_t.to(device), num_inference_steps=s["steps"], generator=generator,
+                    controlnet_conditioning_scale=s["conditioning_scale"],
+                    control_guidance_start=s["control_start"],
+                    control_guidance_end=s["control_end"], callback_on_step_end=on_step,
+                )
+                if out is None:
+                    return None
+                return ((out[0, 0].float().cpu().numpy() + 1.0) / 2.0).clip(0, 1).astype(np.float32)
+            out = pipe(
+                prompt=s["prompt"], negative_prompt=s["negative_prompt"] or None,
+                image=cond_t.to(device, dtype=pipe.unet.dtype),
+                height=self.spec.resolution, width=self.spec.resolution,
+                num_inference_steps=s["steps"], guidance_scale=s["guidance_scale"],
+                controlnet_conditioning_scale=s["conditioning_scale"],
+                control_guidance_start=s["control_start"], control_guidance_end=s["control_end"],
+                generator=generator, output_type="np", callback_on_step_end=on_step,
+            )
+            if pipe.interrupt:
+                return None
+            return np.asarray(out.images[0], np.float32).mean(axis=-1).clip(0, 1)
+
+    def _preview(self, latents) -> np.ndarray | None:
+        """A cheap look at the current sample (pixel models only; latents need the VAE)."""
+        if latents is None or self.spec.kind != "pixel":
+            return None
+        from xraystudio.synthesis.pipelines import unpack
+
+        arr = unpack(latents[:1].float(), self.model.pipe.patch)[0, 0].cpu().numpy()
+        return ((arr + 1.0) / 2.0).clip(0, 1).astype(np.float32)
+
+    def _free(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _provenance(self, req: GenerationRequest, s: dict, seed: int, cond: np.ndarray,
+                    seconds: float) -> dict:
+        import hashlib
+
+        image = req.image
+        return {
+            "synthetic": True,
+            "software": f"xraystudio {__version__}",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": {"name": self.spec.name, "kind": self.spec.kind, "source": self.model.source,
+                      "weights_sha256": self.model.weights_hash,
+                      "resolution": self.spec.resolution},
+            "parameters": {**s, "seed": seed, "n_images": req.n_images},
+            "device": self.device.label,
+            "seconds": round(seconds, 3),
+            "mask_hash": req.masks.content_hash(),
+            "condition_hash": hashlib.sha256(cond.tobytes()).hexdigest()[:16],
+            "nodules": [n.to_dict() for n in req.masks.nodules],
+            "source_image": None if image is None else {
+                "file": image.source.name if image.source else None,
+                "pixel_hash": image.pixel_hash(),
+                "size": [image.shape[1], image.shape[0]],
+                "spacing_mm": list(req.masks.spacing_mm),
+            },
+        }
+
+
+def compare_with_source(result: Result, image: XRayImage, masks: MaskStack) -> dict[str, float]:
+    """PSNR/SSIM of a result against its source at the model's working size (global and lungs).
+
+    Comparing at the working size measures what the model made, not the upsampling back to a
+    3000 px source; it is the resolution the evaluation reports.
+    """
+    from xraystudio.metrics import compare
+
+    box = Letterbox(masks.shape, result.working.shape[0])
+    ref = box.crop(box.to_working(image.display()))
+    gen = box.crop(result.working)
+    lungs = box.crop(box.working_mask(masks.union(LUNGS)))
+    return compare(ref, gen, lungs if lungs.any() else None)

@@ -1,0 +1,47 @@
+"""The settings of a synthesis training run; light to import (the CLI builds its flags from it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xraystudio.synthesis.spec import ModelSpec
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    data: str
+    out: str
+    name: str = "xraystudio-cxr"
+    resolution: int = 256
+    patch: int = 2
+    guide_factor: int = 8
+    channels: tuple[int, ...] = (32, 64, 128, 128)
+    layers_per_block: int = 1
+    crop: int = 128
+    batch: int = 8
+    base_steps: int = 2000
+    controlnet_steps: int = 2000
+    lr: float = 3e-4
+    warmup: int = 100
+    ema_decay: float = 0.999
+    guided_fraction: float = 0.5
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    seed: int = 0
+    checkpoint_every: int = 200
+    validate_every: int = 500
+    val_cases: int = 4
+    sample_steps: int = 20
+    limit_cases: int | None = None
+
+    def spec(self) -> ModelSpec:
+        from xraystudio.synthesis.spec import Defaults, ModelSpec
+
+        return ModelSpec(
+            name=self.name, kind="pixel", resolution=self.resolution, patch=self.patch,
+            guide_factor=self.guide_factor, spacing_mm=None,
+            description="Pixel-space ControlNet for chest radiographs, trained with xraystudio",
+            defaults=Defaults(steps=self.sample_steps, scheduler="dpm++", mode="guided"),
+        )
