@@ -19,6 +19,8 @@ from xraystudio.errors import XRayStudioError
 SUBCOMMANDS: tuple[str, ...] = (
     "inspect_cmd",
     "convert_cmd",
+    "generate_cmd",
+    "train_cmd",
     "segment_cmd",
     "train_segmenter_cmd",
 )
