@@ -300,7 +300,8 @@ def train_segmenter(cfg: SegmenterTraining, progress: bool = True) -> dict[str, 
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train-segmenter", unit="step",
                disable=not progress, dynamic_ncols=True)
-    started = time.monotonic()
+    # Seconds of training so far, counted across resumes, so the history says what a run cost.
+    started = time.monotonic() - (history[-1]["seconds"] if history else 0.0)
     while step < cfg.steps:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(len(train_ids), (cfg.batch,), generator=gen)
