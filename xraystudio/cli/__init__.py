@@ -21,6 +21,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "convert_cmd",
     "generate_cmd",
     "train_cmd",
+    "evaluate_cmd",
     "segment_cmd",
     "train_segmenter_cmd",
 )

@@ -67,7 +67,7 @@ def build_study(args: argparse.Namespace):
     elif not args.no_segment:
         from xraystudio.segmentation.segmenter import Segmenter
 
-        Segmenter.load().fill(study.masks, study.image.display())
+        Segmenter.load().fill_stack(study.masks, study.image.display())
     for x, y, d in args.nodule:
         study.masks.add_nodule(x, y, d)
     if not any(study.masks[n].any() for n in study.masks.names):

@@ -1,0 +1,1 @@
+"""Measuring generated radiographs against the real ones they were conditioned on."""
