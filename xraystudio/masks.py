@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
-from skimage import draw
 
 from xraystudio.errors import MaskError
 
@@ -440,6 +438,8 @@ class MaskStack:
         pts = np.asarray(points, dtype=float).reshape(-1, 2)
         if len(pts) < 3:
             raise MaskError("a polygon needs at least three points")
+        from skimage import draw  # imported on first use: it costs start-up time
+
         rr, cc = draw.polygon(pts[:, 1], pts[:, 0], shape=self.shape)
         if rr.size == 0:
             return EMPTY
@@ -458,6 +458,8 @@ class MaskStack:
         arr = self._layer(layer)
         if bool(arr[yi, xi]) == value:
             return EMPTY
+        from scipy import ndimage  # imported on first use: it costs start-up time
+
         labels, _ = ndimage.label(arr == arr[yi, xi])
         region = labels == labels[yi, xi]
         ys, xs = np.nonzero(region)
