@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from xraystudio.gui.app import sample_study_path
+from xraystudio.gui.engine_process import EngineProcess
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
@@ -15,11 +16,35 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """The test machine is shared: keep the model on one core."""
+    """The test machine is shared: keep torch on one core (here and in the engine process)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class SharedEngine(EngineProcess):
+    """An engine process that outlives the windows of the tests (closing one keeps it)."""
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        super().close()
+
+
+@pytest.fixture(scope="module")
+def shared_engine():
+    """One engine process for the tests that generate: torch starts once, not per test."""
+    engine = SharedEngine(threads=1)
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture
+def engine(window, shared_engine):
+    window.engine = shared_engine
+    return shared_engine
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +55,7 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def ready(opened, tiny_model):
+def ready(opened, tiny_model, engine):
     """A window with a study with lungs, and the tiny model chosen."""
     w = opened
     w.study.masks.fill_polygon("right_lung", [(30, 50), (90, 50), (90, 190), (30, 190)])
@@ -96,6 +121,7 @@ def test_cancel_mid_run_keeps_nothing(ready, qtbot):
 def test_missing_builtin_model_says_what_to_do(opened, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path / "no-resources"))
     w = opened
+    w.engine = EngineProcess(threads=1)  # a new process sees the changed environment
     w.generator.set_models([], current="")
     assert w.generator.model_ref() is None
     w.generate()

@@ -24,9 +24,9 @@ from xraystudio.gui.panels.layers import LayersPanel
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.settings import AppSettings
+from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.workers import (
-    EngineCache, GeneratedImage, GenerationThread, OpenedStudy, OpenThread, SegmenterCache,
-    SegmentThread, mask_sidecar,
+    GenerationThread, OpenedStudy, OpenThread, SegmenterCache, SegmentThread, mask_sidecar,
 )
 from xraystudio.image import Window
 from xraystudio.io.masks_io import load_masks, save_masks
@@ -51,7 +51,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
-        self.engines = EngineCache()
+        self.engine = EngineProcess()
         self.segmenters = SegmenterCache()
         self._segment_thread: SegmentThread | None = None
         self.opened: OpenedStudy | None = None
@@ -519,7 +519,7 @@ class MainWindow(QMainWindow):
         if study is None or self.generation is not None:
             return
         self.settings.generation = self.generator.saved_state()
-        thread = GenerationThread(self.engines, self.generator.model_ref(), study.masks.copy(),
+        thread = GenerationThread(self.engine, self.generator.model_ref(), study.masks.copy(),
                                   study.image, self.generator.params(), parent=self)
         thread.stage.connect(self.generator.show_stage)
         thread.progressed.connect(self.generator.show_progress)
@@ -623,6 +623,7 @@ class MainWindow(QMainWindow):
         if self.generation is not None:
             self.generation.cancel()
             self.generation.wait(10_000)
+        self.engine.close()
         for thread in (self._open_thread, self._segment_thread):
             if thread is not None:
                 thread.wait(10_000)

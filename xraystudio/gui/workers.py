@@ -1,9 +1,9 @@
 """Background work: opening studies and generating images without blocking the window.
 
-Each job is a QThread whose signals reach the window through queued connections. The heavy
-imports (torch, diffusers) happen inside the generation thread the first time it runs, so the
-window opens in well under two seconds. Everything the UI thread will show (8-bit previews,
-metrics) is computed here too, so the UI thread only wraps finished arrays.
+Each job is a QThread whose signals reach the window through queued connections. Generation
+runs in the engine process (engine_process.py), where torch and diffusers are imported, so the
+window opens in about a second and never waits on the model. Everything the UI thread will show
+(8-bit previews, display words, metrics) is computed off it, so it only wraps finished arrays.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from xraystudio.errors import GenerationCancelled, XRayStudioError
+from xraystudio.errors import XRayStudioError
+from xraystudio.gui.engine_process import TERMINAL, EngineProcess, GeneratedImage, Job
+from xraystudio.gui.pixels import grey_to_rgb32
 from xraystudio.image import XRayImage
 from xraystudio.io.masks_io import load_masks
 from xraystudio.masks import MaskStack
@@ -96,38 +98,12 @@ class OpenThread(QThread):
 
 
 # --------------------------------------------------------------- generation
-@dataclasses.dataclass
-class GeneratedImage:
-    """One result, ready to show: the image, its 8-bit copy, its metrics and where it came from."""
-
-    image: np.ndarray  # float32 [0, 1] at the source size
-    pixels: np.ndarray  # uint32 grey RGB32 words of ``image``
-    condition: np.ndarray  # (C, S, S) model input
-    layers: list[str]  # which mask layer each leading condition channel holds
-    seed: int
-    metrics: dict[str, float]
-    provenance: dict
-
-
-class EngineCache:
-    """Loaded engines by model and device, so the second generation starts at once."""
-
-    def __init__(self) -> None:
-        self._engines: dict[tuple[str | None, str], object] = {}
-        self._lock = threading.Lock()
-
-    def get(self, model_ref: str | None, device: str = "auto"):
-        from xraystudio.synthesis.engine import Engine
-
-        with self._lock:
-            key = (model_ref, device)
-            if key not in self._engines:
-                self._engines[key] = Engine.load(model_ref, device=device)
-            return self._engines[key]
-
-
 class GenerationThread(QThread):
-    """Loads the model if needed and runs one generation request, reporting every step."""
+    """Hands one request to the engine process and relays its events as signals.
+
+    The thread only waits on a queue (which releases the GIL) and turns finished images into
+    display words, so neither the model nor its imports ever hold up the UI thread.
+    """
 
     stage = Signal(str)  # what is happening, for the status line
     progressed = Signal(object, object)  # Progress, preview as uint8 or None
@@ -135,62 +111,50 @@ class GenerationThread(QThread):
     cancelled = Signal()
     failed = Signal(str)
 
-    def __init__(self, engines: EngineCache, model_ref: str | None, masks: MaskStack,
-                 image: XRayImage | None, params: dict, device: str = "auto",
-                 parent=None) -> None:
+    def __init__(self, engine: EngineProcess, model_ref: str | None, masks: MaskStack,
+                 image: XRayImage | None, params: dict, parent=None) -> None:
         super().__init__(parent)
-        self.engines = engines
+        self.engine = engine
         self.model_ref = model_ref
-        self.masks = masks  # a copy: the user keeps painting on the original meanwhile
+        self.masks = masks  # a copy: the user keeps painting on the original
         self.image = image
         self.params = params
-        self.device = device
-        self.cancel_event = threading.Event()
 
     def cancel(self) -> None:
-        self.cancel_event.set()
+        self.engine.cancel()
 
     def run(self) -> None:
+        job, blocks = Job.pack(self.model_ref, self.masks, self.image, self.params)
         try:
-            self.produced.emit(self._generate())
-        except GenerationCancelled:
-            self.cancelled.emit()
-        except XRayStudioError as exc:
-            self.failed.emit(str(exc))
-        except MemoryError:
-            self.failed.emit("The computer ran out of memory. Generate fewer images at once or "
-                             "close other programs, then try again.")
-        except Exception as exc:
-            log.exception("generation failed")
-            self.failed.emit(f"Generation failed unexpectedly: {exc}")
+            self.engine.submit(job)
+            self._relay()
+        finally:
+            for block in blocks:
+                block.close()
+                block.unlink()
 
-    def _generate(self) -> list[GeneratedImage]:
-        from xraystudio.gui.qimage import grey_to_rgb32
-
-        self.stage.emit("Loading the model…")
-        engine = self.engines.get(self.model_ref, self.device)
-        if self.cancel_event.is_set():
-            raise GenerationCancelled("generation cancelled")
-        from xraystudio.synthesis.engine import GenerationRequest, compare_with_source
-
-        request = GenerationRequest(masks=self.masks, image=self.image, **self.params)
-        self.stage.emit(f"Generating with {engine.spec.name}…")
-        results = engine.generate(request, progress=self._progress, cancel=self.cancel_event)
-        out = []
-        for r in results:
-            metrics = compare_with_source(r, self.image, self.masks) if self.image else {}
-            out.append(GeneratedImage(
-                image=r.image, pixels=grey_to_rgb32(r.image), condition=r.condition,
-                layers=list(engine.spec.layers), seed=r.seed, metrics=metrics,
-                provenance={**r.provenance, "metrics": metrics},
-            ))
-        return out
-
-    def _progress(self, p) -> None:
-        from xraystudio.gui.qimage import to_uint8
-
-        preview = to_uint8(p.preview) if p.preview is not None else None
-        self.progressed.emit(p, preview)
+    def _relay(self) -> None:
+        while True:
+            event = self.engine.next_event(timeout=0.25)
+            if event is None:
+                continue
+            kind = event[0]
+            if kind == "stage":
+                self.stage.emit(event[1])
+            elif kind == "progress":
+                self.progressed.emit(event[1], event[2])
+            elif kind == "done":
+                results: list[GeneratedImage] = event[1]
+                for r in results:
+                    r.image = r.image.take(unlink=True)
+                    r.pixels = grey_to_rgb32(r.image)
+                self.produced.emit(results)
+            elif kind == "cancelled":
+                self.cancelled.emit()
+            elif kind == "failed":
+                self.failed.emit(event[1])
+            if kind in TERMINAL:
+                return
 
 
 # ------------------------------------------------------------- segmentation

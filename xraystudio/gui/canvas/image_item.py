@@ -12,7 +12,8 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from xraystudio.gui.qimage import ArrayImage, grey_to_rgb32
+from xraystudio.gui.pixels import grey_to_rgb32
+from xraystudio.gui.qimage import ArrayImage
 from xraystudio.image import Window, XRayImage
 
 _MAX_LEVELS = 65536

@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 from scipy import ndimage
 
 from xraystudio.gui.canvas.image_item import draw_exposed
-from xraystudio.gui.qimage import ArrayImage, rgba_word
+from xraystudio.gui.pixels import rgba_word
+from xraystudio.gui.qimage import ArrayImage
 from xraystudio.masks import EMPTY, MaskStack, Rect
 
 #: Colour per structure (RGB), chosen to stay apart on a grey radiograph.

@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
 
 from xraystudio.gui.canvas.image_item import RadiographItem
 from xraystudio.gui.canvas.overlay import COLORS
-from xraystudio.gui.qimage import OPAQUE, ArrayImage, grey_to_rgb32
-from xraystudio.gui.workers import GeneratedImage
+from xraystudio.gui.pixels import OPAQUE, grey_to_rgb32
+from xraystudio.gui.qimage import ArrayImage
+from xraystudio.gui.engine_process import GeneratedImage
 from xraystudio.io.atomic import write_text
 from xraystudio.io.images import write_png16
 

@@ -1,0 +1,227 @@
+"""The synthesis engine in a process of its own, so that the window never waits on it.
+
+In a worker thread, importing torch froze the UI thread for ~390 ms (extension start-up holds
+Python's GIL) and the pipeline's per-step Python made it stall up to ~35 ms; a separate process
+shares no GIL with the window. The process keeps loaded models between runs, and when it dies
+(out of memory, a crashing driver) the window survives and the next run starts a new one.
+Large arrays (the radiograph, the masks, the results) travel through shared memory: pickling
+a 36 MB array holds the GIL for ~60 ms, a numpy copy into shared memory does not hold it.
+This module is Qt-free: it is what the child process imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing as mp
+import queue
+from multiprocessing import resource_tracker
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+
+from xraystudio.errors import GenerationCancelled, XRayStudioError
+from xraystudio.image import XRayImage
+from xraystudio.masks import MaskStack
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedArray:
+    """A numpy array parked in shared memory; the small handle is what gets pickled."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def put(cls, array: np.ndarray) -> tuple[SharedArray, SharedMemory]:
+        """Copy ``array`` into a new block; the caller owns the block and unlinks it."""
+        shm = SharedMemory(create=True, size=max(1, array.nbytes))
+        view = np.ndarray(array.shape, array.dtype, buffer=shm.buf)
+        np.copyto(view, array)
+        del view
+        return cls(shm.name, tuple(array.shape), array.dtype.str), shm
+
+    def take(self, unlink: bool) -> np.ndarray:
+        """A private copy of the array; ``unlink`` frees the block (the last reader does)."""
+        shm = SharedMemory(name=self.name)
+        # Python < 3.13 registers blocks that are merely opened, and would free them twice.
+        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
+        try:
+            view = np.ndarray(self.shape, np.dtype(self.dtype), buffer=shm.buf)
+            out = view.copy()
+            del view
+        finally:
+            shm.close()
+            if unlink:
+                shm.unlink()
+        return out
+
+
+@dataclasses.dataclass
+class Job:
+    """One generation request, as sent to the engine process (big arrays in shared memory)."""
+
+    model_ref: str | None
+    params: dict  # GenerationRequest keywords besides masks and image
+    image: XRayImage | None  # with a 1 x 1 stand-in for its values
+    values: SharedArray | None
+    masks: SharedArray  # (layers, H, W) bool
+    layers: list[str]
+    spacing_mm: tuple[float, float]
+    nodules: list
+    device: str = "auto"
+
+    @classmethod
+    def pack(cls, model_ref: str | None, masks: MaskStack, image: XRayImage | None,
+             params: dict) -> tuple[Job, list[SharedMemory]]:
+        """The job and the shared blocks its sender must unlink once the job is over."""
+        blocks = []
+        values = None
+        if image is not None:
+            values, block = SharedArray.put(image.values)
+            blocks.append(block)
+            image = dataclasses.replace(image, values=np.zeros((1, 1), np.float32))
+        layers, block = SharedArray.put(masks.to_array())
+        blocks.append(block)
+        return cls(model_ref, params, image, values, layers, masks.names, masks.spacing_mm,
+                   list(masks.nodules)), blocks
+
+    def unpack(self) -> tuple[MaskStack, XRayImage | None]:
+        arrays = self.masks.take(unlink=False)
+        masks = MaskStack.from_arrays(arrays.shape[1:], dict(zip(self.layers, arrays)),
+                                      self.spacing_mm, self.nodules, layers=self.layers)
+        image = self.image
+        if image is not None and self.values is not None:
+            image = dataclasses.replace(image, values=self.values.take(unlink=False))
+        return masks, image
+
+
+@dataclasses.dataclass
+class GeneratedImage:
+    """One result, ready to show: the image, its metrics and where it came from."""
+
+    image: np.ndarray  # float32 [0, 1] at the source size (a SharedArray in transit)
+    condition: np.ndarray  # (C, S, S) model input
+    layers: list[str]  # which mask layer each leading condition channel holds
+    seed: int
+    metrics: dict[str, float]
+    provenance: dict
+    pixels: np.ndarray | None = None  # grey RGB32 words of ``image``, made by the receiver
+
+
+# Events the process sends, each a tuple: ("stage", text), ("progress", Progress, preview uint8
+# or None), and one of ("done", [GeneratedImage]), ("cancelled",), ("failed", message) per job.
+TERMINAL = ("done", "cancelled", "failed")
+
+
+def serve(jobs: mp.Queue, events: mp.Queue, cancel, threads: int | None) -> None:
+    """The engine process: run jobs until a None arrives."""
+    engines: dict = {}
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        try:
+            events.put(("done", _run(job, engines, events, cancel)))
+        except GenerationCancelled:
+            events.put(("cancelled",))
+        except XRayStudioError as exc:
+            events.put(("failed", str(exc)))
+        except MemoryError:
+            events.put(("failed", "The computer ran out of memory. Generate fewer images at "
+                                  "once or close other programs, then try again."))
+        except Exception as exc:
+            log.exception("generation failed")
+            events.put(("failed", f"Generation failed unexpectedly: {exc}"))
+
+
+def _run(job: Job, engines: dict, events: mp.Queue, cancel) -> list[GeneratedImage]:
+    from xraystudio.gui.pixels import to_uint8
+    from xraystudio.synthesis.engine import Engine, GenerationRequest, compare_with_source
+
+    key = (job.model_ref, job.device)
+    if key not in engines:
+        events.put(("stage", "Loading the model…"))
+        engines[key] = Engine.load(job.model_ref, device=job.device)
+    engine = engines[key]
+    if cancel.is_set():
+        raise GenerationCancelled("generation cancelled")
+    events.put(("stage", f"Generating with {engine.spec.name}…"))
+
+    def progress(p) -> None:
+        preview = to_uint8(p.preview) if p.preview is not None else None
+        events.put(("progress", dataclasses.replace(p, preview=None), preview))
+
+    masks, image = job.unpack()
+    request = GenerationRequest(masks=masks, image=image, **job.params)
+    results = engine.generate(request, progress=progress, cancel=cancel)
+    out = []
+    for r in results:
+        metrics = compare_with_source(r, image, masks) if image is not None else {}
+        shared, block = SharedArray.put(r.image)
+        block.close()  # the receiver unlinks it
+        out.append(GeneratedImage(
+            image=shared, condition=r.condition, layers=list(engine.spec.layers), seed=r.seed,
+            metrics=metrics, provenance={**r.provenance, "metrics": metrics},
+        ))
+    return out
+
+
+class EngineProcess:
+    """The parent's handle on the engine process; started on the first job."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+        self._ctx = mp.get_context("spawn")  # fork would copy Qt's threads and locks
+        self._proc = None
+        self._jobs = self._events = self._cancel = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def submit(self, job: Job) -> None:
+        if not self.running:
+            self._jobs, self._events = self._ctx.Queue(), self._ctx.Queue()
+            self._cancel = self._ctx.Event()
+            self._proc = self._ctx.Process(
+                target=serve, args=(self._jobs, self._events, self._cancel, self.threads),
+                name="xraystudio-engine", daemon=True)
+            self._proc.start()
+        self._cancel.clear()
+        self._jobs.put(job)
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def next_event(self, timeout: float) -> tuple | None:
+        """The next event of the current job, None after ``timeout`` seconds without one."""
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            if not self.running:
+                code = self._proc.exitcode if self._proc is not None else None
+                return ("failed", f"The generation process stopped unexpectedly (exit code "
+                                  f"{code}); it may have run out of memory. Try fewer images at "
+                                  "once; the next run starts a fresh process.")
+            return None
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._proc is None:
+            return
+        if self._proc.is_alive():
+            self.cancel()
+            self._jobs.put(None)
+            self._proc.join(timeout)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(timeout)
+        self._proc = None
