@@ -1,0 +1,1 @@
+"""Curation: projects that keep studies, generated results and decisions, and their exports."""
