@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import multiprocessing as mp
 import queue
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
@@ -46,9 +45,9 @@ class SharedArray:
 
     def take(self, unlink: bool) -> np.ndarray:
         """A private copy of the array; ``unlink`` frees the block (the last reader does)."""
+        # The engine process shares its parent's resource tracker, so opening a block here
+        # registers nothing new and the single unlink below balances its creation.
         shm = SharedMemory(name=self.name)
-        # Python < 3.13 registers blocks that are merely opened, and would free them twice.
-        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
         try:
             view = np.ndarray(self.shape, np.dtype(self.dtype), buffer=shm.buf)
             out = view.copy()

@@ -457,10 +457,13 @@ class MainWindow(QMainWindow):
         masks = self.study.masks if self.study else None
         self.undo_action.setEnabled(bool(masks and masks.can_undo))
         self.redo_action.setEnabled(bool(masks and masks.can_redo))
+        # The menu names the step; the toolbar button (icon text) stays short.
         self.undo_action.setText(f"&Undo {masks.undo_label}" if masks and masks.can_undo
                                  else "&Undo")
         self.redo_action.setText(f"&Redo {masks.redo_label}" if masks and masks.can_redo
                                  else "&Redo")
+        self.undo_action.setIconText("Undo")
+        self.redo_action.setIconText("Redo")
 
     def _show_position(self, x: float, y: float) -> None:
         study = self.study
