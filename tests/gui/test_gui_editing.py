@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import SHAPE, click, drag, key, open_and_wait, to_view
 from dicom_factory import make_dicom
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
@@ -63,17 +63,31 @@ def test_masks_beside_the_image_open_with_it(qtbot, window, radiograph):
     assert not window.undo_action.isEnabled()  # loaded masks are the base state
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_drop_a_file_opens_it(qtbot, window, radiograph):
+def drop(window, path: Path) -> None:
+    """Drag ``path`` over the canvas and drop it, as a file manager does."""
     mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(radiograph))])
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
     args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
             Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPoint(50, 50), *args)
+    with warnings.catch_warnings():  # PySide6 marks the QPoint constructor as deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        enter = QDragEnterEvent(QPoint(50, 50), *args)
     QApplication.sendEvent(window.canvas.viewport(), enter)
     assert enter.isAccepted()
     QApplication.sendEvent(window.canvas.viewport(), QDropEvent(QPointF(50, 50), *args))
+
+
+def test_drop_a_file_opens_it(qtbot, window, radiograph):
+    drop(window, radiograph)
     qtbot.waitUntil(lambda: window.study is not None, timeout=10_000)
+
+
+def test_drop_masks_on_an_open_study_loads_them(opened, tmp_path):
+    masks = MaskStack(SHAPE)
+    masks.fill_polygon("heart", [(80, 100), (120, 100), (120, 160)])
+    save_masks(masks, tmp_path / "other.npz")
+    drop(opened, tmp_path / "other.npz")
+    assert opened.study.masks["heart"].sum() == masks["heart"].sum()
 
 
 def test_brush_stroke_paints_active_layer_and_overlay_then_undo_redo(opened):

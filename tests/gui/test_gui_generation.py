@@ -118,6 +118,18 @@ def test_cancel_mid_run_keeps_nothing(ready, qtbot):
     assert g.generate.isEnabled()
 
 
+def test_opening_another_study_cancels_the_run(ready, qtbot, tmp_path):
+    from conftest import chest_png, open_and_wait
+
+    w = ready
+    w.generator.steps.setValue(400)
+    with qtbot.waitSignal(w.generator.progress.valueChanged, timeout=60_000):
+        w.generator.generate.click()
+    open_and_wait(qtbot, w, chest_png(tmp_path / "other.png", (120, 100)))
+    qtbot.waitUntil(lambda: w.generation is None, timeout=30_000)
+    assert w.strip.count() == 0 and w.study.shape == (120, 100)
+
+
 def test_missing_builtin_model_says_what_to_do(opened, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path / "no-resources"))
     w = opened

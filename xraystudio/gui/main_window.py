@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
         self.opened: OpenedStudy | None = None
         self._open_thread: OpenThread | None = None
         self.generation: GenerationThread | None = None
+        self._generation_study: Study | None = None  # what the running generation is for
         self.last_error: QMessageBox | None = None
         self.setWindowTitle("xraystudio")
         self.setObjectName("mainWindow")
@@ -233,7 +234,7 @@ class MainWindow(QMainWindow):
         c.cursorMoved.connect(self._show_position)
         c.zoomChanged.connect(lambda s: self.zoom_label.setText(f"Zoom {s * 100:.0f} %"))
         c.windowChanged.connect(self._show_window)
-        c.filesDropped.connect(lambda paths: self.open_file(paths[0]))
+        c.filesDropped.connect(self._on_drop)
         c.edited.connect(self._update_undo)
         self.brush_size.valueChanged.connect(self.canvas.set_brush_mm)
         self.window_combo.activated.connect(self._choose_window)
@@ -296,6 +297,14 @@ class MainWindow(QMainWindow):
         self._open_thread = thread
         thread.start()
 
+    def _on_drop(self, paths: list[str]) -> None:
+        """A dropped ``.npz`` or folder is masks for the open study; anything else a radiograph."""
+        path = Path(paths[0])
+        if self.study is not None and (path.suffix.lower() == ".npz" or path.is_dir()):
+            self.load_masks(path)
+        else:
+            self.open_file(path)
+
     def _on_opened(self, opened: OpenedStudy) -> None:
         self._open_thread = None
         self.settings.add_recent(opened.path)
@@ -310,6 +319,8 @@ class MainWindow(QMainWindow):
         self.show_error("Cannot open the file", message)
 
     def set_study(self, opened: OpenedStudy | None) -> None:
+        if self.generation is not None:
+            self.cancel_generation()  # its results would belong to the study being closed
         self.opened = opened
         study = opened.study if opened else None
         self.canvas.set_study(study)
@@ -524,6 +535,7 @@ class MainWindow(QMainWindow):
         self.settings.generation = self.generator.saved_state()
         thread = GenerationThread(self.engine, self.generator.model_ref(), study.masks.copy(),
                                   study.image, self.generator.params(), parent=self)
+        self._generation_study = study
         thread.stage.connect(self.generator.show_stage)
         thread.progressed.connect(self.generator.show_progress)
         thread.produced.connect(self._on_generated)
@@ -542,6 +554,8 @@ class MainWindow(QMainWindow):
             self.generator.show_stage("Cancelling…")
 
     def _on_generated(self, results: list[GeneratedImage]) -> None:
+        if self._generation_study is not self.study:
+            return  # made for a study that has been closed since
         first_new = len(self.strip.results)
         self.strip.add(results)
         self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
