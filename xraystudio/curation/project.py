@@ -191,8 +191,10 @@ class Project:
     """An open project folder. Make one with :meth:`create` or :meth:`open`; :meth:`close` it."""
 
     def __init__(self, folder: Path, meta: dict[str, Any], studies: dict[str, StudyRecord],
-                 results: dict[str, ResultRecord], recovery: Recovery | None) -> None:
+                 results: dict[str, ResultRecord], recovery: Recovery | None,
+                 read_only: bool = False) -> None:
         self.folder = folder
+        self.read_only = read_only
         self.name: str = str(meta.get("name") or folder.name)
         self.created: str = str(meta.get("created", ""))
         self._studies = studies
@@ -200,7 +202,8 @@ class Project:
         self.recovery = recovery
         self._listeners: list[Listener] = []
         self._closed = False
-        self._write_session("open")
+        if not read_only:
+            self._write_session("open")
 
     # ----------------------------------------------------------------- create / open / close
     @classmethod
@@ -216,8 +219,12 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, folder: PathLike) -> Project:
-        """Open a project; ``needs_restore`` tells whether its last session ended uncleanly."""
+    def open(cls, folder: PathLike, read_only: bool = False) -> Project:
+        """Open a project; ``needs_restore`` tells whether its last session ended uncleanly.
+
+        ``read_only`` (for exports) neither takes the session nor allows changes, so it works
+        while the app has the project open; every file it reads is written atomically.
+        """
         folder = Path(folder).absolute()
         meta = _read_json(folder / PROJECT_JSON, what="project file")
         if meta.get("format") != FORMAT:
@@ -235,7 +242,7 @@ class Project:
         results, unreadable = _read_results(folder / "results", studies)
         recovery = None
         session_file = folder / SESSION_JSON
-        if session_file.exists():
+        if session_file.exists() and not read_only:
             session = _read_session(session_file)
             pid = session.get("pid")
             if (session.get("host") == socket.gethostname() and isinstance(pid, int)
@@ -251,7 +258,7 @@ class Project:
                         folder, recovery.last_action)
         elif unreadable:
             log.warning("skipped unreadable result records: %s", unreadable)
-        return cls(folder, meta, studies, results, recovery)
+        return cls(folder, meta, studies, results, recovery, read_only)
 
     @property
     def needs_restore(self) -> bool:
@@ -262,6 +269,7 @@ class Project:
         """Accept the recovered state: delete leftovers of the interrupted action."""
         if self.recovery is None:
             return
+        self._check_open()
         for path in self.recovery.leftovers:
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -275,7 +283,8 @@ class Project:
         """End the session cleanly: the next :meth:`open` will not offer to restore."""
         if self._closed:
             return
-        (self.folder / SESSION_JSON).unlink(missing_ok=True)
+        if not self.read_only:
+            (self.folder / SESSION_JSON).unlink(missing_ok=True)
         self._closed = True
 
     def __enter__(self) -> Project:
@@ -430,15 +439,21 @@ class Project:
     def result_path(self, result_id: str) -> Path:
         return self._results_dir / f"{self.result(result_id).id}.png"
 
-    def result_image(self, result_id: str) -> np.ndarray:
-        """The result as float32 in [0, 1]."""
+    def result_pixels(self, result_id: str) -> np.ndarray:
+        """The result exactly as stored: 16-bit grey (exports copy these, losslessly)."""
         path = self.result_path(result_id)
         try:
             with Image.open(path) as im:
                 arr = np.asarray(im)
         except OSError as exc:
             raise ProjectError(f"cannot read result image {path}: {exc}") from exc
-        return (arr.astype(np.float32) / np.float32(65535.0 if arr.dtype == np.uint16 else 255.0))
+        if arr.dtype != np.uint16 or arr.ndim != 2:
+            raise ProjectError(f"result image {path} is not a 16-bit grey PNG")
+        return arr
+
+    def result_image(self, result_id: str) -> np.ndarray:
+        """The result as float32 in [0, 1], for display and metrics."""
+        return self.result_pixels(result_id).astype(np.float32) / np.float32(65535.0)
 
     def result_masks(self, result_id: str) -> MaskStack:
         rec = self.result(result_id)
@@ -548,6 +563,8 @@ class Project:
     def _check_open(self) -> None:
         if self._closed:
             raise ProjectError(f"project {self.folder} is closed")
+        if self.read_only:
+            raise ProjectError(f"project {self.folder} is open read-only")
 
     def _moved_record(self, rec: StudyRecord, folder: Path) -> StudyRecord:
         """``rec`` with its source paths as seen from a project now in ``folder``."""

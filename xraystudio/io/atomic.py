@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -74,7 +75,9 @@ def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     if occupied and not overwrite:
         raise FileExistsError(f"{path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    # os.mkdir (not mkdtemp, which makes it private) so the result has the usual permissions.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.partial"
+    os.mkdir(tmp)
     try:
         yield tmp
         if path.is_dir() and not any(path.iterdir()):
