@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "evaluate_cmd",
     "segment_cmd",
     "train_segmenter_cmd",
+    "export_cmd",
 )
 
 

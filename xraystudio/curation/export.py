@@ -1,0 +1,242 @@
+"""Exports of a project's accepted results: nnU-Net v2, the JSRT-style layout, DICOM SC + SEG.
+
+Every export is honest and safe by construction:
+
+- it holds only ACCEPTED results, each flagged synthetic (``metadata.jsonl``: one JSON line per
+  case with ``synthetic: true`` and the provenance);
+- it is de-identified by default: cases are numbered (``case_0001``), never named after source
+  files, which often carry patient names; each source study gets a pseudonym (``SYN0001``),
+  stable within the export so users can split training data by subject without leakage; the
+  source file name and the curator's note are left out of the provenance. ``keep_link=True``
+  keeps them (and, in DICOM, the patient identity and a reference to the source image);
+- it is atomic: built in a temporary sibling folder renamed at the end, so a failed or cancelled
+  export leaves nothing that looks complete, and an existing output is replaced only with
+  ``overwrite=True``.
+
+nnU-Net labels are exclusive, but the masks overlap (clavicles over lungs, nodules inside a
+lung), so one label map is made by painting the structures in :data:`LABEL_ORDER`, each over the
+previous: nodule over clavicles over heart over lungs. The small, clinically important structure
+wins where they overlap; the overlapped parts of larger structures are lost in that format (the
+DICOM SEG keeps every structure whole).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from xraystudio.curation.project import Project, ResultRecord, StudyRecord
+from xraystudio.errors import ProjectError
+from xraystudio.io.atomic import atomic_folder
+from xraystudio.masks import STRUCTURES, MaskStack
+
+log = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("nnunet", "jsrt", "dicom")
+#: nnU-Net label values are 1.. in this order (lungs, heart, clavicles, nodule); later
+#: structures are painted over earlier ones.
+LABEL_ORDER: tuple[str, ...] = STRUCTURES
+METADATA = "metadata.jsonl"
+NOT_FOR_DIAGNOSIS = "Synthetic radiographs made by xraystudio; not for diagnosis."
+
+#: Called with (cases done, cases in all) after each case; an exception raised by it (a
+#: cancel) aborts the export, which then leaves no output.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclasses.dataclass
+class ExportCase:
+    """One accepted result as it will be exported."""
+
+    case_id: str
+    result: ResultRecord
+    study: StudyRecord
+    subject: str  # pseudonym of the source study
+    source_path: Path | None  # None when the source file is missing
+    source_header: Any | None  # pydicom Dataset (no pixels) when the source is a readable DICOM
+
+
+def export_project(project: Project, out: str | os.PathLike, fmt: str, *,
+                   keep_link: bool = False, overwrite: bool = False,
+                   progress: ProgressCallback | None = None) -> Path:
+    """Export the accepted results of ``project`` to the folder ``out``; returns its path."""
+    if fmt not in FORMATS:
+        raise ProjectError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    cases = plan_cases(project, keep_link)
+    if not cases:
+        raise ProjectError(f"project {project.folder} has no accepted results to export")
+    out = Path(out).absolute()
+    try:
+        with atomic_folder(out, overwrite=overwrite) as tmp:
+            writer = _WRITERS[fmt](tmp, keep_link)
+            rows = []
+            for done, case in enumerate(cases, 1):
+                pixels = project.result_pixels(case.result.id)
+                masks = project.result_masks(case.result.id)
+                rows.append({**_metadata(case, keep_link), **writer.add(case, pixels, masks)})
+                if progress is not None:
+                    progress(done, len(cases))
+            writer.finish(rows)
+            with open(tmp / METADATA, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+    except FileExistsError:
+        raise ProjectError(
+            f"{out} already exists; choose a new folder or allow overwriting it (--force)"
+        ) from None
+    log.info("exported %d cases of %s as %s to %s", len(cases), project.folder, fmt, out)
+    return out
+
+
+def plan_cases(project: Project, keep_link: bool) -> list[ExportCase]:
+    """The accepted results in order, numbered, each with its source study's pseudonym.
+
+    Pseudonyms follow source studies (the DICOM StudyInstanceUID where the source is a readable
+    DICOM, else the project's study), numbered in order of first appearance.
+    """
+    subjects: dict[str, str] = {}
+    sources: dict[str, tuple[Path | None, Any | None]] = {}
+    cases = []
+    for n, result in enumerate(project.results(decision="accepted"), 1):
+        study = project.study(result.study_id)
+        if study.id not in sources:
+            sources[study.id] = _source(project, study, keep_link)
+        path, header = sources[study.id]
+        key = str(header.StudyInstanceUID) if header is not None and "StudyInstanceUID" in header \
+            else f"project:{study.id}"
+        subject = subjects.setdefault(key, f"SYN{len(subjects) + 1:04d}")
+        cases.append(ExportCase(f"case_{n:04d}", result, study, subject, path, header))
+    return cases
+
+
+def _source(project: Project, study: StudyRecord, keep_link: bool
+            ) -> tuple[Path | None, Any | None]:
+    try:
+        path = project.source_path(study.id)
+    except ProjectError:
+        if keep_link:
+            raise ProjectError(
+                f"cannot keep the link to the source of study {study.id!r}: its file is missing "
+                f"({study.source}); export without keeping the link, or restore the file"
+            ) from None
+        log.info("source of study %s is missing; it gets a pseudonym of its own", study.id)
+        return None, None
+    if study.format != "DICOM":
+        return path, None
+    import pydicom
+
+    try:
+        return path, pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable header only loses the grouping
+        log.warning("cannot read the DICOM header of %s: %s", path, exc)
+        return path, None
+
+
+def deidentified_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
+    """Provenance without the source file's name (often a patient's name or ID)."""
+    out = json.loads(json.dumps(provenance))
+    if isinstance(out.get("source_image"), dict):
+        out["source_image"].pop("file", None)
+    return out
+
+
+def _metadata(case: ExportCase, keep_link: bool) -> dict[str, Any]:
+    r = case.result
+    row: dict[str, Any] = {
+        "case": case.case_id, "synthetic": True, "not_for_diagnosis": True,
+        "subject": case.subject, "result_id": r.id, "mask_hash": r.mask_hash,
+        "starred": r.starred,
+        "provenance": r.provenance if keep_link else deidentified_provenance(r.provenance),
+    }
+    if keep_link:
+        row.update(study_id=case.study.id, note=r.note,
+                   source=None if case.source_path is None else str(case.source_path))
+    return row
+
+
+def label_map(masks: MaskStack) -> np.ndarray:
+    """One uint8 label per pixel: 0 background, then :data:`LABEL_ORDER`, later over earlier."""
+    labels = np.zeros(masks.shape, np.uint8)
+    for value, name in enumerate(LABEL_ORDER, 1):
+        if name in masks:
+            labels[np.asarray(masks[name])] = value
+    return labels
+
+
+def _save_png(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+class _NnUnetWriter:
+    """nnU-Net v2 raw dataset: imagesTr/<case>_0000.png, labelsTr/<case>.png, dataset.json."""
+
+    def __init__(self, root: Path, keep_link: bool) -> None:
+        self.root = root
+
+    def add(self, case: ExportCase, pixels: np.ndarray, masks: MaskStack) -> dict[str, str]:
+        image = f"imagesTr/{case.case_id}_0000.png"
+        label = f"labelsTr/{case.case_id}.png"
+        _save_png(self.root / image, pixels)
+        _save_png(self.root / label, label_map(masks))
+        return {"image": image, "label": label}
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        dataset = {
+            "name": "xraystudio_synthetic",
+            "description": NOT_FOR_DIAGNOSIS,
+            "channel_names": {"0": "xray"},
+            "labels": {"background": 0, **{n: i for i, n in enumerate(LABEL_ORDER, 1)}},
+            "numTraining": len(rows),
+            "file_ending": ".png",
+            "overlap_resolution": "labels painted in increasing order, later over earlier",
+            "synthetic": True,
+        }
+        (self.root / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n",
+                                                encoding="utf-8")
+
+
+class _JsrtWriter:
+    """The JSRT-style layout read by ``xraystudio train`` (one nodule per case at most)."""
+
+    def __init__(self, root: Path, keep_link: bool) -> None:
+        self.root = root
+
+    def add(self, case: ExportCase, pixels: np.ndarray, masks: MaskStack) -> dict[str, str]:
+        from xraystudio.io.datasets import write_case
+
+        write_case(self.root, case.case_id, pixels, masks)
+        return {"image": f"images/{case.case_id}.png"}
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        """Nothing more: write_case keeps cases.csv complete after every case."""
+
+
+class _DicomWriter:
+    """<case>_sc.dcm (Secondary Capture) and <case>_seg.dcm (SEG referencing it) per case."""
+
+    def __init__(self, root: Path, keep_link: bool) -> None:
+        from xraystudio.curation.dicom_export import DicomStudies
+
+        self.root = root
+        self.studies = DicomStudies(keep_link)
+
+    def add(self, case: ExportCase, pixels: np.ndarray, masks: MaskStack) -> dict[str, str]:
+        sc, seg = self.studies.make(case, pixels, masks)
+        names = {"sc": f"{case.case_id}_sc.dcm", "seg": f"{case.case_id}_seg.dcm"}
+        sc.save_as(self.root / names["sc"], enforce_file_format=True)
+        seg.save_as(self.root / names["seg"], enforce_file_format=True)
+        return {**names, "sop_instance_uid": str(sc.SOPInstanceUID)}
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        """Nothing more: each case is two self-contained files."""
+
+
+_WRITERS: dict[str, type] = {"nnunet": _NnUnetWriter, "jsrt": _JsrtWriter, "dicom": _DicomWriter}
