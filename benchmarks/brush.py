@@ -193,6 +193,7 @@ def main() -> None:
         report["model"] = model
     report["generation_steps"] = args.steps
     report["event_loop_during_generation"] = generation_stall(window, model, args.steps)
+    window.setWindowModified(False)  # no "save changes?" question
     window.close()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -94,6 +94,7 @@ def main() -> None:
     window.compare.fit()
     wait(app, 0.5)
     window.grab().save(str(HERE / "compare.png"))
+    window.setWindowModified(False)  # no "save changes?" question
     window.close()
 
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for dicom
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from xraystudio.gui.main_window import MainWindow  # noqa: E402
 from xraystudio.gui.settings import AppSettings  # noqa: E402
@@ -38,7 +39,10 @@ def settings(tmp_path: Path) -> AppSettings:
 
 
 @pytest.fixture
-def window(qtbot, settings: AppSettings) -> MainWindow:
+def window(qtbot, settings: AppSettings, monkeypatch) -> MainWindow:
+    # A modal "save changes?" question would wait forever offscreen: answer Discard.
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: QMessageBox.StandardButton.Discard)
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.resize(1200, 800)

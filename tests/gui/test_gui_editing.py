@@ -12,7 +12,7 @@ from dicom_factory import make_dicom
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from xraystudio.gui.canvas.overlay import COLORS
 from xraystudio.io.masks_io import save_masks
@@ -247,3 +247,24 @@ def test_save_masks_beside_the_image(opened, radiograph: Path):
     assert saved.is_file()
     data = np.load(saved)
     assert data["layer_heart"][100, 100]
+
+
+def test_unsaved_masks_are_offered_for_saving(opened, radiograph, monkeypatch):
+    w = opened
+    assert not w.isWindowModified()
+    w.study.masks.paint("heart", [(100, 100)], 10)
+    assert w.isWindowModified()
+    answers = []
+
+    def ask(answer):
+        def question(*args, **kwargs):
+            answers.append(answer)
+            return answer
+        monkeypatch.setattr(QMessageBox, "question", question)
+
+    ask(QMessageBox.StandardButton.Cancel)
+    assert not w.close() and w.isVisible()  # Cancel keeps the window and the masks
+    ask(QMessageBox.StandardButton.Save)
+    assert w.close()
+    assert radiograph.with_name("chest.masks.npz").is_file()
+    assert len(answers) == 2

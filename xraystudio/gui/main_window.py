@@ -289,6 +289,8 @@ class MainWindow(QMainWindow):
         """Open ``path`` in the background; the current study stays until the new one is read."""
         if self._open_thread is not None and self._open_thread.isRunning():
             return
+        if not self.maybe_save():
+            return
         self.statusBar().showMessage(f"Opening {Path(path).name}…")
         thread = OpenThread(path, self)
         thread.opened.connect(self._on_opened)
@@ -329,14 +331,33 @@ class MainWindow(QMainWindow):
         self.strip.clear_results()
         self.compare.set_reference(study.image.display() if study else None)
         if study is not None:
-            study.masks.subscribe(lambda layer, rect: self._update_undo())
+            study.masks.subscribe(self._on_masks_changed)
         self._fill_windows()
         self._update_undo()
         self._set_study_enabled(study is not None)
         synthetic = bool(opened and opened.synthetic)
         self.synthetic_label.setVisible(synthetic)
-        title = f"{study.name} — xraystudio" if study else "xraystudio"
+        # "[*]" is where Qt shows the unsaved-changes mark (setWindowModified).
+        title = f"{study.name}[*] — xraystudio" if study else "xraystudio"
         self.setWindowTitle(title + (" (synthetic)" if synthetic else ""))
+        self.setWindowModified(False)
+
+    def _on_masks_changed(self, layer: str, rect) -> None:
+        self._update_undo()
+        self.setWindowModified(True)
+
+    def maybe_save(self) -> bool:
+        """Offer to save changed masks before they are closed; False means: do not close."""
+        if self.study is None or not self.isWindowModified():
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved masks", f"Save the changes to the masks of {self.study.name}?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+        if answer == QMessageBox.StandardButton.Save:
+            self.save_masks()
+            return not self.isWindowModified()
+        return answer == QMessageBox.StandardButton.Discard
 
     def _set_study_enabled(self, enabled: bool) -> None:
         for act in (self.save_masks_action, self.save_masks_as_action, self.load_masks_action,
@@ -414,6 +435,7 @@ class MainWindow(QMainWindow):
         except (XRayStudioError, OSError) as exc:
             self.show_error("Cannot save the masks", str(exc))
             return
+        self.setWindowModified(False)
         self.statusBar().showMessage(f"Masks saved to {path}", 5000)
 
     # ------------------------------------------------------------- editing
@@ -636,6 +658,9 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- close
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.maybe_save():
+            event.ignore()
+            return
         self.save_settings()
         if self.generation is not None:
             self.generation.cancel()
