@@ -110,20 +110,19 @@ def _bits(arr: np.ndarray) -> int:
 
 def write_png16(path: str | os.PathLike, display: np.ndarray) -> Path:
     """Write a display image in [0, 1] as a 16-bit grey PNG, atomically."""
-    from PIL import Image
-
-    arr = np.rint(np.clip(np.asarray(display, np.float32), 0, 1) * 65535).astype(np.uint16)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
-    return path
+    return _write_png(path, display, np.uint16)
 
 
 def write_png8(path: str | os.PathLike, display: np.ndarray) -> Path:
     """Write a display image in [0, 1] as an 8-bit grey PNG, atomically."""
+    return _write_png(path, display, np.uint8)
+
+
+def _write_png(path: str | os.PathLike, display: np.ndarray, dtype: type) -> Path:
     from PIL import Image
 
-    arr = np.rint(np.clip(np.asarray(display, np.float32), 0, 1) * 255).astype(np.uint8)
+    top = np.iinfo(dtype).max
+    arr = np.rint(np.clip(np.asarray(display, np.float32), 0, 1) * top).astype(dtype)
     path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
