@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from xraystudio import __version__
 from xraystudio.errors import XRayStudioError
@@ -42,9 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _opens_files(parser: argparse.ArgumentParser, argv: list[str]) -> bool:
+    """True for ``xraystudio FILE ...``: the first word is an existing path, not a subcommand."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None:
+        return False
+    commands = next(a.choices for a in parser._actions  # noqa: SLF001 (argparse has no API)
+                    if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    return first not in commands and Path(first).exists()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    if _opens_files(parser, argv):
+        # Keep argparse from reading the file name as a subcommand; the app parses its files.
+        verbose = any(a in ("-v", "--verbose") for a in argv)
+        argv = [a for a in argv if a not in ("-v", "--verbose")]
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        from xraystudio.gui.app import run_app
+
+        return run_app(argv)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap, QTransform, QWheelEvent
+from PySide6.QtGui import QIcon, QImage, QPainter, QPalette, QPixmap, QTransform, QWheelEvent
 from PySide6.QtWidgets import (
     QCheckBox, QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QListView, QListWidget,
     QListWidgetItem, QPushButton, QVBoxLayout, QWidget,
@@ -241,6 +241,15 @@ class ResultsStrip(QListWidget):
         self.setSpacing(4)
         self.results: list[GeneratedImage] = []
         self.currentRowChanged.connect(self._on_row)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().paintEvent(event)
+        if self.count() == 0:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter,
+                             "Generated images of this study appear here (Generate: Ctrl+Return)")
+            painter.end()
 
     def add(self, results: list[GeneratedImage]) -> None:
         for r in results:
