@@ -122,7 +122,7 @@ def generation_stall(window, model: str, steps: int) -> dict:
         clock = QElapsedTimer()
         timer = QTimer(interval=1)
 
-        def tick() -> None:
+        def tick(gaps: list[float] = gaps, clock: QElapsedTimer = clock) -> None:
             gaps.append(clock.restart())
 
         timer.timeout.connect(tick)

@@ -149,7 +149,8 @@ def test_polygon_and_fill_tools(opened):
     assert not w.study.masks["right_lung"][121, 140]
     # the bucket fills an enclosed region of the active layer
     key(w, Qt.Key.Key_2)
-    w.study.masks.paint("left_lung", [(120, 120), (180, 120), (180, 180), (120, 180), (120, 120)], 1)
+    square = [(120, 120), (180, 120), (180, 180), (120, 180), (120, 120)]
+    w.study.masks.paint("left_lung", square, 1)
     key(w, Qt.Key.Key_G)
     click(w, 150, 150)
     assert w.study.masks["left_lung"][150, 150]

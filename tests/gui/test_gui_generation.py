@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from xraystudio.gui.app import sample_study_path
 from xraystudio.gui.engine_process import EngineProcess
 

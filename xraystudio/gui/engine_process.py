@@ -90,7 +90,7 @@ class Job:
 
     def unpack(self) -> tuple[MaskStack, XRayImage | None]:
         arrays = self.masks.take(unlink=False)
-        masks = MaskStack.from_arrays(arrays.shape[1:], dict(zip(self.layers, arrays)),
+        masks = MaskStack.from_arrays(arrays.shape[1:], dict(zip(self.layers, arrays, strict=True)),
                                       self.spacing_mm, self.nodules, layers=self.layers)
         image = self.image
         if image is not None and self.values is not None:

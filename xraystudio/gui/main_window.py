@@ -11,25 +11,42 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QDockWidget, QDoubleSpinBox, QFileDialog, QLabel,
-    QMainWindow, QMessageBox, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
 )
 
 from xraystudio import __version__
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui.canvas.tools import Tool, all_tools
 from xraystudio.gui.canvas.view import CanvasView
+from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.panels.generation import GenerationPanel, read_spec
-from xraystudio.gui.panels.layers import LayersPanel
+from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.settings import AppSettings
-from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.workers import (
-    GenerationThread, OpenedStudy, OpenThread, SegmenterCache, SegmentThread, mask_sidecar,
+    GenerationThread,
+    OpenedStudy,
+    OpenThread,
+    SegmenterCache,
+    SegmentThread,
+    mask_sidecar,
 )
 from xraystudio.image import Window
 from xraystudio.io.masks_io import load_masks, save_masks
+from xraystudio.masks import STRUCTURES
 from xraystudio.study import Study
 
 log = logging.getLogger(__name__)
@@ -44,6 +61,7 @@ MOUSE_HELP = (
     ("Left button", "Use the active tool"),
     ("Double-click (polygon)", "Close and fill the polygon"),
     ("Esc / Backspace (polygon)", "Cancel / remove the last vertex"),
+    ("Delete (nodule list)", "Delete the selected nodule"),
 )
 
 
@@ -156,8 +174,9 @@ class MainWindow(QMainWindow):
             self.tool_group.addAction(act)
             self.tool_actions[tool.name] = act
         self.layer_actions = [
-            a(f"Layer {i + 1}", lambda _=False, i=i: self.layers.set_active_index(i), str(i + 1))
-            for i in range(6)
+            a(f"Layer {i + 1}: {layer_title(name)}",
+              lambda _=False, i=i: self.layers.set_active_index(i), str(i + 1))
+            for i, name in enumerate(STRUCTURES)
         ]
 
         menu = self.menuBar()

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 from PySide6.QtGui import QImage
 
+
 @dataclasses.dataclass(eq=False)
 class ArrayImage:
     """A QImage whose pixels live in ``array`` (uint32 H x W, one ARGB word per pixel)."""

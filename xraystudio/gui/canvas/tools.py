@@ -127,7 +127,7 @@ class NoduleTool(Tool):
         x = min(max(pos.x() + self._offset[0], 0.0), w - 1.0)
         y = min(max(pos.y() + self._offset[1], 0.0), h - 1.0)
         canvas.masks.update_nodule(self._dragging, x=x, y=y)
-        canvas.nodules_moved.emit()
+        canvas.noduleDragged.emit()
 
     def release(self, canvas: CanvasView, pos: QPointF) -> None:
         if self._dragging is not None:

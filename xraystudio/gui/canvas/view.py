@@ -11,7 +11,14 @@ import math
 
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
-    QColor, QDragEnterEvent, QDropEvent, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QWheelEvent,
 )
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsScene, QGraphicsView, QWidget
 
@@ -33,7 +40,7 @@ class CanvasView(QGraphicsView):
     filesDropped = Signal(list)  # list[str]
     noduleSelected = Signal(object)  # int id or None
     edited = Signal()  # a tool finished an edit (stroke, stamp, fill)
-    nodules_moved = Signal()  # a nodule is being dragged
+    noduleDragged = Signal()  # a nodule is being dragged
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -266,8 +273,9 @@ class CanvasView(QGraphicsView):
         if self._pan_from is not None:
             delta = event.position() - self._pan_from
             self._pan_from = event.position()
-            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - round(delta.x()))
-            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - round(delta.y()))
+            h, v = self.horizontalScrollBar(), self.verticalScrollBar()
+            h.setValue(h.value() - round(delta.x()))
+            v.setValue(v.value() - round(delta.y()))
             self._fit_mode = False
         elif self._wl_from is not None:
             self._drag_window(event.position())

@@ -12,15 +12,24 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPainter, QPalette, QPixmap, QTransform, QWheelEvent
 from PySide6.QtWidgets import (
-    QCheckBox, QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QListView, QListWidget,
-    QListWidgetItem, QPushButton, QVBoxLayout, QWidget,
+    QCheckBox,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from xraystudio.gui.canvas.image_item import RadiographItem
 from xraystudio.gui.canvas.overlay import COLORS
+from xraystudio.gui.engine_process import GeneratedImage
 from xraystudio.gui.pixels import OPAQUE, grey_to_rgb32
 from xraystudio.gui.qimage import ArrayImage
-from xraystudio.gui.engine_process import GeneratedImage
 from xraystudio.io.atomic import write_text
 from xraystudio.io.images import write_png16
 
@@ -190,8 +199,8 @@ class CompareView(QWidget):
         if r is None:
             return
         if self.show_condition.isChecked():
-            self.condition.show_pixels(ArrayImage.wrap(condition_rgb(r), QImage.Format.Format_RGB32),
-                                       r.image.shape)
+            pixels = ArrayImage.wrap(condition_rgb(r), QImage.Format.Format_RGB32)
+            self.condition.show_pixels(pixels, r.image.shape)
             self.condition.caption.setText(f"{r.condition.shape[0]} channels at "
                                            f"{r.condition.shape[2]} px")
         if self.show_difference.isChecked() and self.reference is not None:
