@@ -154,7 +154,7 @@ def main() -> None:
     app = QApplication.instance() or QApplication([])
     from xraystudio.gui.main_window import MainWindow
     from xraystudio.gui.settings import AppSettings
-    from xraystudio.gui.workers import OpenedStudy
+    from xraystudio.gui.workers import OpenedStudy, Prepared
     from xraystudio.image import XRayImage
     from xraystudio.study import Study
 
@@ -166,7 +166,10 @@ def main() -> None:
     image = XRayImage(chest(SIDE), [], spacing_mm=(0.2, 0.2), spacing_source="benchmark")
     study = Study.from_image(image, "bench")
     t0 = time.perf_counter()
-    window.set_study(OpenedStudy(study, tmp / "bench.png", [], False))
+    prepared = Prepared.of(image)  # done by the opening thread in the app
+    prepare_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    window.set_study(OpenedStudy(study, tmp / "bench.png", [], False, prepared))
     app.processEvents()
     show_ms = (time.perf_counter() - t0) * 1e3
     study.masks.fill_polygon("right_lung", [(500, 600), (1300, 600), (1300, 2400), (500, 2400)])
@@ -176,7 +179,8 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "qpa": app.platformName()},
         "image": f"{SIDE} x {SIDE}",
-        "show_study_ms": round(show_ms, 1),
+        "prepare_display_off_ui_thread_ms": round(prepare_ms, 1),
+        "show_study_on_ui_thread_ms": round(show_ms, 1),
         "stroke_update": stroke_times(window, args.moves),
         "targets": {"stroke_update_ms": 16, "event_loop_stall_ms": 50},
     }

@@ -344,11 +344,13 @@ class MainWindow(QMainWindow):
             self.cancel_generation()  # its results would belong to the study being closed
         self.opened = opened
         study = opened.study if opened else None
-        self.canvas.set_study(study)
+        prepared = opened.display() if opened else None
+        self.canvas.set_study(study, prepared.lut if prepared else None)
         self.layers.set_layers(study.masks.names if study else self.layers.names())
         self.nodules.attach()
         self.strip.clear_results()
-        self.compare.set_reference(study.image.display() if study else None)
+        self.compare.set_reference(prepared.reference if prepared else None,
+                                   prepared.reference_pixels if prepared else None)
         if study is not None:
             study.masks.subscribe(self._on_masks_changed)
         self._fill_windows()

@@ -95,8 +95,8 @@ def draw_exposed(painter: QPainter, option: QStyleOptionGraphicsItem, image: QIm
 class WindowedImage:
     """The study's radiograph item plus its current window."""
 
-    def __init__(self, image: XRayImage) -> None:
-        self.lut = DisplayLUT(image)
+    def __init__(self, image: XRayImage, lut: DisplayLUT | None = None) -> None:
+        self.lut = lut or DisplayLUT(image)
         self.window = image.window
         self.item = RadiographItem(ArrayImage.wrap(self.lut.words(self.window),
                                                    QImage.Format.Format_RGB32))

@@ -22,7 +22,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsScene, QGraphicsView, QWidget
 
-from xraystudio.gui.canvas.image_item import WindowedImage
+from xraystudio.gui.canvas.image_item import DisplayLUT, WindowedImage
 from xraystudio.gui.canvas.overlay import MaskOverlayItem, OverlayStyle
 from xraystudio.gui.canvas.tools import Tool, ToolSettings
 from xraystudio.image import Window
@@ -91,8 +91,8 @@ class CanvasView(QGraphicsView):
         assert self.study is not None
         return self.study.masks
 
-    def set_study(self, study: Study | None) -> None:
-        """Show ``study`` (or nothing), fitted to the window."""
+    def set_study(self, study: Study | None, lut: DisplayLUT | None = None) -> None:
+        """Show ``study`` (or nothing), fitted to the window; ``lut`` if already computed."""
         if self.tool is not None and self.study is not None:
             self.tool.cancel(self)
         if self.overlay is not None:
@@ -112,7 +112,7 @@ class CanvasView(QGraphicsView):
             self.setSceneRect(QRectF(0, 0, 1, 1))
             self.viewport().update()
             return
-        self.image = WindowedImage(study.image)
+        self.image = WindowedImage(study.image, lut)
         self.image.item.setZValue(0)
         self.scene().addItem(self.image.item)
         self.overlay = MaskOverlayItem(study.masks, self.overlay_style)

@@ -163,8 +163,11 @@ class CompareView(QWidget):
         self.fit_button.clicked.connect(self.fit)
         self._update_visibility()
 
-    def set_reference(self, display: np.ndarray | None) -> None:
-        """The radiograph the results are compared with (display values in [0, 1])."""
+    def set_reference(self, display: np.ndarray | None, pixels: np.ndarray | None = None) -> None:
+        """The radiograph the results are compared with (display values in [0, 1]).
+
+        ``pixels`` are its RGB32 words when already computed off the UI thread.
+        """
         self.reference = display
         self.result = None
         self.save_button.setEnabled(False)
@@ -174,8 +177,9 @@ class CompareView(QWidget):
                 view.scene().removeItem(view.item)
                 view.item = None
         if display is not None:
-            self.truth.show_pixels(ArrayImage.wrap(grey_to_rgb32(display),
-                                                   QImage.Format.Format_RGB32), display.shape)
+            words = grey_to_rgb32(display) if pixels is None else pixels
+            self.truth.show_pixels(ArrayImage.wrap(words, QImage.Format.Format_RGB32),
+                                   display.shape)
             self.truth.caption.setText(f"{display.shape[1]} × {display.shape[0]} px")
             self.fit()
 
