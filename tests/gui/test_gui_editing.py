@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from conftest import SHAPE, click, drag, key, open_and_wait, to_view
 from dicom_factory import make_dicom
+from gui_helpers import SHAPE, click, drag, key, open_and_wait, to_view
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest

@@ -120,7 +120,7 @@ def test_cancel_mid_run_keeps_nothing(ready, qtbot):
 
 
 def test_opening_another_study_cancels_the_run(ready, qtbot, tmp_path):
-    from conftest import chest_png, open_and_wait
+    from gui_helpers import chest_png, open_and_wait
 
     w = ready
     w.generator.steps.setValue(400)
