@@ -202,3 +202,20 @@ def test_missing_segmenter_says_what_to_do(opened, qtbot, monkeypatch, tmp_path)
     opened.segment_anatomy()
     qtbot.waitUntil(lambda: opened._segment_thread is None, timeout=30_000)
     assert "train-segmenter" in opened.last_error.text()
+
+
+def test_engine_process_death_is_reported_and_the_next_run_works(ready, qtbot):
+    import os
+    import signal
+
+    w = ready  # with the shared engine process, which this test kills and the next run restarts
+    g = w.generator
+    g.steps.setValue(400)
+    with qtbot.waitSignal(g.progress.valueChanged, timeout=60_000):
+        g.generate.click()
+    os.kill(w.engine._proc.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: w.generation is None, timeout=30_000)
+    assert "stopped unexpectedly" in w.last_error.text()
+    g.steps.setValue(2)
+    with qtbot.waitSignal(w.strip.model().rowsInserted, timeout=60_000):
+        g.generate.click()

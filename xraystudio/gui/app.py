@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def run_app(argv: list[str]) -> int:
     """Show the main window; open the first file in ``argv`` (else the sample on first start)."""
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from xraystudio.gui.main_window import MainWindow
@@ -59,4 +61,10 @@ def run_app(argv: list[str]) -> int:
     settings.mark_started()
     if first is not None:
         window.open_file(first)
+    # Ctrl+C in the terminal closes the window like the close button (asking to save masks).
+    # Python only sees signals when it runs, so a timer hands it control a few times a second.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    wake = QTimer(interval=250)
+    wake.timeout.connect(lambda: None)
+    wake.start()
     return app.exec()
