@@ -7,7 +7,8 @@
 2. Event-loop stall: a 1 ms timer ticks on the UI thread while a generation runs in the worker;
    the longest gap between ticks is the worst freeze a user could feel (target < 50 ms). The
    first generation also loads torch and the model; that phase is reported apart from the
-   steady-state generation.
+   steady-state generation, and a third generation runs while a brush stroke is painted at
+   60 moves per second (its stroke updates are timed too).
 
     xvfb-run -a python benchmarks/brush.py [--model DIR] [--steps 30] [--moves 200]
 
@@ -109,16 +110,22 @@ def stroke_times(window, moves: int) -> dict:
 
 
 def generation_stall(window, model: str, steps: int) -> dict:
-    from PySide6.QtCore import QElapsedTimer, QTimer
+    """Event-loop gaps during generations; in the last one the user also paints a stroke."""
+    from PySide6.QtCore import QElapsedTimer, QPointF, Qt, QTimer
+    from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
     window.add_model_folder(model)
+    window.brush_size.setValue(10.0)
     g = window.generator
     g.steps.setValue(steps)
     g.n_images.setValue(1)
+    vp = window.canvas.viewport()
+    painted = PaintCounter(vp)
     results = {}
-    for phase in ("first_run_with_model_load", "warm"):
+    for phase in ("first_run_with_model_load", "warm", "warm_while_painting"):
         gaps: list[float] = []
+        strokes: list[float] = []
         clock = QElapsedTimer()
         timer = QTimer(interval=1)
 
@@ -126,18 +133,40 @@ def generation_stall(window, model: str, steps: int) -> dict:
             gaps.append(clock.restart())
 
         timer.timeout.connect(tick)
+        paint = phase == "warm_while_painting"
+        centre = vp.rect().center()
+        if paint:
+            QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
         t0 = time.perf_counter()
         window.generate()
         clock.start()
         timer.start()
+        angle = 0.0
         while window.generation is not None:
-            QApplication.processEvents()
-            time.sleep(0.0005)
+            if paint:  # one mouse move per 60 Hz frame, timed to its repaint
+                angle += 0.05
+                p = centre + QPointF(150 * np.cos(angle), 150 * np.sin(angle)).toPoint()
+                before, t_move = painted.count, time.perf_counter()
+                QTest.mouseMove(vp, p)
+                while painted.count == before and time.perf_counter() < t_move + 1.0:
+                    QApplication.processEvents()
+                strokes.append((time.perf_counter() - t_move) * 1e3)
+                end = t_move + 1 / 60
+                while time.perf_counter() < end:
+                    QApplication.processEvents()
+                    time.sleep(0.0005)
+            else:
+                QApplication.processEvents()
+                time.sleep(0.0005)
         timer.stop()
+        if paint:
+            QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p)
         results[phase] = {"seconds": round(time.perf_counter() - t0, 2),
                           "max_stall_ms": max(gaps), "ticks": len(gaps),
                           "p99_gap_ms": sorted(gaps)[int(0.99 * (len(gaps) - 1))],
                           "results": window.strip.count()}
+        if strokes:
+            results[phase]["stroke_update"] = summary(strokes)
     return results
 
 

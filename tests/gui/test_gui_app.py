@@ -31,3 +31,20 @@ def test_unknown_word_is_still_an_error(launched, capsys):
     with pytest.raises(SystemExit):
         cli.main(["inspcet"])
     assert launched == []
+
+
+def test_signal_emit_keeps_reference_counts(qapp):
+    """PySide6 6.12.0 drops a reference to True on every emit: the app aborts after a while."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    class Source(QObject):
+        moved = Signal(float, float)
+
+    source = Source()
+    source.moved.connect(lambda x, y: None)
+    before = sys.getrefcount(True), sys.getrefcount(None)
+    for _ in range(500):
+        source.moved.emit(1.0, 2.0)
+    assert (sys.getrefcount(True), sys.getrefcount(None)) == before
