@@ -150,13 +150,27 @@ def test_not_a_model_folder_is_refused(opened, tmp_path):
     assert opened.settings.model_folders == []
 
 
-def test_sample_study_comes_from_resources(monkeypatch, tmp_path):
+def test_sample_study_opens_synthetic_with_its_masks(monkeypatch, tmp_path, window, qtbot):
+    """The layout packaging/make_sample.py writes: image, <stem>_masks.npz, provenance JSON."""
+    from gui_helpers import SHAPE, chest_png
+
+    from xraystudio.io.masks_io import save_masks
+    from xraystudio.masks import MaskStack
+
     monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path))
     assert sample_study_path() is None
-    (tmp_path / "sample").mkdir()
-    (tmp_path / "sample" / "sample.masks.npz").write_bytes(b"")
-    (tmp_path / "sample" / "sample.png").write_bytes(b"")
-    assert sample_study_path() == tmp_path / "sample" / "sample.png"
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    masks = MaskStack(SHAPE)
+    masks.add_nodule(60, 100, 10)
+    save_masks(masks, sample / "synthetic_chest_masks.npz")
+    (sample / "synthetic_chest.json").write_text('{"synthetic": true}')
+    chest_png(sample / "synthetic_chest.png")
+    assert sample_study_path() == sample / "synthetic_chest.png"
+    window.open_file(sample_study_path())
+    qtbot.waitUntil(lambda: window.study is not None, timeout=10_000)
+    assert len(window.study.masks.nodules) == 1
+    assert "synthetic" in window.windowTitle() and window.synthetic_label.isVisibleTo(window)
 
 
 def test_window_opens_without_torch():

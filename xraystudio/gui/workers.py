@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------ opening
 def mask_sidecar(image_path: Path) -> Path | None:
-    """Masks saved beside a radiograph: ``<stem>.masks.npz`` or a ``<stem>.masks/`` folder."""
-    for candidate in (image_path.with_name(image_path.stem + ".masks.npz"),
-                      image_path.with_name(image_path.stem + ".masks")):
+    """Masks saved beside a radiograph: ``<stem>.masks.npz`` (what the app writes), or
+    ``<stem>_masks.npz`` (the bundled sample), or a ``<stem>.masks/`` folder of PNGs."""
+    for name in (".masks.npz", "_masks.npz", ".masks"):
+        candidate = image_path.with_name(image_path.stem + name)
         if candidate.exists():
             return candidate
     return None
