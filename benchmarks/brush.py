@@ -109,6 +109,27 @@ def stroke_times(window, moves: int) -> dict:
     return out
 
 
+def idle_gaps(seconds: float) -> dict:
+    """The same 1 ms ticker with nothing running: what the machine itself costs (other
+    processes preempting the UI thread on a busy 2-core box show up here too)."""
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    gaps: list[float] = []
+    clock = QElapsedTimer()
+    timer = QTimer(interval=1)
+    timer.timeout.connect(lambda: gaps.append(clock.restart()))
+    clock.start()
+    timer.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.0005)
+    timer.stop()
+    return {"seconds": seconds, "max_stall_ms": max(gaps), "ticks": len(gaps),
+            "p99_gap_ms": sorted(gaps)[int(0.99 * (len(gaps) - 1))]}
+
+
 def generation_stall(window, model: str, steps: int) -> dict:
     """Event-loop gaps during generations; in the last one the user also paints a stroke."""
     from PySide6.QtCore import QElapsedTimer, QPointF, Qt, QTimer
@@ -122,7 +143,7 @@ def generation_stall(window, model: str, steps: int) -> dict:
     g.n_images.setValue(1)
     vp = window.canvas.viewport()
     painted = PaintCounter(vp)
-    results = {}
+    results = {"idle_baseline": idle_gaps(3.0)}
     for phase in ("first_run_with_model_load", "warm", "warm_while_painting"):
         gaps: list[float] = []
         strokes: list[float] = []

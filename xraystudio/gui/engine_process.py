@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing as mp
+import os
 import queue
 from multiprocessing.shared_memory import SharedMemory
 
@@ -111,6 +112,8 @@ class GeneratedImage:
     pixels: np.ndarray | None = None  # grey RGB32 words of ``image``, made by the receiver
 
 
+NICENESS = 10
+
 # Events the process sends, each a tuple: ("stage", text), ("progress", Progress, preview uint8
 # or None), and one of ("done", [GeneratedImage]), ("cancelled",), ("failed", message) per job.
 TERMINAL = ("done", "cancelled", "failed")
@@ -118,6 +121,10 @@ TERMINAL = ("done", "cancelled", "failed")
 
 def serve(jobs: mp.Queue, events: mp.Queue, cancel, threads: int | None) -> None:
     """The engine process: run jobs until a None arrives."""
+    if hasattr(os, "nice"):
+        # Below the window's priority: when cores are scarce, the scheduler serves the window
+        # first; the window needs little CPU, so generation hardly slows down.
+        os.nice(NICENESS)
     engines: dict = {}
     if threads:
         import torch
