@@ -15,7 +15,7 @@ MAX_RECENT = 10
 
 
 class AppSettings:
-    """Recent files, last folder, window layout, generation defaults and the user's models."""
+    """Recent files and projects, last folder, window layout, generation defaults, models."""
 
     def __init__(self, store: QSettings | None = None) -> None:
         self.store = store if store is not None else QSettings("xraystudio", "xraystudio")
@@ -60,6 +60,18 @@ class AppSettings:
 
     def clear_recent(self) -> None:
         self._set_json("files/recent", [])
+
+    @property
+    def recent_projects(self) -> list[str]:
+        return [p for p in self._get_json("projects/recent", []) if isinstance(p, str)]
+
+    def add_recent_project(self, folder: str | Path) -> None:
+        folder = str(Path(folder).resolve())
+        items = [folder] + [p for p in self.recent_projects if p != folder]
+        self._set_json("projects/recent", items[:MAX_RECENT])
+
+    def clear_recent_projects(self) -> None:
+        self._set_json("projects/recent", [])
 
     @property
     def last_folder(self) -> str:

@@ -217,3 +217,33 @@ class SegmentThread(QThread):
         except Exception as exc:
             log.exception("segmentation failed")
             self.failed.emit(f"Segmentation failed unexpectedly: {exc}")
+
+
+# ---------------------------------------------------------- project results
+class ResultImagesThread(QThread):
+    """Reads stored result PNGs (paths taken from the project on the UI thread, so the
+    non-thread-safe Project is never touched here) and makes their display words."""
+
+    loaded = Signal(str, object, object)  # result id, float32 image in [0, 1], RGB32 words
+
+    def __init__(self, items: list[tuple[str, Path]], parent=None) -> None:
+        super().__init__(parent)
+        self.items = items
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        from PIL import Image
+
+        for rid, path in self.items:
+            if self._stop.is_set():
+                return
+            try:
+                with Image.open(path) as im:
+                    image = np.asarray(im).astype(np.float32) / np.float32(65535.0)
+            except OSError as exc:
+                log.warning("cannot read result image %s: %s", path, exc)
+                continue
+            self.loaded.emit(rid, image, grey_to_rgb32(image))

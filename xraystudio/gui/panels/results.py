@@ -253,6 +253,7 @@ class ResultsStrip(QListWidget):
         self.setFixedHeight(THUMB + 48)
         self.setSpacing(4)
         self.results: list[GeneratedImage] = []
+        self.result_ids: list[str | None] = []  # project result ids, None when not stored
         self.currentRowChanged.connect(self._on_row)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
@@ -264,9 +265,12 @@ class ResultsStrip(QListWidget):
                              "Generated images of this study appear here (Generate: Ctrl+Return)")
             painter.end()
 
-    def add(self, results: list[GeneratedImage]) -> None:
-        for r in results:
+    def add(self, results: list[GeneratedImage], ids: list[str] | None = None) -> None:
+        """Append results; ``ids`` are their project result ids when they are stored."""
+        ids = list(ids or [])
+        for i, r in enumerate(results):
             self.results.append(r)
+            self.result_ids.append(ids[i] if i < len(ids) else None)
             number = len(self.results)
             small = _thumbnail(r.image)
             item = QListWidgetItem(QIcon(QPixmap.fromImage(small)), self._label(r, number))
@@ -275,7 +279,15 @@ class ResultsStrip(QListWidget):
 
     def clear_results(self) -> None:
         self.results = []
+        self.result_ids = []
         self.clear()
+
+    def select_id(self, result_id: str) -> bool:
+        """Select the result stored as ``result_id``; False when the strip does not hold it."""
+        if result_id not in self.result_ids:
+            return False
+        self.setCurrentRow(self.result_ids.index(result_id))
+        return True
 
     @staticmethod
     def _label(r: GeneratedImage, number: int) -> str:

@@ -1,0 +1,181 @@
+"""The open project as the window sees it: one owner of the curation core's :class:`Project`.
+
+Why a controller: the core is Qt-free and not thread-safe, and several views (title, gallery,
+results strip) must follow it. This object lives on the GUI thread, re-emits the core's events
+as a Qt signal so views subscribe instead of being told, and keeps the link between the study
+on the canvas and its project record, saving mask edits a moment after they stop (a stroke
+emits many small changes; one save per pause is enough and loses at most that pause).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from xraystudio.curation.project import Project, ProjectEvent
+from xraystudio.errors import XRayStudioError
+from xraystudio.masks import MaskStack
+from xraystudio.study import Study
+
+log = logging.getLogger(__name__)
+
+#: Milliseconds without mask edits before they are written to the project.
+MASK_SAVE_DELAY_MS = 400
+
+
+class ProjectController(QObject):
+    """Holds at most one open project and the id of the study shown from it."""
+
+    changed = Signal(object)  # ProjectEvent of the core
+    projectChanged = Signal()  # opened, closed, moved: titles and lists start over
+    failed = Signal(str, str)  # title, message (e.g. an autosave that could not be written)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project: Project | None = None
+        self.study_id: str | None = None
+        self._masks: MaskStack | None = None
+        self._masks_dirty = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe_masks: Callable[[], None] | None = None
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(MASK_SAVE_DELAY_MS)
+        self._save_timer.timeout.connect(self.flush_masks)
+
+    # ------------------------------------------------------------- project
+    @property
+    def is_open(self) -> bool:
+        return self.project is not None
+
+    @property
+    def writable(self) -> bool:
+        return self.project is not None and not self.project.read_only
+
+    @property
+    def title(self) -> str:
+        if self.project is None:
+            return ""
+        return self.project.name + (" (read-only)" if self.project.read_only else "")
+
+    def set_project(self, project: Project | None) -> None:
+        """Make ``project`` the open one, closing the previous one cleanly."""
+        self.close()
+        self.project = project
+        if project is not None:
+            self._unsubscribe = project.subscribe(self._relay)
+        self.projectChanged.emit()
+
+    def close(self) -> None:
+        """Save pending mask edits and end the session (no restore offered next time)."""
+        if self.project is None:
+            return
+        self.flush_masks()
+        self.detach_study()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        project, self.project = self.project, None
+        project.close()
+        self.projectChanged.emit()
+
+    def save_as(self, folder: str | Path) -> None:
+        assert self.project is not None
+        self.flush_masks()
+        self.project.save_as(folder)
+        self.projectChanged.emit()
+
+    def _relay(self, event: ProjectEvent) -> None:
+        self.changed.emit(event)
+
+    # -------------------------------------------------------------- studies
+    def study_for(self, source: Path) -> str | None:
+        """The project's study whose source is ``source``, if it has one."""
+        if self.project is None:
+            return None
+        source = Path(source).resolve()
+        for rec in self.project.studies:
+            try:
+                if self.project.source_path(rec.id).resolve() == source:
+                    return rec.id
+            except XRayStudioError:
+                continue
+        return None
+
+    def attach_study(self, study: Study, keep_masks: bool = False) -> str | None:
+        """Link the study on the canvas to the project, adding it when new; returns its id.
+
+        A study already in the project gets the project's masks (they are the saved work),
+        unless ``keep_masks`` (masks the user just loaded), which are then saved to it.
+        """
+        self.detach_study()
+        if self.project is None or study.image.source is None:
+            return None
+        sid = self.study_for(study.image.source)
+        if sid is not None and keep_masks and self.writable:
+            self.project.update_masks(sid, study.masks)
+        elif sid is not None:
+            study.masks = self.project.load_masks(sid)
+        elif self.writable:
+            sid = self.project.add_study(study)
+        else:
+            return None
+        self.study_id = sid
+        self._masks = study.masks
+        if self.writable:
+            self._unsubscribe_masks = study.masks.subscribe(self._on_masks_edited)
+        return sid
+
+    def _on_masks_edited(self, *_: object) -> None:
+        self._masks_dirty = True
+        self._save_timer.start()
+
+    def detach_study(self) -> None:
+        self.flush_masks()
+        if self._unsubscribe_masks is not None:
+            self._unsubscribe_masks()
+            self._unsubscribe_masks = None
+        self.study_id = None
+        self._masks = None
+
+    def flush_masks(self) -> None:
+        """Write the attached study's masks now if edits are waiting."""
+        self._save_timer.stop()
+        if (not self._masks_dirty or self.project is None or self.study_id is None
+                or self._masks is None):
+            return
+        self._masks_dirty = False
+        try:
+            self.project.update_masks(self.study_id, self._masks)
+        except (XRayStudioError, OSError) as exc:
+            log.exception("autosave of masks failed")
+            self.failed.emit("Cannot save the masks to the project", str(exc))
+
+    # -------------------------------------------------------------- results
+    def add_results(self, images: list, masks: MaskStack) -> list[str]:
+        """Store generated images (GeneratedImage) of the attached study; returns their ids."""
+        if not self.writable or self.study_id is None:
+            return []
+        self.flush_masks()
+        ids = []
+        try:
+            for r in images:
+                ids.append(self.project.add_result(self.study_id, r.image, r.provenance, masks))
+        except (XRayStudioError, OSError) as exc:
+            log.exception("storing a result failed")
+            self.failed.emit("Cannot store the result in the project", str(exc))
+        return ids
+
+    def run(self, action: Callable[[Project], None]) -> bool:
+        """Apply a curation action; errors (a read-only project) become one message."""
+        if self.project is None:
+            return False
+        try:
+            action(self.project)
+        except (XRayStudioError, OSError) as exc:
+            self.failed.emit("Cannot change the project", str(exc))
+            return False
+        return True
