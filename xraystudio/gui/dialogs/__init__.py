@@ -1,0 +1,1 @@
+"""Dialogs of the window that carry their own logic (restore, export)."""
