@@ -8,6 +8,8 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -27,26 +29,32 @@ from PySide6.QtWidgets import (
 )
 
 from xraystudio import __version__
+from xraystudio.curation.project import Project, ProjectEvent
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui.canvas.tools import Tool, all_tools
 from xraystudio.gui.canvas.view import CanvasView
+from xraystudio.gui.dialogs import restore as restore_dialog
+from xraystudio.gui.dialogs.export import ExportDialog
 from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
+from xraystudio.gui.panels.gallery import GalleryPanel
 from xraystudio.gui.panels.generation import GenerationPanel, read_spec
 from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
+from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.settings import AppSettings
 from xraystudio.gui.workers import (
     GenerationThread,
     OpenedStudy,
     OpenThread,
+    ResultImagesThread,
     SegmenterCache,
     SegmentThread,
     mask_sidecar,
 )
 from xraystudio.image import Window
 from xraystudio.io.masks_io import load_masks, save_masks
-from xraystudio.masks import STRUCTURES
+from xraystudio.masks import STRUCTURES, MaskStack
 from xraystudio.study import Study
 
 log = logging.getLogger(__name__)
@@ -76,6 +84,10 @@ class MainWindow(QMainWindow):
         self._open_thread: OpenThread | None = None
         self.generation: GenerationThread | None = None
         self._generation_study: Study | None = None  # what the running generation is for
+        self._generation_masks: MaskStack | None = None  # the masks it was started from
+        self._strip_loader: ResultImagesThread | None = None
+        self.export_dialog: ExportDialog | None = None
+        self.projects = ProjectController(self)
         self.last_error: QMessageBox | None = None
         self.setWindowTitle("xraystudio")
         self.setObjectName("mainWindow")
@@ -93,10 +105,15 @@ class MainWindow(QMainWindow):
         self.nodules = NodulesPanel(self.canvas)
         self.generator = GenerationPanel()
         self.strip = ResultsStrip()
+        self.gallery = GalleryPanel(self.projects)
         self._dock("Layers", self.layers, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Nodules", self.nodules, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Generation", self.generator, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("Results", self.strip, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.gallery_dock = self._dock("Gallery", self.gallery,
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.findChild(QDockWidget, "resultsDock"), self.gallery_dock)
+        self.findChild(QDockWidget, "resultsDock").raise_()
 
         self.position = QLabel()
         self.zoom_label = QLabel()
@@ -112,6 +129,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self._set_study_enabled(False)
+        self._on_project_changed()
 
     # ------------------------------------------------------------- building
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -145,6 +163,16 @@ class MainWindow(QMainWindow):
         self.save_result_action = a("Save &result…", self.save_result, "Ctrl+Shift+S",
                                     "Save the compared result as PNG with its provenance JSON")
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.new_project_action = a("&New project…", self.choose_new_project, None,
+                                    "Create a project folder: studies, results and decisions")
+        self.open_project_action = a("Open &project…", self.choose_project, "Ctrl+Shift+O")
+        self.save_project_as_action = a("Save project &as…", self.save_project_as, None,
+                                        "Copy the project to a new folder and continue there")
+        self.close_project_action = a("&Close project", self.close_project, None)
+        self.export_action = a("&Export…", self.show_export, None,
+                               "Export the accepted results (nnU-Net, JSRT layout, DICOM)")
+        self.gallery_action = a("&Gallery", self.show_gallery, "Ctrl+G",
+                                "Review every result of the project")
         self.undo_action = a("&Undo", self.undo, "Ctrl+Z")
         self.redo_action = a("&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
         self.segment_action = a("Segment &anatomy", self.segment_anatomy, "Ctrl+Shift+A",
@@ -189,6 +217,14 @@ class MainWindow(QMainWindow):
                     self.save_masks_as_action):
             file_menu.addAction(act)
         file_menu.addSeparator()
+        file_menu.addAction(self.new_project_action)
+        file_menu.addAction(self.open_project_action)
+        self.recent_projects_menu = file_menu.addMenu("Recent projec&ts")
+        self.recent_projects_menu.aboutToShow.connect(self._fill_recent_projects)
+        file_menu.addAction(self.save_project_as_action)
+        file_menu.addAction(self.close_project_action)
+        file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.save_result_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -199,7 +235,7 @@ class MainWindow(QMainWindow):
         view_menu = menu.addMenu("&View")
         for act in (self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action,
                     None, self.masks_action, self.outline_action, None, self.edit_tab_action,
-                    self.compare_tab_action):
+                    self.compare_tab_action, self.gallery_action):
             view_menu.addAction(act) if act else view_menu.addSeparator()
         view_menu.addSeparator()
         for dock in self.findChildren(QDockWidget):
@@ -262,6 +298,10 @@ class MainWindow(QMainWindow):
         self.generator.addModelRequested.connect(self.add_model)
         self.strip.resultChosen.connect(self._compare_result)
         self.compare.save_button.clicked.connect(self.save_result)
+        self.projects.projectChanged.connect(self._on_project_changed)
+        self.projects.changed.connect(self._on_project_event)
+        self.projects.failed.connect(self.show_error)
+        self.gallery.resultSelected.connect(self._show_project_result)
 
     # ------------------------------------------------------------- settings
     def _restore_settings(self) -> None:
@@ -329,7 +369,7 @@ class MainWindow(QMainWindow):
     def _on_opened(self, opened: OpenedStudy) -> None:
         self._open_thread = None
         self.settings.add_recent(opened.path)
-        self.set_study(opened)
+        self.set_study(opened, from_file=True)
         note = "; ".join(opened.notes)
         self.statusBar().showMessage(f"Opened {opened.path.name}" + (f" ({note})" if note else ""),
                                      8000)
@@ -339,11 +379,20 @@ class MainWindow(QMainWindow):
         self.statusBar().clearMessage()
         self.show_error("Cannot open the file", message)
 
-    def set_study(self, opened: OpenedStudy | None) -> None:
+    def set_study(self, opened: OpenedStudy | None, from_file: bool = False) -> None:
+        """Show ``opened``; with a project open it becomes (or is found as) a project study:
+        fresh from its file it takes the project's masks, otherwise its masks are saved."""
         if self.generation is not None:
             self.cancel_generation()  # its results would belong to the study being closed
         self.opened = opened
         study = opened.study if opened else None
+        if study is None:
+            self.projects.detach_study()
+        else:
+            try:
+                self.projects.attach_study(study, keep_masks=not from_file)
+            except (XRayStudioError, OSError) as exc:
+                self.show_error("Cannot add the study to the project", str(exc))
         prepared = opened.display() if opened else None
         self.canvas.set_study(study, prepared.lut if prepared else None)
         self.layers.set_layers(study.masks.names if study else self.layers.names())
@@ -351,24 +400,35 @@ class MainWindow(QMainWindow):
         self.strip.clear_results()
         self.compare.set_reference(prepared.reference if prepared else None,
                                    prepared.reference_pixels if prepared else None)
+        self._load_project_results()
         if study is not None:
             study.masks.subscribe(self._on_masks_changed)
         self._fill_windows()
         self._update_undo()
         self._set_study_enabled(study is not None)
-        synthetic = bool(opened and opened.synthetic)
-        self.synthetic_label.setVisible(synthetic)
-        # "[*]" is where Qt shows the unsaved-changes mark (setWindowModified).
-        title = f"{study.name}[*] — xraystudio" if study else "xraystudio"
-        self.setWindowTitle(title + (" (synthetic)" if synthetic else ""))
+        self.synthetic_label.setVisible(bool(opened and opened.synthetic))
+        self._update_title()
         self.setWindowModified(False)
+
+    def _update_title(self) -> None:
+        study = self.study
+        # "[*]" is where Qt shows the unsaved-changes mark (setWindowModified).
+        parts = [f"{study.name}[*]"] if study else []
+        if self.projects.is_open:
+            parts.append(f"project {self.projects.title}")
+        title = " — ".join(parts + ["xraystudio"])
+        if self.opened is not None and self.opened.synthetic:
+            title += " (synthetic)"
+        self.setWindowTitle(title)
 
     def _on_masks_changed(self, layer: str, rect) -> None:
         self._update_undo()
-        self.setWindowModified(True)
+        # A project study is saved to the project after each change: nothing is left unsaved.
+        self.setWindowModified(self.projects.study_id is None or not self.projects.writable)
 
     def maybe_save(self) -> bool:
         """Offer to save changed masks before they are closed; False means: do not close."""
+        self.projects.flush_masks()
         if self.study is None or not self.isWindowModified():
             return True
         answer = QMessageBox.question(
@@ -576,7 +636,8 @@ class MainWindow(QMainWindow):
         if study is None or self.generation is not None:
             return
         self.settings.generation = self.generator.saved_state()
-        thread = GenerationThread(self.engine, self.generator.model_ref(), study.masks.copy(),
+        self._generation_masks = study.masks.copy()
+        thread = GenerationThread(self.engine, self.generator.model_ref(), self._generation_masks,
                                   study.image, self.generator.params(), parent=self)
         self._generation_study = study
         thread.stage.connect(self.generator.show_stage)
@@ -600,7 +661,8 @@ class MainWindow(QMainWindow):
         if self._generation_study is not self.study:
             return  # made for a study that has been closed since
         first_new = len(self.strip.results)
-        self.strip.add(results)
+        ids = self.projects.add_results(results, self._generation_masks)
+        self.strip.add(results, ids)
         self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
         if self.compare.result is None or self.tabs.currentIndex() == 1:
             self.strip.setCurrentRow(first_new)
@@ -636,6 +698,174 @@ class MainWindow(QMainWindow):
                 self.show_error("Cannot save the result", str(exc))
                 return
             self.statusBar().showMessage(f"Saved {png.name} and {meta.name}", 5000)
+
+    # ------------------------------------------------------------- projects
+    def choose_new_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "New project: choose a new, empty folder", self.settings.last_folder)
+        if folder:
+            self.new_project(folder)
+
+    def new_project(self, folder: str | Path) -> bool:
+        """Create a project in ``folder``; the radiograph on the canvas becomes its first study."""
+        try:
+            project = Project.create(folder)
+        except (XRayStudioError, OSError) as exc:
+            self.show_error("Cannot create the project", str(exc))
+            return False
+        self._use_project(project, adopt_open_study=True)
+        return True
+
+    def choose_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a project folder",
+                                                  self.settings.last_folder)
+        if folder:
+            self.open_project(folder)
+
+    def open_project(self, folder: str | Path) -> bool:
+        """Open a project (offering to restore one not closed cleanly) and its latest study."""
+        folder = Path(folder)
+        try:
+            project = Project.open(folder)
+        except (XRayStudioError, OSError) as exc:
+            self.show_error("Cannot open the project", str(exc))
+            return False
+        if project.needs_restore:
+            choice = restore_dialog.ask_restore(self, folder, project.recovery)
+            try:
+                if choice is restore_dialog.RestoreChoice.RESTORE:
+                    project.restore()
+                elif choice is restore_dialog.RestoreChoice.READ_ONLY:
+                    # The writable one is dropped unclosed: the crash mark stays for next time.
+                    project = Project.open(folder, read_only=True)
+                else:
+                    return False
+            except (XRayStudioError, OSError) as exc:
+                self.show_error("Cannot restore the project", str(exc))
+                return False
+        self._use_project(project, adopt_open_study=False)
+        if project.studies:
+            try:
+                self.open_file(project.source_path(project.studies[-1].id))
+            except XRayStudioError as exc:
+                self.show_error("Source file missing", str(exc))
+        return True
+
+    def _use_project(self, project: Project, adopt_open_study: bool) -> None:
+        """Make ``project`` current; a new project adopts the radiograph on the canvas, an
+        opened one starts from its own studies."""
+        self.projects.set_project(project)
+        self.settings.add_recent_project(project.folder)
+        self.settings.last_folder = str(project.folder.parent)
+        if self.opened is not None:
+            self.set_study(self.opened if adopt_open_study else None)
+        self.statusBar().showMessage(f"Project {project.name} at {project.folder}", 8000)
+
+    def save_project_as(self) -> None:
+        if not self.projects.writable:
+            return
+        folder, _ = QFileDialog.getSaveFileName(self, "Save the project as (a new folder)",
+                                                self.settings.last_folder)
+        if folder:
+            try:
+                self.projects.save_as(folder)
+            except (XRayStudioError, OSError) as exc:
+                self.show_error("Cannot save the project", str(exc))
+                return
+            self.settings.add_recent_project(folder)
+
+    def close_project(self) -> None:
+        self.projects.close()
+
+    def _fill_recent_projects(self) -> None:
+        menu = self.recent_projects_menu
+        menu.clear()
+        recent = self.settings.recent_projects
+        for folder in recent:
+            menu.addAction(Path(folder).name, lambda f=folder: self.open_project(f)) \
+                .setToolTip(folder)
+        if recent:
+            menu.addSeparator()
+            menu.addAction("Clear list", self.settings.clear_recent_projects)
+        else:
+            menu.addAction("No recent projects").setEnabled(False)
+
+    def _on_project_changed(self) -> None:
+        is_open = self.projects.is_open
+        self.save_project_as_action.setEnabled(self.projects.writable)
+        self.close_project_action.setEnabled(is_open)
+        self.export_action.setEnabled(is_open)
+        self._update_title()
+
+    def _on_project_event(self, event: ProjectEvent) -> None:
+        if event.kind == "moved":
+            self._update_title()
+
+    def _load_project_results(self) -> None:
+        """Fill the strip with the study's stored results, read in the background."""
+        if self._strip_loader is not None:
+            self._strip_loader.stop()
+            self._strip_loader.loaded.disconnect(self._on_project_result_loaded)
+            self._strip_loader = None
+        sid, project = self.projects.study_id, self.projects.project
+        if sid is None or project is None:
+            return
+        items = [(r.id, project.result_path(r.id)) for r in project.results(study=sid)]
+        if not items:
+            return
+        thread = ResultImagesThread(items, self)
+        thread.loaded.connect(self._on_project_result_loaded)
+        thread.finished.connect(lambda: self._strip_loader_done(thread))
+        self._strip_loader = thread
+        thread.start()
+
+    def _strip_loader_done(self, thread: ResultImagesThread) -> None:
+        if self._strip_loader is thread:
+            self._strip_loader = None
+        thread.deleteLater()
+
+    def _on_project_result_loaded(self, rid: str, image: np.ndarray, pixels: np.ndarray) -> None:
+        project = self.projects.project
+        if project is None or rid in self.strip.result_ids:
+            return
+        rec = project.result(rid)
+        if rec.study_id != self.projects.study_id or image.shape != (self.study.shape
+                                                                    if self.study else None):
+            return
+        result = GeneratedImage(image=image, condition=np.zeros((0, 1, 1), np.float32), layers=[],
+                                seed=int(rec.parameters.get("seed") or 0),
+                                metrics=dict(rec.provenance.get("metrics") or {}),
+                                provenance=rec.provenance, pixels=pixels)
+        self.strip.add([result], [rid])
+        if self.compare.result is None:
+            self.strip.setCurrentRow(0)
+
+    def _show_project_result(self, rid: str) -> None:
+        """A result chosen in the gallery is compared when it belongs to the open study."""
+        if self.strip.select_id(rid):
+            return
+        project = self.projects.project
+        if project is not None and self.projects.study_id is not None:
+            if project.result(rid).study_id != self.projects.study_id:
+                self.statusBar().showMessage(
+                    f"{rid} belongs to study {project.result(rid).study_id}; open it to compare",
+                    5000)
+
+    def show_gallery(self) -> None:
+        self.gallery_dock.show()
+        self.gallery_dock.raise_()
+        self.gallery.list.setFocus()
+
+    def show_export(self) -> ExportDialog | None:
+        """The Export… dialog (non-modal, so the window stays usable while it runs)."""
+        project = self.projects.project
+        if project is None:
+            return None
+        if self.export_dialog is None or self.export_dialog.thread is None:
+            self.projects.flush_masks()
+            self.export_dialog = ExportDialog(project.folder, self.settings.last_folder, self)
+        self.export_dialog.open()
+        return self.export_dialog
 
     # ---------------------------------------------------------------- help
     def show_error(self, title: str, text: str) -> None:
@@ -683,9 +913,17 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.save_settings()
+        self.gallery.shutdown()
+        if self._strip_loader is not None:
+            self._strip_loader.stop()
+            self._strip_loader.wait(5000)
+        if self.export_dialog is not None and self.export_dialog.thread is not None:
+            self.export_dialog.thread.cancel()
+            self.export_dialog.thread.wait(30_000)
         if self.generation is not None:
             self.generation.cancel()
             self.generation.wait(10_000)
+        self.projects.close()
         self.engine.close()
         for thread in (self._open_thread, self._segment_thread):
             if thread is not None:
