@@ -123,6 +123,11 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     gallery.starred_filter.setChecked(True)
     assert gallery.list.count() == 1 and gallery.current_id() == records[2].id
     gallery.starred_filter.setChecked(False)
+    gallery.parameters_filter.setText(f"seed={records[1].parameters['seed']}, steps=2")
+    gallery.refresh()
+    assert gallery.list.count() == 1 and gallery.current_id() == records[1].id
+    gallery.parameters_filter.clear()
+    gallery.refresh()
 
     # close and reopen: masks, results and decisions are back
     w.close_project()
@@ -149,6 +154,15 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
         qtbot.waitUntil(lambda d=dialog: d.thread is None, timeout=30_000)
         assert dialog.error is None and dialog.result_path == out
         assert len(asked) == attempt
+    # a cancelled export leaves nothing behind
+    cancelled_out = tmp_path / "cancelled"
+    dialog = w.show_export()
+    dialog.out.setText(str(cancelled_out))
+    dialog.start()
+    dialog.cancel()
+    qtbot.waitUntil(lambda: dialog.thread is None, timeout=30_000)
+    assert dialog.result_path is None and "Cancelled" in dialog.status.text()
+    assert not cancelled_out.exists()
     assert (out / "dataset.json").is_file()
     assert sorted(p.name for p in (out / "imagesTr").iterdir()) == ["case_0001_0000.png"]
     assert (out / "labelsTr" / "case_0001.png").is_file()

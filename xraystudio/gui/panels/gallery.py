@@ -49,6 +49,21 @@ TINTS = {"accepted": QColor(46, 160, 67, 90), "rejected": QColor(218, 54, 51, 90
 ANY = "Any"
 
 
+def parse_parameters(text: str) -> dict[str, object]:
+    """``"steps=20, scheduler=ddim"`` as {"steps": 20, "scheduler": "ddim"}: values are read
+    as JSON where they can be (numbers, true/false), else kept as text."""
+    wanted: dict[str, object] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            continue
+        try:
+            wanted[key.strip()] = json.loads(value.strip())
+        except ValueError:
+            wanted[key.strip()] = value.strip()
+    return wanted
+
+
 def badge_text(rec: ResultRecord) -> str:
     """The item label: decision and star badges, id and seed."""
     seed = rec.parameters.get("seed")
@@ -106,12 +121,16 @@ class GalleryPanel(QWidget):
             self.decision_filter.addItem(label, value)
         self.model_filter = QComboBox()
         self.starred_filter = QCheckBox("Starred only")
+        self.parameters_filter = QLineEdit()
+        self.parameters_filter.setPlaceholderText("Parameters, e.g. steps=20, scheduler=ddim")
+        self.parameters_filter.setClearButtonEnabled(True)
         self.count_label = QLabel()
         filters = QHBoxLayout()
         for text, widget in (("Study", self.study_filter), ("Decision", self.decision_filter),
                              ("Model", self.model_filter)):
             filters.addWidget(QLabel(text))
             filters.addWidget(widget)
+        filters.addWidget(self.parameters_filter, 1)
         filters.addWidget(self.starred_filter)
         filters.addStretch(1)
         filters.addWidget(self.count_label)
@@ -154,6 +173,7 @@ class GalleryPanel(QWidget):
         for combo in (self.study_filter, self.decision_filter, self.model_filter):
             combo.activated.connect(lambda _=0: self.refresh())
         self.starred_filter.toggled.connect(lambda _=False: self.refresh())
+        self.parameters_filter.editingFinished.connect(self.refresh)
         self.list.currentItemChanged.connect(self._on_current)
         self.list.keyAction.connect(self.review)
         self.note_edit.returnPressed.connect(self._keep_note)
@@ -189,7 +209,8 @@ class GalleryPanel(QWidget):
         starred = True if self.starred_filter.isChecked() else None
         return {"study": self.study_filter.currentData(),
                 "decision": self.decision_filter.currentData(),
-                "model": self.model_filter.currentData(), "starred": starred}
+                "model": self.model_filter.currentData(), "starred": starred,
+                "parameters": parse_parameters(self.parameters_filter.text()) or None}
 
     def refresh(self) -> None:
         """Rebuild the list for the current filters, keeping the selection when it still shows."""
