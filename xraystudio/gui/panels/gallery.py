@@ -354,10 +354,11 @@ class GalleryPanel(QWidget):
         else:
             self.preview.setText("Loading…")
         params = {k: v for k, v in rec.parameters.items() if v is not None}
+        metrics = rec.provenance.get("metrics") or {}
         self.info.setText(
             f"<b>{rec.id}</b> · study {rec.study_id} · model {rec.model or '?'} · "
             f"{BADGES[rec.decision]}{' · ★' if rec.starred else ''}<br>"
-            f"{metrics_text(rec.provenance.get('metrics') or {})}<br>"
+            f"{metrics_text(metrics) if metrics else 'No metrics recorded'}<br>"
             f"<small>{json.dumps(params, default=str)}</small>")
         if not self.note_edit.hasFocus():
             self.note_edit.setText(rec.note)
