@@ -139,6 +139,9 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     reopened = w.projects.project
     assert [r.decision for r in reopened.results()] == ["accepted", "rejected", "none"]
     qtbot.waitUntil(lambda: w.gallery.list.count() == 3, timeout=5000)
+    # opening it again from the recent list is not mistaken for a crash
+    monkeypatch.setattr(restore_dialog, "ask_restore", lambda *a: pytest.fail("asked"))
+    assert w.open_project(folder) and w.projects.project is reopened
 
     # export from the dialog; an existing output is replaced only after confirming
     out = tmp_path / "export"
@@ -223,3 +226,20 @@ def test_export_failure_is_a_dialog(window, qtbot, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: dialog.thread is None, timeout=10_000)
     assert dialog.error and "no accepted results" in dialog.error and shown
     assert not (tmp_path / "out").exists()
+
+
+def test_restore_box_names_what_was_found(qtbot, tmp_path, monkeypatch):
+    folder, stray = crashed_project(tmp_path)
+    project = Project.open(folder)
+    seen = []
+
+    def click_read_only(box):
+        seen.append(box.text() + box.informativeText())
+        next(b for b in box.buttons() if b.text() == "Open read-only").click()
+
+    monkeypatch.setattr(QMessageBox, "exec", click_read_only)
+    choice = restore_dialog.ask_restore(None, folder, project.recovery)
+    assert choice is RestoreChoice.READ_ONLY
+    assert "did not close cleanly" in seen[0] and "Restore?" in seen[0]
+    assert "r00009.png" in seen[0] and "added result r00001" in seen[0]
+    project.close()

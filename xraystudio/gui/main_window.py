@@ -725,6 +725,9 @@ class MainWindow(QMainWindow):
     def open_project(self, folder: str | Path) -> bool:
         """Open a project (offering to restore one not closed cleanly) and its latest study."""
         folder = Path(folder)
+        current = self.projects.project
+        if current is not None and current.folder == folder.absolute():
+            return True  # reopening it here would take our own session for a crash
         try:
             project = Project.open(folder)
         except (XRayStudioError, OSError) as exc:
