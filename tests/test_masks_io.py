@@ -180,3 +180,16 @@ def test_resize_keeps_thin_structures_and_scales_geometry():
     big = resize_masks(small, (100, 120))
     assert big.nodules[0].x == pytest.approx(59.5) and big.spacing_mm == pytest.approx((0.2, 0.25))
     assert not small.can_undo
+
+
+def test_atomic_writes_have_ordinary_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    from xraystudio.io.atomic import write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
