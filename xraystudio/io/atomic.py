@@ -17,12 +17,6 @@ from pathlib import Path
 from typing import IO
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, else it vanishes.
@@ -34,7 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     # mkstemp makes the file private (0600); a saved image or model is an ordinary file.
-    os.fchmod(fd, 0o666 & ~_umask())
+    os.fchmod(fd, 0o644)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
