@@ -135,7 +135,7 @@ def test_dicom_export_is_deidentified_and_references_are_valid(
         assert sc.pixel_array.dtype == np.uint16 and sc.pixel_array.shape == (64, 48)
         for file in (path, path.with_name(path.name.replace("_sc", "_seg"))):
             data = file.read_bytes()
-            assert b"Test^Patient" not in data and b"T123" not in data and b"1960" not in data
+            assert b"Test^Patient" not in data and b"T123" not in data and b"19600101" not in data
             assert b"Test_Patient" not in data
         ref = seg.ReferencedSeriesSequence[0]
         assert ref.SeriesInstanceUID == sc.SeriesInstanceUID
