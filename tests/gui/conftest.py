@@ -21,7 +21,11 @@ from xraystudio.gui.settings import AppSettings  # noqa: E402
 
 @pytest.fixture
 def settings(tmp_path: Path) -> AppSettings:
-    return AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    s = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    # Automatic segmentation would edit the masks of every opened file a moment later;
+    # test_gui_autosegment.py turns it on where it is the subject.
+    s.auto_segment = False
+    return s
 
 
 @pytest.fixture

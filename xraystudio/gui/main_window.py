@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -54,7 +54,7 @@ from xraystudio.gui.workers import (
 )
 from xraystudio.image import Window
 from xraystudio.io.masks_io import load_masks, save_masks
-from xraystudio.masks import STRUCTURES, MaskStack
+from xraystudio.masks import ANATOMY, STRUCTURES, MaskStack
 from xraystudio.study import Study
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self.engine = EngineProcess()
         self.segmenters = SegmenterCache()
         self._segment_thread: SegmentThread | None = None
+        self._segment_queued: tuple[Study, bool] | None = None  # (study, automatic) to run next
         self.opened: OpenedStudy | None = None
         self._open_thread: OpenThread | None = None
         self.generation: GenerationThread | None = None
@@ -175,8 +176,14 @@ class MainWindow(QMainWindow):
                                 "Review every result of the project")
         self.undo_action = a("&Undo", self.undo, "Ctrl+Z")
         self.redo_action = a("&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
-        self.segment_action = a("Segment &anatomy", self.segment_anatomy, "Ctrl+Shift+A",
+        self.segment_action = a("Segment &anatomy", lambda: self.segment_anatomy(),
+                                "Ctrl+Shift+A",
                                 "Replace the anatomy layers with the automatic segmentation")
+        self.auto_segment_action = a("Segment anatomy automatically after opening",
+                                     self._set_auto_segment, None,
+                                     "Segment a radiograph opened without masks in the background")
+        self.auto_segment_action.setCheckable(True)
+        self.auto_segment_action.setChecked(self.settings.auto_segment)
         self.smaller_action = a("Smaller brush", lambda: self.step_brush(1 / 1.25), "[")
         self.bigger_action = a("Bigger brush", lambda: self.step_brush(1.25), "]")
         self.fit_action = a("&Fit to window", self.canvas.fit, "F")
@@ -246,6 +253,8 @@ class MainWindow(QMainWindow):
         tools_menu.addSeparator()
         for act in self.layer_actions:
             tools_menu.addAction(act)
+        tools_menu.addSeparator()
+        tools_menu.addAction(self.auto_segment_action)
         gen_menu = menu.addMenu("&Generate")
         gen_menu.addAction(self.generate_action)
         gen_menu.addAction(self.cancel_action)
@@ -369,10 +378,17 @@ class MainWindow(QMainWindow):
     def _on_opened(self, opened: OpenedStudy) -> None:
         self._open_thread = None
         self.settings.add_recent(opened.path)
+        source = opened.study.image.source
+        in_project = source is not None and self.projects.study_for(source) is not None
         self.set_study(opened, from_file=True)
         note = "; ".join(opened.notes)
         self.statusBar().showMessage(f"Opened {opened.path.name}" + (f" ({note})" if note else ""),
                                      8000)
+        if (self.settings.auto_segment and opened.masks_from is None and not in_project
+                and self.study is not None
+                and not any(self.study.masks[name].any() for name in ANATOMY
+                            if name in self.study.masks)):
+            self.segment_anatomy(automatic=True)
 
     def _on_open_failed(self, path: Path, message: str) -> None:
         self._open_thread = None
@@ -525,30 +541,80 @@ class MainWindow(QMainWindow):
         self.tool_actions[tool.name].setChecked(True)
         self.statusBar().showMessage(f"{tool.name}: {tool.help}", 4000)
 
-    def segment_anatomy(self) -> None:
-        """Segment the anatomy in the background; the result is one undoable edit."""
-        if self.study is None or self._segment_thread is not None:
+    def _set_auto_segment(self, on: bool) -> None:
+        self.settings.auto_segment = on
+        self.settings.sync()
+
+    def segment_anatomy(self, automatic: bool = False) -> None:
+        """Segment the anatomy in the background; the result is one undoable edit.
+
+        The manual action (Ctrl+Shift+A) replaces all five anatomy layers. The automatic run,
+        started when a radiograph without masks of its own is opened, never overwrites the
+        user: if they began painting before the result arrived, only the anatomy layers that
+        are still empty are filled (in one undo step) and the status bar names the layers that
+        were kept; if every layer has been painted, nothing is applied and the status bar says
+        so. A result for a study that is no longer shown (another file was opened, or masks
+        were loaded) is discarded. A missing model is a status-bar note, not a dialog, in the
+        automatic case. A result arriving mid-stroke waits until the stroke is finished.
+        """
+        if self.study is None:
+            return
+        if self._segment_thread is not None:
+            # One segmentation at a time; the newest request runs when this one finishes.
+            self._segment_queued = (self.study, automatic)
             return
         self.statusBar().showMessage("Segmenting the anatomy…")
-        thread = SegmentThread(self.segmenters, self.study.image.display(), self)
+        assert self.opened is not None
+        display = self.opened.display().reference  # computed off the UI thread at opening
+        thread = SegmentThread(self.segmenters, display, self)
         study = self.study
 
         def apply(masks: dict) -> None:
             if self.study is not study:
-                return  # another study was opened meanwhile
+                log.info("discarded the segmentation of %s: another study is open", study.name)
+                return
+            if study.masks.in_step:  # the user is in the middle of a stroke: let it finish
+                QTimer.singleShot(100, lambda: apply(masks))
+                return
+            names = [n for n in masks if n in study.masks]
+            kept: list[str] = []
+            if automatic:
+                kept = [n for n in names if study.masks[n].any()]
+                names = [n for n in names if n not in kept]
+                if not names:
+                    self.statusBar().showMessage(
+                        "Automatic segmentation not applied: every anatomy layer was already "
+                        "painted", 8000)
+                    return
             study.masks.begin("Segment anatomy")
-            for name, mask in masks.items():
-                study.masks.set_layer(name, mask)
-            study.masks.commit()
+            try:
+                for name in names:
+                    study.masks.set_layer(name, masks[name])
+            finally:
+                study.masks.commit()
             self._update_undo()
-            self.statusBar().showMessage("Anatomy segmented (Ctrl+Z undoes it)", 5000)
+            message = ("Anatomy segmented automatically" if automatic
+                       else "Anatomy segmented") + " (Ctrl+Z undoes it)"
+            if kept:
+                message += "; kept your painting of " + ", ".join(layer_title(n) for n in kept)
+            self.statusBar().showMessage(message, 8000)
+
+        def failed(message: str) -> None:
+            if automatic:
+                if self.study is study:
+                    self.statusBar().showMessage(f"No automatic segmentation: {message}", 15000)
+            else:
+                self.show_error("Cannot segment", message)
 
         def done() -> None:
             self._segment_thread = None
             thread.deleteLater()
+            queued, self._segment_queued = self._segment_queued, None
+            if queued is not None and queued[0] is self.study:
+                self.segment_anatomy(automatic=queued[1])
 
         thread.segmented.connect(apply)
-        thread.failed.connect(lambda message: self.show_error("Cannot segment", message))
+        thread.failed.connect(failed)
         thread.finished.connect(done)
         self._segment_thread = thread
         thread.start()

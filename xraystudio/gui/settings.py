@@ -119,3 +119,13 @@ class AppSettings:
     @editing.setter
     def editing(self, values: dict) -> None:
         self._set_json("editing/state", values)
+
+    # ----------------------------------------------------------- segmentation
+    @property
+    def auto_segment(self) -> bool:
+        """Segment the anatomy of a radiograph opened without masks (on unless turned off)."""
+        return self._get_str("segmentation/auto", "1") not in ("0", "false", "False")
+
+    @auto_segment.setter
+    def auto_segment(self, on: bool) -> None:
+        self.store.setValue("segmentation/auto", "1" if on else "0")

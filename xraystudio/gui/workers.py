@@ -65,6 +65,7 @@ class OpenedStudy:
     notes: list[str]
     synthetic: bool  # a generated image (its provenance JSON beside it says so)
     prepared: Prepared | None = None  # made on demand when not made by the opening thread
+    masks_from: Path | None = None  # the masks file or folder read beside it, if any
 
     def display(self) -> Prepared:
         if self.prepared is None:
@@ -84,7 +85,8 @@ def open_study(path: str | os.PathLike) -> OpenedStudy:
         notes.append(f"masks loaded from {sidecar.name}")
     if study.image.spacing_source == "default":
         notes.append(f"the file has no pixel spacing; assuming {study.spacing_mm[0]:g} mm")
-    return OpenedStudy(study, path, notes, _is_synthetic(path), Prepared.of(study.image))
+    return OpenedStudy(study, path, notes, _is_synthetic(path), Prepared.of(study.image),
+                       masks_from=sidecar)
 
 
 def _is_synthetic(path: Path) -> bool:

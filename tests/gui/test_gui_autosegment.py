@@ -1,0 +1,157 @@
+"""Automatic anatomy segmentation after opening a radiograph without masks (issue 5)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dicom_factory import make_dicom
+from gui_helpers import chest_png, open_and_wait
+from PySide6.QtCore import QSettings
+
+from xraystudio.gui.settings import AppSettings
+from xraystudio.io.masks_io import save_masks
+from xraystudio.masks import ANATOMY, MaskStack
+from xraystudio.segmentation.segmenter import Segmenter
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> AppSettings:
+    """As the user gets it: automatic segmentation on (conftest turns it off elsewhere)."""
+    s = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    assert s.auto_segment  # the default
+    return s
+
+
+class FakeSegmenter:
+    """Each structure gets a block of its own; ``gate`` (if set) holds the first call back."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.gate = gate
+        self.calls = 0
+
+    def segment(self, display: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls += 1
+        if self.gate is not None and self.calls == 1:
+            assert self.gate.wait(20)
+        h, w = display.shape
+        out = {}
+        for i, name in enumerate(ANATOMY):
+            m = np.zeros((h, w), bool)
+            m[h * i // 6: h * (i + 1) // 6, w // 10: w // 3] = True  # rows of their own
+            out[name] = m
+        return out
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeSegmenter:
+    seg = FakeSegmenter()
+    monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, *a, **k: seg))
+    return seg
+
+
+def anatomy_filled(window) -> list[str]:
+    masks = window.study.masks
+    return [n for n in ANATOMY if masks[n].any()]
+
+
+def wait_segmented(qtbot, window, timeout=30_000) -> None:
+    qtbot.waitUntil(lambda: window._segment_thread is None and window.study is not None
+                    and bool(anatomy_filled(window)), timeout=timeout)
+
+
+def test_real_model_fills_the_anatomy_and_one_undo_clears_it(qtbot, window, tmp_path):
+    open_and_wait(qtbot, window, chest_png(tmp_path / "chest.png"))
+    wait_segmented(qtbot, window)
+    qtbot.waitUntil(lambda: window._segment_thread is None)
+    assert set(anatomy_filled(window)) >= {"right_lung", "left_lung"}
+    assert window.study.masks.undo_label == "Segment anatomy"
+    assert "Ctrl+Z" in window.statusBar().currentMessage()
+    window.undo_action.trigger()
+    assert anatomy_filled(window) == []
+    assert not window.study.masks.can_undo
+
+
+def test_dicom_is_segmented_in_the_background(qtbot, window, tmp_path, fake):
+    open_and_wait(qtbot, window, make_dicom(tmp_path / "chest.dcm"))
+    wait_segmented(qtbot, window)
+    assert anatomy_filled(window) == list(ANATOMY)
+    window.undo()
+    assert anatomy_filled(window) == []
+
+
+def test_setting_off_does_nothing_and_persists(qtbot, window, settings, tmp_path, fake):
+    assert window.auto_segment_action.isChecked()
+    window.auto_segment_action.trigger()  # the Tools menu checkbox
+    assert not settings.auto_segment
+    again = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    assert not again.auto_segment
+    open_and_wait(qtbot, window, chest_png(tmp_path / "chest.png"))
+    assert window._segment_thread is None
+    qtbot.wait(200)
+    assert fake.calls == 0
+    assert anatomy_filled(window) == []
+    assert not window.study.masks.can_undo
+
+
+def test_masks_beside_the_file_are_not_resegmented(qtbot, window, tmp_path, fake):
+    path = chest_png(tmp_path / "chest.png")
+    stack = MaskStack((240, 200), (0.15, 0.15))
+    stack.set_layer("heart", np.pad(np.ones((20, 20), bool), ((100, 120), (90, 90))))
+    save_masks(stack, tmp_path / "chest.masks.npz")
+    open_and_wait(qtbot, window, path)
+    assert window._segment_thread is None
+    qtbot.wait(200)
+    assert fake.calls == 0
+    assert anatomy_filled(window) == ["heart"]
+
+
+def test_stale_result_is_discarded_when_another_file_is_opened(qtbot, window, tmp_path,
+                                                               monkeypatch):
+    gate = threading.Event()
+    seg = FakeSegmenter(gate)
+    monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, *a, **k: seg))
+    open_and_wait(qtbot, window, chest_png(tmp_path / "a.png"))
+    first = window.study
+    assert window._segment_thread is not None  # held at the gate
+    open_and_wait(qtbot, window, chest_png(tmp_path / "b.png"))
+    second = window.study
+    assert second is not first
+    gate.set()
+    wait_segmented(qtbot, window)
+    qtbot.waitUntil(lambda: window._segment_thread is None)
+    assert seg.calls == 2  # the second study got its own run once the first finished
+    assert not any(first.masks[n].any() for n in ANATOMY)
+    assert not first.masks.can_undo
+    assert anatomy_filled(window) == list(ANATOMY)
+
+
+def test_painting_before_the_result_is_kept(qtbot, window, tmp_path, monkeypatch):
+    gate = threading.Event()
+    seg = FakeSegmenter(gate)
+    monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, *a, **k: seg))
+    open_and_wait(qtbot, window, chest_png(tmp_path / "a.png"))
+    masks = window.study.masks
+    masks.begin("Brush")
+    masks.paint("left_lung", [(150.0, 150.0)], 3.0)
+    masks.commit()
+    painted = masks["left_lung"].copy()
+    gate.set()
+    qtbot.waitUntil(lambda: masks.undo_label == "Segment anatomy", timeout=10_000)
+    assert np.array_equal(masks["left_lung"], painted)
+    assert set(anatomy_filled(window)) == set(ANATOMY)
+    assert "kept your painting" in window.statusBar().currentMessage()
+    window.undo()  # the segmentation, in one step
+    assert anatomy_filled(window) == ["left_lung"]
+    assert np.array_equal(masks["left_lung"], painted)
+
+
+def test_missing_model_is_a_status_message_not_a_dialog(qtbot, window, tmp_path, monkeypatch):
+    monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path / "no-resources"))
+    open_and_wait(qtbot, window, chest_png(tmp_path / "chest.png"))
+    qtbot.waitUntil(lambda: window._segment_thread is None, timeout=30_000)
+    assert window.last_error is None
+    assert "No automatic segmentation" in window.statusBar().currentMessage()
+    assert anatomy_filled(window) == []
