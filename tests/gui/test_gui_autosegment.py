@@ -155,3 +155,29 @@ def test_missing_model_is_a_status_message_not_a_dialog(qtbot, window, tmp_path,
     assert window.last_error is None
     assert "No automatic segmentation" in window.statusBar().currentMessage()
     assert anatomy_filled(window) == []
+
+
+def test_sample_style_masks_are_not_resegmented(qtbot, window, tmp_path, fake):
+    """The bundled sample ships ``<stem>_masks.npz`` beside it."""
+    path = chest_png(tmp_path / "sample.png")
+    stack = MaskStack((240, 200), (0.15, 0.15))
+    stack.set_layer("right_lung", np.pad(np.ones((20, 20), bool), ((100, 120), (90, 90))))
+    save_masks(stack, tmp_path / "sample_masks.npz")
+    open_and_wait(qtbot, window, path)
+    qtbot.wait(200)
+    assert fake.calls == 0
+    assert anatomy_filled(window) == ["right_lung"]
+
+
+def test_project_study_is_not_resegmented(qtbot, window, settings, tmp_path, fake):
+    assert window.new_project(tmp_path / "proj")
+    path = chest_png(tmp_path / "chest.png")
+    window.auto_segment_action.trigger()  # off: the study enters the project unsegmented
+    open_and_wait(qtbot, window, path)
+    assert window.projects.study_id is not None
+    window.auto_segment_action.trigger()  # on again
+    assert settings.auto_segment
+    open_and_wait(qtbot, window, path)  # the same file again: the project's masks are the work
+    qtbot.wait(200)
+    assert window._segment_thread is None
+    assert fake.calls == 0
