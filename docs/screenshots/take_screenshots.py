@@ -1,12 +1,11 @@
 """Take the README's screenshots of the real window (run under Xvfb for a real X11 window).
 
-    xvfb-run -a python docs/screenshots/take_screenshots.py --jsrt ../shared/data/jsrt \
-        [--case JPCLN001] [--model DIR]
+    xvfb-run -a python docs/screenshots/take_screenshots.py [--study PNG|DCM] [--model DIR]
 
-Opens a JSRT case with its anatomy masks and listed nodule, paints, then generates with the
-given model (default: a tiny random model, whose images are noise — rerun with the built-in
-model for meaningful ones) and saves main_window.png, generating.png and compare.png here.
-The radiograph is read from the given folder; nothing of it is copied into the repository.
+Opens the bundled synthetic sample study (resources/sample/, made by the built-in model; its
+masks come from the segmenter) with its masks, then generates with the built-in model and saves
+main_window.png, generating.png and compare.png here. Screenshots never show the JSRT or other
+data of ../shared: their terms forbid redistribution.
 """
 
 from __future__ import annotations
@@ -28,10 +27,9 @@ def wait(app, seconds: float, until=None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jsrt", required=True, help="a JSRT-style dataset folder")
-    parser.add_argument("--case", default="JPCLN001")
-    parser.add_argument("--model", help="model folder (default: a tiny random model)")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--study", help="radiograph to open (default: the bundled sample)")
+    parser.add_argument("--model", help="model folder (default: the built-in model)")
+    parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
     from PySide6.QtCore import QPointF, QSettings, Qt
@@ -41,10 +39,8 @@ def main() -> None:
     app = QApplication([])
     from xraystudio.gui.main_window import MainWindow
     from xraystudio.gui.settings import AppSettings
-    from xraystudio.gui.workers import OpenedStudy
-    from xraystudio.io.datasets import JsrtDataset
-    from xraystudio.io.radiograph import load_radiograph
-    from xraystudio.study import Study
+    from xraystudio.gui.workers import open_study
+    from xraystudio.synthesis.model import builtin_model_dir, resources_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="xraystudio-shots-"))
     window = MainWindow(AppSettings(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat)))
@@ -52,11 +48,10 @@ def main() -> None:
     window.show()
     wait(app, 0.5)
 
-    dataset = JsrtDataset(args.jsrt)
-    case = dataset.load(args.case)
-    path = Path(args.jsrt) / "images" / f"{args.case}.png"
-    image = load_radiograph(path).with_spacing(case.spacing_mm)
-    window.set_study(OpenedStudy(Study(image, case.masks, args.case), path, [], False))
+    path = Path(args.study) if args.study else resources_dir() / "sample" / "synthetic_chest.png"
+    opened = open_study(path)
+    image = opened.study.image
+    window.set_study(opened)
     window.layers.set_active("heart")
     wait(app, 0.5)
     canvas = window.canvas
@@ -65,19 +60,17 @@ def main() -> None:
     wait(app, 0.3)
     window.grab().save(str(HERE / "main_window.png"))
 
-    model = args.model
-    if model is None:
-        from xraystudio.synthesis.tiny import make_tiny_pixel_model
-
-        model = str(make_tiny_pixel_model(tmp / "tiny", resolution=64))
-    window.add_model_folder(model)
+    if args.model:
+        window.add_model_folder(args.model)
+    elif not builtin_model_dir().is_dir():
+        raise SystemExit("the built-in model is missing; pass --model")
     g = window.generator
     g.steps.setValue(args.steps)
     g.n_images.setValue(3)
     g.random_seed.setChecked(False)
     g.seed.setValue(1234)
     window.generate()
-    wait(app, 120, until=lambda: g.progress.value() > 450)
+    wait(app, 120, until=lambda: g.progress.value() > 0.45 * g.progress.maximum())
     # keep working while it runs: stamp a nodule in the left lung
     window.set_tool(window.tools[2])
     h, w = image.shape
