@@ -80,8 +80,11 @@ def open_study(path: str | os.PathLike) -> OpenedStudy:
     notes = list(study.image.notes)
     sidecar = mask_sidecar(path)
     if sidecar is not None:
-        masks = load_masks(sidecar, study.shape, study.spacing_mm)
-        study = Study(study.image, masks, study.name)
+        # A file without spacing takes the spacing its saved masks were drawn with.
+        unknown = study.image.spacing_source == "default"
+        masks = load_masks(sidecar, study.shape, None if unknown else study.spacing_mm)
+        image = study.image.with_spacing(masks.spacing_mm) if unknown else study.image
+        study = Study(image, masks, study.name)
         notes.append(f"masks loaded from {sidecar.name}")
     if study.image.spacing_source == "default":
         notes.append(f"the file has no pixel spacing; assuming {study.spacing_mm[0]:g} mm")
