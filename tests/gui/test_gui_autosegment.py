@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import queue
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,6 +15,7 @@ from dicom_factory import make_dicom
 from gui_helpers import chest_png, open_and_wait
 from PySide6.QtCore import QSettings
 
+from xraystudio.gui.engine_process import handle
 from xraystudio.gui.settings import AppSettings
 from xraystudio.io.masks_io import save_masks
 from xraystudio.masks import ANATOMY, MaskStack
@@ -45,10 +50,40 @@ class FakeSegmenter:
         return out
 
 
-@pytest.fixture
-def fake(monkeypatch) -> FakeSegmenter:
-    seg = FakeSegmenter()
+class InProcessEngine:
+    """The segmenter process's protocol served in this process, so a faked ``Segmenter.load``
+    applies (the real process is spawned and would load the real model). ``submit`` runs the
+    job on the caller's thread, the SegmentThread, as the process would run it beside it."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue = queue.Queue()
+        self.cache: dict = {}
+
+    def submit(self, job) -> None:
+        handle(job, self.cache, self.events, threading.Event())
+
+    def next_event(self, timeout: float):
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def cancel(self) -> None:
+        pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass
+
+
+def use_fake(monkeypatch, window, seg: FakeSegmenter) -> None:
     monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, *a, **k: seg))
+    window.segmenter = InProcessEngine()
+
+
+@pytest.fixture
+def fake(monkeypatch, window) -> FakeSegmenter:
+    seg = FakeSegmenter()
+    use_fake(monkeypatch, window, seg)
     return seg
 
 
@@ -112,7 +147,7 @@ def test_stale_result_is_discarded_when_another_file_is_opened(qtbot, window, tm
                                                                monkeypatch):
     gate = threading.Event()
     seg = FakeSegmenter(gate)
-    monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, *a, **k: seg))
+    use_fake(monkeypatch, window, seg)
     open_and_wait(qtbot, window, chest_png(tmp_path / "a.png"))
     first = window.study
     assert window._segment_thread is not None  # held at the gate
@@ -131,7 +166,7 @@ def test_stale_result_is_discarded_when_another_file_is_opened(qtbot, window, tm
 def test_painting_before_the_result_is_kept(qtbot, window, tmp_path, monkeypatch):
     gate = threading.Event()
     seg = FakeSegmenter(gate)
-    monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, *a, **k: seg))
+    use_fake(monkeypatch, window, seg)
     open_and_wait(qtbot, window, chest_png(tmp_path / "a.png"))
     masks = window.study.masks
     masks.begin("Brush")
@@ -181,3 +216,43 @@ def test_project_study_is_not_resegmented(qtbot, window, settings, tmp_path, fak
     qtbot.wait(200)
     assert window._segment_thread is None
     assert fake.calls == 0
+
+
+TORCH_FREE_SEGMENTATION = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {helpers!r})
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from gui_helpers import chest_png
+from xraystudio.gui.main_window import MainWindow
+from xraystudio.gui.settings import AppSettings
+from xraystudio.masks import ANATOMY
+settings = AppSettings(QSettings({settings!r}, QSettings.Format.IniFormat))
+settings.auto_segment = True
+w = MainWindow(settings)
+w.show()
+w.open_file(chest_png(Path({image!r})))
+deadline = time.monotonic() + 90
+while not (w.study is not None and w._open_thread is None and w._segment_thread is None
+           and w.study.masks.undo_label == "Segment anatomy"):
+    if time.monotonic() > deadline:
+        sys.exit(3)
+    app.processEvents()
+    time.sleep(0.01)
+filled = [n for n in ANATOMY if w.study.masks[n].any()]
+w.segmenter.close()
+sys.exit(4 if not filled else 5 if "torch" in sys.modules else 0)
+"""
+
+
+def test_automatic_segmentation_never_imports_torch_in_the_window(tmp_path):
+    """The segmenter runs in a process of its own: importing torch there cannot stall the
+    window (it held the GIL for ~0.4 s when the segmenter ran in a thread)."""
+    code = TORCH_FREE_SEGMENTATION.format(helpers=str(Path(__file__).resolve().parent),
+                                          settings=str(tmp_path / "settings.ini"),
+                                          image=str(tmp_path / "chest.png"))
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, timeout=120)
+    assert result.returncode == 0  # 3: no result in time, 4: nothing segmented, 5: torch loaded

@@ -6,6 +6,8 @@ shares no GIL with the window. The process keeps loaded models between runs, and
 (out of memory, a crashing driver) the window survives and the next run starts a new one.
 Large arrays (the radiograph, the masks, the results) travel through shared memory: pickling
 a 36 MB array holds the GIL for ~60 ms, a numpy copy into shared memory does not hold it.
+The anatomy segmenter runs in a second process serving the same loop (a SegmentJob in, the
+masks back), so a study opened during a long generation is still segmented in about a second.
 This module is Qt-free: it is what the child process imports.
 """
 
@@ -112,11 +114,40 @@ class GeneratedImage:
     pixels: np.ndarray | None = None  # grey RGB32 words of ``image``, made by the receiver
 
 
+@dataclasses.dataclass
+class SegmentJob:
+    """One anatomy segmentation request: the display image goes in through shared memory."""
+
+    display: SharedArray  # (H, W) float32 display values in [0, 1]
+    resources: str | None  # the sender's XRAYSTUDIO_RESOURCES, which locates the model
+
+    @classmethod
+    def pack(cls, display: np.ndarray) -> tuple[SegmentJob, list[SharedMemory]]:
+        """The job and the shared block its sender must unlink once the job is over."""
+        shared, block = SharedArray.put(np.ascontiguousarray(display, dtype=np.float32))
+        return cls(shared, os.environ.get("XRAYSTUDIO_RESOURCES")), [block]
+
+
+@dataclasses.dataclass
+class Segmented:
+    """The answer to a SegmentJob: one boolean mask per structure at the display's size."""
+
+    names: list[str]
+    masks: SharedArray  # (structures, H, W) bool; the receiver unlinks it
+
+    def take(self) -> dict[str, np.ndarray]:
+        arrays = self.masks.take(unlink=True)
+        return dict(zip(self.names, arrays, strict=True))
+
+
+SEGMENT_HINT = "Train one with `xraystudio train-segmenter` or paint the anatomy by hand."
+
 NICENESS = 10
 
 # Events the process sends, each a tuple: ("stage", text), ("progress", Progress, preview uint8
-# or None), and one of ("done", [GeneratedImage]), ("cancelled",), ("failed", message) per job.
-TERMINAL = ("done", "cancelled", "failed")
+# or None), and one of ("done", [GeneratedImage]), ("cancelled",), ("failed", message) per
+# generation Job; ("segmented", Segmented) or ("failed", message) per SegmentJob.
+TERMINAL = ("done", "cancelled", "failed", "segmented")
 
 
 def serve(jobs: mp.Queue, events: mp.Queue, cancel, threads: int | None) -> None:
@@ -125,7 +156,7 @@ def serve(jobs: mp.Queue, events: mp.Queue, cancel, threads: int | None) -> None
         # Below the window's priority: when cores are scarce, the scheduler serves the window
         # first; the window needs little CPU, so generation hardly slows down.
         os.nice(NICENESS)
-    engines: dict = {}
+    cache: dict = {}  # loaded engines and segmenters, by what they were loaded from
     if threads:
         import torch
 
@@ -134,25 +165,73 @@ def serve(jobs: mp.Queue, events: mp.Queue, cancel, threads: int | None) -> None
         job = jobs.get()
         if job is None:
             return
+        handle(job, cache, events, cancel)
+
+
+def handle(job: Job | SegmentJob, cache: dict, events, cancel) -> None:
+    """Run one job and put its events, ending with exactly one terminal event."""
+    if isinstance(job, SegmentJob):
         try:
-            events.put(("done", _run(job, engines, events, cancel)))
-        except GenerationCancelled:
-            events.put(("cancelled",))
+            events.put(("segmented", _segment(job, cache)))
         except XRayStudioError as exc:
-            events.put(("failed", str(exc)))
+            events.put(("failed", f"{exc}. {SEGMENT_HINT}"))
         except MemoryError:
-            events.put(("failed", "The computer ran out of memory. Generate fewer images at "
-                                  "once or close other programs, then try again."))
+            events.put(("failed", "The computer ran out of memory while segmenting."))
         except Exception as exc:
-            log.exception("generation failed")
-            events.put(("failed", f"Generation failed unexpectedly: {exc}"))
+            log.exception("segmentation failed")
+            events.put(("failed", f"Segmentation failed unexpectedly: {exc}"))
+        return
+    try:
+        events.put(("done", _run(job, cache, events, cancel)))
+    except GenerationCancelled:
+        events.put(("cancelled",))
+    except XRayStudioError as exc:
+        events.put(("failed", str(exc)))
+    except MemoryError:
+        events.put(("failed", "The computer ran out of memory. Generate fewer images at "
+                              "once or close other programs, then try again."))
+    except Exception as exc:
+        log.exception("generation failed")
+        events.put(("failed", f"Generation failed unexpectedly: {exc}"))
+
+
+def _segment_model_dir(resources: str | None):
+    """The shipped model's folder as the sender sees it (its XRAYSTUDIO_RESOURCES)."""
+    from xraystudio.segmentation.segmenter import default_model_dir
+
+    saved = os.environ.pop("XRAYSTUDIO_RESOURCES", None)
+    try:
+        if resources is not None:
+            os.environ["XRAYSTUDIO_RESOURCES"] = resources
+        return default_model_dir()
+    finally:
+        os.environ.pop("XRAYSTUDIO_RESOURCES", None)
+        if saved is not None:
+            os.environ["XRAYSTUDIO_RESOURCES"] = saved
+
+
+def _segment(job: SegmentJob, cache: dict) -> Segmented:
+    from xraystudio.segmentation.segmenter import Segmenter
+
+    folder = _segment_model_dir(job.resources)
+    key = ("segmenter", str(folder))
+    if key not in cache:  # a failed load is not cached: the next job tries again
+        cache[key] = Segmenter.load(folder)
+    display = job.display.take(unlink=False)
+    masks = cache[key].segment(display)
+    names = list(masks)
+    stacked = np.stack([np.asarray(masks[n], dtype=bool) for n in names]) if names else \
+        np.zeros((0, *display.shape), bool)
+    shared, block = SharedArray.put(stacked)
+    block.close()  # the receiver unlinks it
+    return Segmented(names, shared)
 
 
 def _run(job: Job, engines: dict, events: mp.Queue, cancel) -> list[GeneratedImage]:
     from xraystudio.gui.pixels import to_uint8
     from xraystudio.synthesis.engine import Engine, GenerationRequest, compare_with_source
 
-    key = (job.model_ref, job.device)
+    key = ("engine", job.model_ref, job.device)
     if key not in engines:
         events.put(("stage", "Loading the model…"))
         engines[key] = Engine.load(job.model_ref, device=job.device)
@@ -183,8 +262,11 @@ def _run(job: Job, engines: dict, events: mp.Queue, cancel) -> list[GeneratedIma
 class EngineProcess:
     """The parent's handle on the engine process; started on the first job."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, name: str = "xraystudio-engine",
+                 what: str = "generation") -> None:
         self.threads = threads
+        self.name = name
+        self.what = what  # for the message when the process dies
         self._ctx = mp.get_context("spawn")  # fork would copy Qt's threads and locks
         self._proc = None
         self._jobs = self._events = self._cancel = None
@@ -199,7 +281,7 @@ class EngineProcess:
             self._cancel = self._ctx.Event()
             self._proc = self._ctx.Process(
                 target=serve, args=(self._jobs, self._events, self._cancel, self.threads),
-                name="xraystudio-engine", daemon=True)
+                name=self.name, daemon=True)
             self._proc.start()
         self._cancel.clear()
         self._jobs.put(job)
@@ -215,6 +297,9 @@ class EngineProcess:
         except queue.Empty:
             if not self.running:
                 code = self._proc.exitcode if self._proc is not None else None
+                if self.what != "generation":
+                    return ("failed", f"The {self.what} process stopped unexpectedly (exit "
+                                      f"code {code}); the next run starts a fresh process.")
                 return ("failed", f"The generation process stopped unexpectedly (exit code "
                                   f"{code}); it may have run out of memory. Try fewer images at "
                                   "once; the next run starts a fresh process.")

@@ -48,9 +48,9 @@ from xraystudio.gui.workers import (
     OpenedStudy,
     OpenThread,
     ResultImagesThread,
-    SegmenterCache,
     SegmentThread,
     mask_sidecar,
+    segmenter_process,
 )
 from xraystudio.image import Window
 from xraystudio.io.masks_io import load_masks, save_masks
@@ -78,7 +78,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or AppSettings()
         self.engine = EngineProcess()
-        self.segmenters = SegmenterCache()
+        self.segmenter = segmenter_process()  # not self.engine: see segmenter_process
         self._segment_thread: SegmentThread | None = None
         self._segment_queued: tuple[Study, bool] | None = None  # (study, automatic) to run next
         self.opened: OpenedStudy | None = None
@@ -566,7 +566,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Segmenting the anatomy…")
         assert self.opened is not None
         display = self.opened.display().reference  # computed off the UI thread at opening
-        thread = SegmentThread(self.segmenters, display, self)
+        thread = SegmentThread(self.segmenter, display, self)
         study = self.study
 
         def apply(masks: dict) -> None:
@@ -997,5 +997,6 @@ class MainWindow(QMainWindow):
         for thread in (self._open_thread, self._segment_thread):
             if thread is not None:
                 thread.wait(10_000)
+        self.segmenter.close()
         event.accept()
 

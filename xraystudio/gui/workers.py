@@ -1,8 +1,8 @@
 """Background work: opening studies and generating images without blocking the window.
 
 Each job is a QThread whose signals reach the window through queued connections. Generation
-runs in the engine process (engine_process.py), where torch and diffusers are imported, so the
-window opens in about a second and never waits on the model. Everything the UI thread will show
+and anatomy segmentation run in child processes (engine_process.py), where torch and diffusers
+are imported, so the window opens in about a second and never waits on a model. Everything the UI thread will show
 (8-bit previews, display words, metrics) is computed off it, so it only wraps finished arrays.
 """
 
@@ -20,7 +20,14 @@ from PySide6.QtCore import QThread, Signal
 
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui.canvas.image_item import DisplayLUT
-from xraystudio.gui.engine_process import TERMINAL, EngineProcess, GeneratedImage, Job
+from xraystudio.gui.engine_process import (
+    TERMINAL,
+    EngineProcess,
+    GeneratedImage,
+    Job,
+    SegmentJob,
+    Segmented,
+)
 from xraystudio.gui.pixels import grey_to_rgb32
 from xraystudio.image import XRayImage
 from xraystudio.io.masks_io import load_masks
@@ -186,42 +193,52 @@ class GenerationThread(QThread):
 
 
 # ------------------------------------------------------------- segmentation
-class SegmenterCache:
-    """The anatomy segmenter, loaded on first use (it needs torch)."""
-
-    def __init__(self) -> None:
-        self._segmenter = None
-        self._lock = threading.Lock()
-
-    def get(self):
-        from xraystudio.segmentation.segmenter import Segmenter
-
-        with self._lock:
-            if self._segmenter is None:
-                self._segmenter = Segmenter.load()
-            return self._segmenter
+def segmenter_process() -> EngineProcess:
+    """A process of its own for the anatomy segmenter (which needs torch), started on the first
+    segmentation and kept with the model loaded. It is not the generation process: a study
+    opened while a long generation runs is segmented at once, not after the generation."""
+    return EngineProcess(name="xraystudio-segmenter", what="segmentation")
 
 
 class SegmentThread(QThread):
-    """Segments the anatomy of a radiograph; the UI thread applies the masks as one undo step."""
+    """Segments the anatomy of a radiograph in the segmenter process and waits for the masks;
+    the UI thread applies them as one undo step. One at a time per process."""
 
     segmented = Signal(dict)  # structure name -> boolean mask at the image size
     failed = Signal(str)
 
-    def __init__(self, cache: SegmenterCache, display: np.ndarray, parent=None) -> None:
+    def __init__(self, process: EngineProcess, display: np.ndarray, parent=None) -> None:
         super().__init__(parent)
-        self.cache = cache
+        self.process = process
         self.display = display
 
     def run(self) -> None:
         try:
-            self.segmented.emit(self.cache.get().segment(self.display))
-        except XRayStudioError as exc:
-            self.failed.emit(f"{exc}. Train one with `xraystudio train-segmenter` or paint the "
-                             "anatomy by hand.")
+            job, blocks = SegmentJob.pack(self.display)
+            try:
+                self.process.submit(job)
+                self._relay()
+            finally:
+                for block in blocks:
+                    block.close()
+                    block.unlink()
         except Exception as exc:
             log.exception("segmentation failed")
             self.failed.emit(f"Segmentation failed unexpectedly: {exc}")
+
+    def _relay(self) -> None:
+        while True:
+            event = self.process.next_event(timeout=0.25)
+            if event is None:
+                continue
+            kind = event[0]
+            if kind == "segmented":
+                result: Segmented = event[1]
+                self.segmented.emit(result.take())
+            elif kind == "failed":
+                self.failed.emit(event[1])
+            if kind in TERMINAL:
+                return
 
 
 # ---------------------------------------------------------- project results
