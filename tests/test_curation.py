@@ -216,3 +216,59 @@ def test_save_as_recomputes_relative_paths_and_refuses_a_full_folder(tmp_path: P
 def test_open_rejects_a_folder_that_is_not_a_project(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="not an xraystudio project"):
         Project.open(tmp_path)
+
+
+def test_staged_result_commits_like_add_result(tmp_path: Path) -> None:
+    with Project.create(tmp_path / "proj") as project:
+        study = _study(tmp_path / "src.dcm")
+        sid = project.add_study(study)
+        direct = project.add_result(sid, _image(1), _provenance(1), study.masks)
+        staged = project.stage_result(_image(1), study.masks)
+        assert project.results() == [project.result(direct)]  # staged is not a result yet
+        committed = project.add_result(sid, staged, _provenance(1))
+        a, b = project.result(direct), project.result(committed)
+        assert (a.study_id, a.provenance, a.mask_hash) == (b.study_id, b.provenance, b.mask_hash)
+        assert np.array_equal(project.result_pixels(direct), project.result_pixels(committed))
+        assert project.result_masks(committed).content_hash() == study.masks.content_hash()
+        assert _tmp_files(project.folder) == []
+
+
+def test_staged_result_masks_snapshot_is_moved_into_place(tmp_path: Path) -> None:
+    with Project.create(tmp_path / "proj") as project:
+        study = _study(tmp_path / "src.dcm")
+        sid = project.add_study(study)
+        edited = study.masks.copy()
+        edited.add_nodule(30.0, 30.0, 3.0)
+        rid = project.add_result(sid, project.stage_result(_image(2), edited), _provenance(2))
+        assert project.result_masks(rid).content_hash() == edited.content_hash()
+        assert _tmp_files(project.folder) == []
+
+
+def test_uncommitted_staged_result_is_a_leftover(tmp_path: Path) -> None:
+    folder = tmp_path / "proj"
+    project = Project.create(folder)
+    study = _study(tmp_path / "src.dcm")
+    sid = project.add_study(study)
+    edited = study.masks.copy()
+    edited.add_nodule(30.0, 30.0, 3.0)
+    staged = project.stage_result(_image(1), edited)
+    assert staged.png.is_file() and staged.masks_file is not None
+    assert project.results() == []
+    # crash: the session is never closed
+    reopened = Project.open(folder)
+    assert reopened.needs_restore
+    assert reopened.results() == []
+    assert {staged.png, staged.masks_file} <= set(reopened.recovery.leftovers)
+    reopened.restore()
+    assert not staged.png.exists() and not staged.masks_file.exists()
+    assert _tmp_files(folder) == []
+    assert reopened.add_result(sid, _image(3), _provenance(3)) == "r00001"
+    reopened.close()
+
+
+def test_discarded_staged_result_leaves_nothing(tmp_path: Path) -> None:
+    with Project.create(tmp_path / "proj") as project:
+        project.add_study(_study(tmp_path / "src.dcm"))
+        staged = project.stage_result(_image(1))
+        staged.discard()
+        assert _tmp_files(project.folder) == [] and project.results() == []

@@ -82,8 +82,25 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     g.seed.setValue(3)
     g.steps.setValue(2)
     g.n_images.setValue(3)
+    import threading
+
+    import xraystudio.curation.project as project_module
+    png_threads: list[threading.Thread] = []
+    real_write_png = project_module._write_png
+
+    def recording_write_png(pixels, path):
+        png_threads.append(threading.current_thread())
+        real_write_png(pixels, path)
+
+    monkeypatch.setattr(project_module, "_write_png", recording_write_png)
     w.generate()
-    qtbot.waitUntil(lambda: w.generation is None and w.strip.count() == 3, timeout=120_000)
+    qtbot.waitUntil(lambda: w.generation is None and w.strip.count() == 3
+                    and not w.projects.staging and None not in w.strip.result_ids,
+                    timeout=120_000)
+    # results are encoded off the GUI thread; only renames and the record happen on it
+    assert len(png_threads) == 3
+    assert all(t is not threading.main_thread() for t in png_threads)
+    monkeypatch.setattr(project_module, "_write_png", real_write_png)
     records = project.results(study=sid)
     assert len(records) == 3 and w.strip.result_ids == [r.id for r in records]
     assert records[0].provenance["synthetic"] is True

@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -185,6 +186,45 @@ def _image_pixels(image: np.ndarray) -> np.ndarray:
     if np.issubdtype(image.dtype, np.floating):
         return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
     raise ProjectError(f"a result image must be float in [0, 1] or uint16, got {image.dtype}")
+
+
+def _write_png(pixels: np.ndarray, path: Path) -> None:
+    """Encode 16-bit grey pixels as a PNG at ``path`` (the slow part of storing a result)."""
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+def _staging_path(folder: Path, suffix: str) -> Path:
+    """A fresh hidden temporary name in ``folder`` that :func:`_leftovers` treats as a leftover."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".staged.", suffix=f".tmp{suffix}", dir=folder)
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+@dataclasses.dataclass
+class StagedResult:
+    """A result encoded to temporary files by :meth:`Project.stage_result`, not yet in the project.
+
+    Hand it to :meth:`Project.add_result` (fast: renames and one small JSON) or :meth:`discard` it.
+    Until then its files are leftovers: a crash leaves nothing that looks like a result.
+    """
+
+    shape: tuple[int, int]
+    png: Path
+    mask_hash: str | None = None
+    masks_file: Path | None = None  # None: the snapshot already existed or no masks were given
+    masks: MaskStack | None = None
+
+    def discard(self) -> None:
+        for path in (self.png, self.masks_file):
+            if path is not None:
+                path.unlink(missing_ok=True)
 
 
 class Project:
@@ -396,21 +436,60 @@ class Project:
         self._changed("masks_updated", study_id, f"updated masks of {study_id}")
 
     # -------------------------------------------------------------------------------- results
-    def add_result(self, study_id: str, image: np.ndarray, provenance: Mapping[str, Any],
-                   masks: MaskStack | None = None) -> str:
+    def stage_result(self, image: np.ndarray, masks: MaskStack | None = None) -> StagedResult:
+        """Encode a result to temporary files in the project folder; thread-safe.
+
+        The slow part of :meth:`add_result` (PNG encoding, the masks snapshot), touching no project
+        state, so it may run on a worker thread while the GUI thread keeps driving the project.
+        The files are hidden temporaries: :meth:`restore` removes them if the process dies before
+        :meth:`add_result` commits them.
+        """
+        pixels = _image_pixels(image)
+        results_dir = self._results_dir
+        png = _staging_path(results_dir, ".png")
+        staged = StagedResult(shape=(int(pixels.shape[0]), int(pixels.shape[1])), png=png)
+        try:
+            _write_png(pixels, png)
+            _fsync(png)
+            if masks is not None:
+                staged.masks = masks
+                staged.mask_hash = masks.content_hash()
+                staged.masks_file = _staging_path(results_dir, ".npz")
+                save_masks(masks, staged.masks_file)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
+
+    def add_result(self, study_id: str, image: np.ndarray | StagedResult,
+                   provenance: Mapping[str, Any], masks: MaskStack | None = None) -> str:
         """Store a generated image with its provenance; returns the result id.
 
-        ``masks`` are those the image was generated from (default: the study's saved masks);
-        they are kept with the result so that later mask edits do not change its labels.
+        ``image`` is the pixels or a :class:`StagedResult` from :meth:`stage_result` (then only
+        files are renamed into place and the record written: fast, for the GUI thread).
+        ``masks`` are those the image was generated from (default: the staged masks, else the
+        study's saved masks); they are kept with the result so that later mask edits do not
+        change its labels.
         """
         self._check_open()
         rec = self.study(study_id)
-        pixels = _image_pixels(image)
-        if pixels.shape != rec.shape:
+        staged = image if isinstance(image, StagedResult) else None
+        if staged is None:
+            pixels = _image_pixels(image)
+            shape = pixels.shape
+        else:
+            shape = staged.shape
+            if not staged.png.is_file():
+                raise ProjectError(f"the staged result {staged.png} is gone")
+        if tuple(shape) != tuple(rec.shape):
+            if staged is not None:
+                staged.discard()
             raise ProjectError(
-                f"result is {pixels.shape[1]} x {pixels.shape[0]} pixels but study "
+                f"result is {shape[1]} x {shape[0]} pixels but study "
                 f"{study_id!r} is {rec.shape[1]} x {rec.shape[0]}"
             )
+        if masks is None and staged is not None:
+            masks = staged.masks
         masks = masks if masks is not None else self.load_masks(study_id)
         mask_hash = masks.content_hash()
         if provenance.get("mask_hash") not in (None, mask_hash):
@@ -418,10 +497,22 @@ class Project:
                         study_id, provenance.get("mask_hash"), mask_hash)
         snapshot = self._masks_file(study_id, mask_hash)
         if not snapshot.is_file():
-            save_masks(masks, snapshot)
+            if staged is not None and staged.masks_file is not None \
+                    and staged.mask_hash == mask_hash:
+                snapshot.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(staged.masks_file, snapshot)
+                staged.masks_file = None
+            else:
+                save_masks(masks, snapshot)
         result_id = self._new_result_id()
-        with atomic_path(self._results_dir / f"{result_id}.png") as tmp:
-            Image.fromarray(pixels).save(tmp, format="PNG")
+        if staged is None:
+            with atomic_path(self._results_dir / f"{result_id}.png") as tmp:
+                _write_png(pixels, tmp)
+        else:
+            shutil.move(staged.png, self._results_dir / f"{result_id}.png")
+            if staged.masks_file is not None:
+                staged.masks_file.unlink(missing_ok=True)
+                staged.masks_file = None
         record = ResultRecord(id=result_id, study_id=study_id,
                               provenance=json.loads(json.dumps(dict(provenance))),
                               mask_hash=mask_hash, created=_now())

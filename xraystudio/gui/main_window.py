@@ -727,12 +727,21 @@ class MainWindow(QMainWindow):
         if self._generation_study is not self.study:
             return  # made for a study that has been closed since
         first_new = len(self.strip.results)
-        ids = self.projects.add_results(results, self._generation_masks)
-        self.strip.add(results, ids)
+        self.strip.add(results)
+        self.projects.add_results(results, self._generation_masks,
+                                  lambda ids: self._on_results_stored(results, ids))
         self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
         if self.compare.result is None or self.tabs.currentIndex() == 1:
             self.strip.setCurrentRow(first_new)
         self.statusBar().showMessage(f"Generated {len(results)} image(s)", 8000)
+
+    def _on_results_stored(self, results: list[GeneratedImage], ids: list[str]) -> None:
+        """Results were committed to the project: link the strip's items to their ids."""
+        for r, rid in zip(results, ids):
+            for i, shown in enumerate(self.strip.results):
+                if shown is r:
+                    self.strip.result_ids[i] = rid
+                    break
 
     def _on_generation_failed(self, message: str) -> None:
         self.generator.show_done("Failed", False)

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
-from xraystudio.curation.project import Project, ProjectEvent
+from xraystudio.curation.project import Project, ProjectEvent, StagedResult
 from xraystudio.errors import XRayStudioError
 from xraystudio.masks import MaskStack
 from xraystudio.study import Study
@@ -24,6 +24,27 @@ log = logging.getLogger(__name__)
 
 #: Milliseconds without mask edits before they are written to the project.
 MASK_SAVE_DELAY_MS = 400
+
+
+class StageThread(QThread):
+    """Encodes results to staged files off the GUI thread (:meth:`Project.stage_result`)."""
+
+    def __init__(self, project: Project, study_id: str, images: list, masks: MaskStack,
+                 on_stored: Callable[[list[str]], None] | None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project, self.study_id, self.images, self.masks = project, study_id, images, masks
+        self.on_stored = on_stored
+        self.staged: list[StagedResult] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for r in self.images:
+                self.staged.append(self.project.stage_result(r.image, self.masks))
+        except BaseException as exc:  # reported on the GUI thread
+            log.exception("staging a result failed")
+            self.error = exc
 
 
 class ProjectController(QObject):
@@ -45,6 +66,7 @@ class ProjectController(QObject):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(MASK_SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.flush_masks)
+        self._staging: list[StageThread] = []
 
     # ------------------------------------------------------------- project
     @property
@@ -73,6 +95,7 @@ class ProjectController(QObject):
         """Save pending mask edits and end the session (no restore offered next time)."""
         if self.project is None:
             return
+        self.finish_staging()
         self.flush_masks()
         self.detach_study()
         if self._unsubscribe is not None:
@@ -155,19 +178,62 @@ class ProjectController(QObject):
             self.failed.emit("Cannot save the masks to the project", str(exc))
 
     # -------------------------------------------------------------- results
-    def add_results(self, images: list, masks: MaskStack) -> list[str]:
-        """Store generated images (GeneratedImage) of the attached study; returns their ids."""
+    def add_results(self, images: list, masks: MaskStack,
+                    on_stored: Callable[[list[str]], None] | None = None) -> bool:
+        """Store generated images (GeneratedImage) of the attached study in the background.
+
+        The PNGs are encoded on a worker thread; the results are committed on the GUI thread
+        once staged, and ``on_stored(ids)`` is called then. False when nothing will be stored.
+        """
         if not self.writable or self.study_id is None:
-            return []
+            return False
         self.flush_masks()
-        ids = []
-        try:
-            for r in images:
-                ids.append(self.project.add_result(self.study_id, r.image, r.provenance, masks))
-        except (XRayStudioError, OSError) as exc:
-            log.exception("storing a result failed")
-            self.failed.emit("Cannot store the result in the project", str(exc))
-        return ids
+        thread = StageThread(self.project, self.study_id, list(images), masks, on_stored,
+                             parent=self)
+        thread.finished.connect(lambda t=thread: self._commit(t))
+        self._staging.append(thread)
+        thread.start()
+        return True
+
+    @property
+    def staging(self) -> bool:
+        """Whether results are still being encoded for the project."""
+        return bool(self._staging)
+
+    def finish_staging(self) -> None:
+        """Wait for results being encoded and commit them now (before the project closes)."""
+        for thread in list(self._staging):
+            thread.wait()
+            self._commit(thread)
+
+    def _commit(self, thread: StageThread) -> None:
+        if thread not in self._staging:
+            return  # committed already (finish_staging)
+        self._staging.remove(thread)
+        thread.deleteLater()
+        project = thread.project
+        if project is not self.project or project.read_only:
+            log.info("discarding %d staged result(s) of a project no longer open",
+                     len(thread.staged))
+            for staged in thread.staged:
+                staged.discard()
+            return
+        ids: list[str] = []
+        error: BaseException | None = thread.error
+        for i, staged in enumerate(thread.staged):
+            try:
+                ids.append(project.add_result(thread.study_id, staged,
+                                              thread.images[i].provenance, thread.masks))
+            except (XRayStudioError, OSError) as exc:
+                log.exception("storing a result failed")
+                error = exc
+                for rest in thread.staged[i:]:
+                    rest.discard()
+                break
+        if error is not None:
+            self.failed.emit("Cannot store the result in the project", str(error))
+        if thread.on_stored is not None and ids:
+            thread.on_stored(ids)
 
     def run(self, action: Callable[[Project], None]) -> bool:
         """Apply a curation action; errors (a read-only project) become one message."""
