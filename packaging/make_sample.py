@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from xraystudio.io.atomic import write_text
 from xraystudio.io.datasets import JsrtDataset
