@@ -257,3 +257,86 @@ def test_stable_diffusion_controlnet_with_text(tmp_path: Path) -> None:
     cancel.set()
     with pytest.raises(GenerationCancelled):
         engine.generate(GenerationRequest(masks, image, seed=5), cancel=cancel)
+
+
+def test_ldm_layout_helper_inverts_diffusers_converter(tmp_path: Path) -> None:
+    """The test helper that writes single files must be the exact inverse of diffusers' loader."""
+    from diffusers import StableDiffusionControlNetPipeline
+    from diffusers.loaders.single_file_utils import (
+        convert_controlnet_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+    )
+    from ldm_format import controlnet_to_ldm, unet_to_ldm, vae_to_ldm
+
+    folder = make_tiny_stable_diffusion(tmp_path / "sd")
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(folder / "sd", safety_checker=None)
+    for module, to_ldm, back in ((pipe.unet, unet_to_ldm, convert_ldm_unet_checkpoint),
+                                 (pipe.vae, vae_to_ldm, convert_ldm_vae_checkpoint),
+                                 (pipe.controlnet, controlnet_to_ldm, convert_controlnet_checkpoint)):
+        state = module.state_dict()
+        round_trip = back(to_ldm(module), dict(module.config))
+        assert set(round_trip) == set(state)
+        for key, value in state.items():
+            assert round_trip[key].shape == value.shape and bool((round_trip[key] == value).all()), key
+
+
+def _single_file_copy(folder: Path, controlnet_layout: str) -> Path:
+    """The tiny SD model re-shipped as users download them: one file each, plus a config folder."""
+    import shutil
+
+    from diffusers import StableDiffusionControlNetPipeline
+    from ldm_format import controlnet_to_ldm, stable_diffusion_to_ldm
+    from safetensors.torch import save_file
+
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(folder / "sd", safety_checker=None)
+    out = folder.parent / f"single-{controlnet_layout}"
+    out.mkdir()
+    save_file(stable_diffusion_to_ldm(pipe), str(out / "sd15-tiny.safetensors"))
+    if controlnet_layout == "original":
+        cn = {k: v.contiguous() for k, v in controlnet_to_ldm(pipe.controlnet).items()}
+        save_file(cn, str(out / "control_masks.safetensors"))
+    else:
+        shutil.copy(folder / "sd" / "controlnet" / "diffusion_pytorch_model.safetensors",
+                    out / "control_masks.safetensors")
+    shutil.copytree(folder / "sd", out / "sd-config",
+                    ignore=shutil.ignore_patterns("*.safetensors", "controlnet"))
+    spec = ModelSpec.read(folder)
+    spec = ModelSpec.from_dict({**spec.to_dict(), "base": "sd15-tiny.safetensors",
+                                "controlnet": "control_masks.safetensors", "base_config": "sd-config"})
+    spec.write(out)
+    return out
+
+
+@pytest.mark.parametrize("controlnet_layout", ["original", "diffusers"])
+def test_single_file_safetensors_load_and_match_the_folder(tmp_path: Path, controlnet_layout: str) -> None:
+    folder = make_tiny_stable_diffusion(tmp_path / "sd")
+    single = _single_file_copy(folder, controlnet_layout)
+    assert not list((single / "sd-config").rglob("*.safetensors"))  # weights only in the files
+    masks, image = _study((64, 60))
+    request = GenerationRequest(masks, image, seed=3, prompt="a chest x ray")
+    expected = Engine.load(str(folder), device="cpu", precision="fp32").generate(request)[0]
+    got = Engine.load(str(single), device="cpu", precision="fp32").generate(request)[0]
+    np.testing.assert_allclose(got.image, expected.image, atol=1e-5)
+    assert got.provenance["model"]["weights_sha256"] != expected.provenance["model"]["weights_sha256"]
+
+
+def test_single_file_base_without_config_is_a_clear_error(tmp_path: Path) -> None:
+    folder = make_tiny_stable_diffusion(tmp_path / "sd")
+    single = _single_file_copy(folder, "original")
+    spec = ModelSpec.read(single)
+    ModelSpec.from_dict({**spec.to_dict(), "base_config": None}).write(single)
+    with pytest.raises(ModelError, match="base_config"):
+        load_model(str(single))
+
+
+def test_single_file_controlnet_of_another_base_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    folder = make_tiny_stable_diffusion(tmp_path / "sd")
+    single = _single_file_copy(folder, "original")
+    state = load_file(str(single / "control_masks.safetensors"))
+    state.pop(next(k for k in state if "zero_convs.0" in k))
+    save_file(state, str(single / "control_masks.safetensors"))
+    with pytest.raises(ModelError, match="does not match"):
+        load_model(str(single))

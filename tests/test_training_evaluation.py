@@ -62,6 +62,39 @@ def test_training_resumes_where_it_stopped(trained, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.glob("checkpoints/step-base-*")) == base_ckpts
 
 
+def test_training_continues_from_a_model_folder(trained, tmp_path: Path) -> None:
+    """--init-from: a second run starts from the first run's weights, not from random ones."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    data, model = trained
+    out = tmp_path / "run"
+    trainer = Trainer(_config(data, out, base_steps=0, controlnet_steps=0, init_from=str(model)))
+    unet, controlnet, _, _ = trainer._build("controlnet", None)
+    first_unet = UNet2DConditionModel.from_pretrained(model / "unet")
+    first_cn = ControlNetModel.from_pretrained(model / "controlnet")
+    for mine, theirs in ((unet, first_unet), (controlnet, first_cn)):
+        for (name, a), (_, b) in zip(mine.state_dict().items(), theirs.state_dict().items()):
+            assert torch.equal(a, b), name
+    continued = Trainer(_config(data, out, base_steps=1, controlnet_steps=1, init_from=str(model)))
+    assert continued.run(progress=False) == out / "model"
+    with pytest.raises(Exception, match="px, patch"):
+        Trainer(_config(data, tmp_path / "other", resolution=64, init_from=str(model)))._build("base", None)
+
+
+def test_min_snr_weighting_downweights_nearly_clean_steps(trained, tmp_path: Path) -> None:
+    import torch
+
+    data, _ = trained
+    trainer = Trainer(_config(data, tmp_path / "run", snr_gamma=5.0))
+    plain = Trainer(_config(data, tmp_path / "run", snr_gamma=0.0))
+    pred, target = torch.zeros(2, 4, 4, 4), torch.ones(2, 4, 4, 4)
+    alpha_bar = torch.tensor([0.999, 0.5])  # SNR 999 (almost clean) and SNR 1
+    weighted = [float(trainer._loss(pred[i:i + 1], target[i:i + 1], alpha_bar[i:i + 1])) for i in range(2)]
+    assert float(plain._loss(pred, target, alpha_bar)) == pytest.approx(1.0)
+    assert weighted[0] == pytest.approx(5 / 1000, rel=1e-3) and weighted[1] == pytest.approx(0.5)
+
+
 def test_evaluation_report_and_contact_sheet(trained, tmp_path: Path) -> None:
     data, model = trained
     engine = Engine.load(str(model), device="cpu", precision="fp32")

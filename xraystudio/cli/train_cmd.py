@@ -12,6 +12,14 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
+_OPTIONAL = {
+    "limit_cases": (int, "use only N training cases (tests)"),
+    "init_from": (str, "start from this model folder (OUT/model of an earlier run, or the "
+                  "built-in model's folder) instead of random weights: continue or fine-tune it"),
+    "snr_gamma": (float, "min-SNR-γ loss weighting (default 5; 0 for the plain v-prediction loss)"),
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -32,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         flag = "--" + field.name.replace("_", "-")
         if isinstance(default, tuple):
             p.add_argument(flag, type=_ints, default=default, help=f"comma-separated (default {default})")
-        elif field.name == "limit_cases":
-            p.add_argument(flag, type=int, default=None, help="use only N training cases (tests)")
+        elif field.name in _OPTIONAL:
+            kind, text = _OPTIONAL[field.name]
+            p.add_argument(flag, type=kind, default=default, help=text)
         else:
             p.add_argument(flag, type=type(default), default=default, help=f"default {default}")
     p.set_defaults(func=run)

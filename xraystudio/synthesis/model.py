@@ -202,27 +202,14 @@ def _part(folder: Path, ref: str | None, what: str, allow_download: bool) -> tup
 
 
 def _load_stable_diffusion(folder: Path, spec: ModelSpec, dtype, allow_download: bool):
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
 
     base, base_local = _part(folder, spec.base, "base", allow_download)
     cn_ref = spec.controlnet or ("controlnet" if (folder / "controlnet").is_dir() else None)
     common = {"local_files_only": not allow_download}
     if dtype is not None:
         common["dtype"] = dtype
-    parts: list[Path] = []
-    if Path(base).is_dir() and (Path(base) / "controlnet").is_dir() and not spec.controlnet:
-        controlnet = ControlNetModel.from_pretrained(Path(base) / "controlnet",
-                                                     use_safetensors=True, **common)
-    else:
-        cn, cn_local = _part(folder, cn_ref, "controlnet", allow_download)
-        if cn.endswith(".safetensors"):
-            controlnet = ControlNetModel.from_single_file(cn, **common)
-        else:
-            controlnet = ControlNetModel.from_pretrained(cn, use_safetensors=True, **common)
-        if cn_local:
-            parts.append(Path(cn))
-    sd_kw = {"controlnet": controlnet, "safety_checker": None,
-             "requires_safety_checker": False, **common}
+    config_dir = None
     if base.endswith(".safetensors"):
         if not spec.base_config and not allow_download:
             raise ModelError(
@@ -231,13 +218,68 @@ def _load_stable_diffusion(folder: Path, spec: ModelSpec, dtype, allow_download:
                 "folder of the same version, or pass --allow-download"
             )
         if spec.base_config:
-            sd_kw["config"] = str((folder / spec.base_config).resolve())
+            config_dir = str((folder / spec.base_config).resolve())
+    parts: list[Path] = []
+    if Path(base).is_dir() and (Path(base) / "controlnet").is_dir() and not spec.controlnet:
+        controlnet = ControlNetModel.from_pretrained(Path(base) / "controlnet",
+                                                     use_safetensors=True, **common)
+    else:
+        cn, cn_local = _part(folder, cn_ref, "controlnet", allow_download)
+        if cn.endswith(".safetensors"):
+            unet_source = config_dir or base
+            unet_config = UNet2DConditionModel.load_config(unet_source, subfolder="unet", **{
+                k: v for k, v in common.items() if k == "local_files_only"})
+            controlnet = _single_file_controlnet(Path(cn), unet_config)
+            if dtype is not None and dtype != controlnet.dtype:
+                controlnet.to(dtype=dtype)
+        else:
+            controlnet = ControlNetModel.from_pretrained(cn, use_safetensors=True, **common)
+        if cn_local:
+            parts.append(Path(cn))
+    sd_kw = {"controlnet": controlnet, "safety_checker": None,
+             "requires_safety_checker": False, **common}
+    if base.endswith(".safetensors"):
+        if config_dir:
+            sd_kw["config"] = config_dir
         pipe = StableDiffusionControlNetPipeline.from_single_file(base, **sd_kw)
     else:
         pipe = StableDiffusionControlNetPipeline.from_pretrained(base, use_safetensors=True, **sd_kw)
     if base_local:
         parts.append(Path(base))
     return pipe, parts
+
+
+def _single_file_controlnet(path: Path, unet_config: dict):
+    """A ControlNet from one .safetensors file, in the original or the diffusers key layout.
+
+    An SD ControlNet mirrors its base UNet's encoder, so the base's configuration describes it;
+    the conditioning embedding (input channels and widths) is read from the weights themselves,
+    so ControlNets trained on other condition encodings load too. Nothing is fetched.
+    """
+    from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+    from safetensors.torch import load_file
+
+    fields = set(ControlNetModel.extract_init_dict(dict(unet_config))[0])
+    config = {k: v for k, v in unet_config.items() if k in fields}
+    state = convert_controlnet_checkpoint(load_file(str(path)), config)
+    state = {k: v for k, v in state.items() if v is not None}
+    conv_in = state.get("controlnet_cond_embedding.conv_in.weight")
+    if conv_in is None:
+        raise ModelError(f"{path.name}: not a ControlNet checkpoint (no conditioning embedding)")
+    blocks = sorted(int(k.split(".")[2]) for k in state
+                    if k.startswith("controlnet_cond_embedding.blocks.") and k.endswith(".weight"))
+    widths = [conv_in.shape[0]] + [state[f"controlnet_cond_embedding.blocks.{i}.weight"].shape[0]
+                                   for i in blocks if i % 2 == 1]
+    config.update(conditioning_channels=conv_in.shape[1],
+                  conditioning_embedding_out_channels=tuple(widths))
+    controlnet = ControlNetModel.from_config(config)
+    try:
+        controlnet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{path.name}: the ControlNet does not match its base model: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    return controlnet
 
 
 def save_pixel_model(folder: str | os.PathLike, spec: ModelSpec, unet, controlnet, scheduler) -> Path:

@@ -35,6 +35,8 @@ class TrainConfig:
     val_cases: int = 4
     sample_steps: int = 20
     limit_cases: int | None = None
+    init_from: str | None = None
+    snr_gamma: float | None = 5.0
 
     def spec(self) -> ModelSpec:
         from xraystudio.synthesis.spec import Defaults, ModelSpec

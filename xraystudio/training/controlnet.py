@@ -75,8 +75,11 @@ class Trainer:
         from xraystudio.synthesis.architectures import controlnet_for, pixel_unet
 
         cfg = self.cfg
+        init = self._init_dir()
         if resume_dir is not None and (resume_dir / "unet").is_dir():
             unet = UNet2DConditionModel.from_pretrained(resume_dir / "unet", use_safetensors=True)
+        elif init is not None:
+            unet = UNet2DConditionModel.from_pretrained(init / "unet", use_safetensors=True)
         else:
             unet = pixel_unet(cfg.resolution, cfg.channels, cfg.layers_per_block, patch=cfg.patch)
         controlnet = None
@@ -84,6 +87,8 @@ class Trainer:
             if resume_dir is not None and (resume_dir / "controlnet").is_dir():
                 controlnet = ControlNetModel.from_pretrained(resume_dir / "controlnet",
                                                              use_safetensors=True)
+            elif init is not None and (init / "controlnet").is_dir():
+                controlnet = ControlNetModel.from_pretrained(init / "controlnet", use_safetensors=True)
             else:
                 # The ControlNet copies the (EMA) base encoder: the paper's initialisation.
                 controlnet = controlnet_for(unet, self.spec.condition_channels, patch=cfg.patch)
@@ -95,6 +100,27 @@ class Trainer:
             ema_model = cls.from_pretrained(ema_dir, use_safetensors=True)
             ema = EMAModel(ema_model.parameters(), decay=cfg.ema_decay)
         return unet, controlnet, trained, ema
+
+    def _init_dir(self) -> Path | None:
+        """The model folder a run continues from (``init_from``), checked against this run.
+
+        Fine-tuning a shipped model on new data, or continuing it for more steps, needs the same
+        working geometry; a mismatch would silently train a model the engine then mis-reads.
+        """
+        if not self.cfg.init_from:
+            return None
+        from xraystudio.synthesis.spec import ModelSpec
+
+        folder = Path(self.cfg.init_from)
+        if not (folder / "unet").is_dir():
+            raise XRayStudioError(f"{folder}: not a model folder (no unet/); --init-from takes a "
+                                  "folder written by `xraystudio train` (OUT/model)")
+        spec = ModelSpec.read(folder)
+        if spec.kind != "pixel" or (spec.resolution, spec.patch) != (self.cfg.resolution, self.cfg.patch):
+            raise XRayStudioError(
+                f"{folder}: a {spec.kind} model at {spec.resolution} px, patch {spec.patch}; this "
+                f"run trains pixel models at {self.cfg.resolution} px, patch {self.cfg.patch}")
+        return folder
 
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False, progress: bool = True) -> Path:
@@ -169,7 +195,7 @@ class Trainer:
                     pred = unet(noisy, t, encoder_hidden_states=context,
                                 down_block_additional_residuals=down,
                                 mid_block_additional_residual=mid).sample
-                loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+                loss = self._loss(pred.float(), target.float(), alphas[t])
             acc.backward(loss)
             if acc.sync_gradients:
                 acc.clip_grad_norm_(trained.parameters(), 1.0)
@@ -194,6 +220,18 @@ class Trainer:
             ema.copy_to(base.parameters())
             base.save_pretrained(self.out / "base" / "unet", safe_serialization=True)
             ema.restore(base.parameters())
+
+    def _loss(self, pred, target, alpha_bar):
+        """v-prediction MSE, with min-SNR-γ weighting (Hang et al. 2023) when ``snr_gamma`` is set.
+
+        Plain v-loss weighs each step's clean-image error by SNR + 1, so nearly noise-free steps
+        dominate the gradient while the mid-noise steps, which make the texture, learn slowly.
+        """
+        per_sample = ((pred - target) ** 2).mean(dim=(1, 2, 3))
+        if self.cfg.snr_gamma:
+            snr = alpha_bar / (1 - alpha_bar)
+            per_sample = per_sample * snr.clamp(max=self.cfg.snr_gamma) / (snr + 1)
+        return per_sample.mean()
 
     def _checkpoint(self, stage, step, unet, controlnet, ema, opt, loss, seconds) -> None:
         folder = self.out / "checkpoints" / f"step-{stage}-{step}"
