@@ -95,6 +95,45 @@ def test_min_snr_weighting_downweights_nearly_clean_steps(trained, tmp_path: Pat
     assert weighted[0] == pytest.approx(5 / 1000, rel=1e-3) and weighted[1] == pytest.approx(0.5)
 
 
+def test_controlnet_only_training_on_a_stable_diffusion_base(trained, tmp_path: Path, capsys) -> None:
+    """The paper's setup: a ControlNet trained over a frozen SD base; checkpoints, resume, export."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from xraystudio.synthesis.tiny import make_tiny_stable_diffusion
+    from xraystudio.training.sd_controlnet import StableDiffusionControlNetTrainer
+
+    data, _ = trained
+    base = make_tiny_stable_diffusion(tmp_path / "tiny") / "sd"
+    before = UNet2DConditionModel.from_pretrained(base / "unet").state_dict()
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(out), "--sd-base", str(base), "--resolution", "32",
+                 "--controlnet-steps", "2", "--batch", "2", "--checkpoint-every", "1",
+                 "--validate-every", "2", "--val-cases", "1", "--sample-steps", "2",
+                 "--warmup", "1", "--val-fraction", "0.34"]) == 0
+    assert list((out / "validation").glob("controlnet-*.png"))
+    trainer = StableDiffusionControlNetTrainer(_config(data, out, sd_base=str(base), controlnet_steps=3))
+    model = trainer.run(resume=True, progress=False)
+    steps = sorted(int(p.name.rsplit("-", 1)[1]) for p in out.glob("checkpoints/step-controlnet-*"))
+    assert steps[-1] == 3
+    assert not list(out.glob("checkpoints/*/unet"))  # the frozen base is never copied
+    after = UNet2DConditionModel.from_pretrained(base / "unet").state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    engine = Engine.load(str(model), device="cpu", precision="fp32")
+    assert engine.spec.kind == "stable-diffusion" and engine.spec.encoding == "rgb"
+    case = JsrtDataset(data).load("CASE000")
+    r = engine.generate(GenerationRequest(case.masks, None, seed=0, steps=2, guidance_scale=1.0))[0]
+    assert r.image.shape == (64, 64) and np.isfinite(r.image).all()
+
+
+def test_sd_base_must_be_a_diffusers_folder(trained, tmp_path: Path) -> None:
+    from xraystudio.errors import XRayStudioError
+    from xraystudio.training.sd_controlnet import StableDiffusionControlNetTrainer
+
+    data, _ = trained
+    with pytest.raises(XRayStudioError, match="not a diffusers Stable Diffusion folder"):
+        StableDiffusionControlNetTrainer(_config(data, tmp_path / "run", sd_base=str(tmp_path)))
+
+
 def test_evaluation_report_and_contact_sheet(trained, tmp_path: Path) -> None:
     data, model = trained
     engine = Engine.load(str(model), device="cpu", precision="fp32")

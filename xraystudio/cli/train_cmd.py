@@ -17,6 +17,8 @@ _OPTIONAL = {
     "init_from": (str, "start from this model folder (OUT/model of an earlier run, or the "
                   "built-in model's folder) instead of random weights: continue or fine-tune it"),
     "snr_gamma": (float, "min-SNR-γ loss weighting (default 5; 0 for the plain v-prediction loss)"),
+    "sd_base": (str, "train only a ControlNet on this local diffusers Stable Diffusion folder "
+                "(base frozen, masks colour-coded, --resolution 512 for SD 1.x); GPU advised"),
 }
 
 
@@ -53,10 +55,13 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from xraystudio.training.controlnet import Trainer
-
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    trainer = Trainer(TrainConfig(**values))
+    cfg = TrainConfig(**values)
+    if cfg.sd_base:
+        from xraystudio.training.sd_controlnet import StableDiffusionControlNetTrainer as Trainer
+    else:
+        from xraystudio.training.controlnet import Trainer
+    trainer = Trainer(cfg)
     model = trainer.run(resume=args.resume)
     print(f"model written to {model}")
     return 0

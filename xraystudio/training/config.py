@@ -37,10 +37,24 @@ class TrainConfig:
     limit_cases: int | None = None
     init_from: str | None = None
     snr_gamma: float | None = 5.0
+    sd_base: str | None = None
+    prompt: str = "a frontal chest x-ray"
 
     def spec(self) -> ModelSpec:
+        from pathlib import Path
+
         from xraystudio.synthesis.spec import Defaults, ModelSpec
 
+        if self.sd_base:
+            # Only a ControlNet is trained; the model folder points at the user's base.
+            return ModelSpec(
+                name=self.name, kind="stable-diffusion", resolution=self.resolution,
+                encoding="rgb", base=str(Path(self.sd_base).expanduser().resolve()),
+                controlnet="controlnet", prompt=self.prompt,
+                description="ControlNet on colour-coded masks over a Stable Diffusion base, "
+                "trained with xraystudio",
+                defaults=Defaults(steps=self.sample_steps, scheduler="dpm++", guidance_scale=5.0),
+            )
         return ModelSpec(
             name=self.name, kind="pixel", resolution=self.resolution, patch=self.patch,
             guide_factor=self.guide_factor, spacing_mm=None,

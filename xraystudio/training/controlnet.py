@@ -265,11 +265,6 @@ class Trainer:
         """A grid of validation cases: condition | layout | guided | ground truth."""
         from diffusers import DPMSolverMultistepScheduler
 
-        from xraystudio.image import XRayImage
-        from xraystudio.io.images import write_png8
-        from xraystudio.synthesis.device import DeviceChoice
-        from xraystudio.synthesis.engine import Engine, GenerationRequest
-        from xraystudio.synthesis.model import LoadedModel
         from xraystudio.synthesis.pipelines import XRayControlNetPipeline
 
         if stage == "base":
@@ -279,28 +274,41 @@ class Trainer:
         try:
             pipe = XRayControlNetPipeline(unet, controlnet, DPMSolverMultistepScheduler.from_config(
                 _schedule().config), patch=self.cfg.patch)
-            pipe.set_progress_bar_config(disable=True)
-            engine = Engine(LoadedModel(self.spec, pipe, "training", f"step-{step}"),
-                            DeviceChoice(str(self.acc.device), "float32", None))
-            rows = []
-            for case_id in self.val_ids[: self.cfg.val_cases]:
-                case = self.dataset.load(case_id)
-                image = XRayImage.from_display(case.image, case.masks.spacing_mm)
-                out = []
-                for mode in ("layout", "guided"):
-                    r = engine.generate(GenerationRequest(case.masks, image, mode=mode, seed=0,
-                                                          steps=self.cfg.sample_steps))
-                    out.append(r[0].working)
-                cond = r[0].condition
-                tint = np.clip(cond[:5].max(0) * 0.5 + cond[5] * 1.0, 0, 1)
-                truth = Letterbox(case.image.shape, self.spec.resolution).to_working(case.image)
-                rows.append(np.concatenate([tint, out[0], out[1], truth], axis=1))
-            grid = np.concatenate(rows, axis=0)
-            path = self.out / "validation" / f"{stage}-{step:06d}.png"
-            write_png8(path, grid)
-            return path
+            return self.validation_grid(pipe, ("layout", "guided"), f"{stage}-{step:06d}")
         finally:
             ema.restore(controlnet.parameters())
+
+    def validation_grid(self, pipe, modes: tuple[str, ...], name: str) -> Path:
+        """Held-out cases at fixed seeds, one row each: condition | one image per mode | truth.
+
+        The paper's figure of validation images across training steps is these grids in order.
+        """
+        from xraystudio.image import XRayImage
+        from xraystudio.io.images import write_png8
+        from xraystudio.synthesis.device import DeviceChoice
+        from xraystudio.synthesis.engine import Engine, GenerationRequest
+        from xraystudio.synthesis.model import LoadedModel
+
+        pipe.set_progress_bar_config(disable=True)
+        engine = Engine(LoadedModel(self.spec, pipe, "training", name),
+                        DeviceChoice(str(self.acc.device), "float32", None))
+        rows = []
+        for case_id in self.val_ids[: self.cfg.val_cases]:
+            case = self.dataset.load(case_id)
+            image = XRayImage.from_display(case.image, case.masks.spacing_mm)
+            out = []
+            for mode in modes:
+                r = engine.generate(GenerationRequest(case.masks, image, mode=mode, seed=0,
+                                                      steps=self.cfg.sample_steps))
+                out.append(r[0].working)
+            cond = r[0].condition
+            tint = (cond.mean(0) if self.spec.encoding == "rgb"
+                    else np.clip(cond[:5].max(0) * 0.5 + cond[5] * 1.0, 0, 1))
+            truth = Letterbox(case.image.shape, self.spec.resolution).to_working(case.image)
+            rows.append(np.concatenate([tint, *out, truth], axis=1))
+        path = self.out / "validation" / f"{name}.png"
+        write_png8(path, np.concatenate(rows, axis=0))
+        return path
 
     # --------------------------------------------------------------- export
     def export(self) -> Path:
