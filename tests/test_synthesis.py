@@ -340,3 +340,42 @@ def test_single_file_controlnet_of_another_base_is_refused(tmp_path: Path) -> No
     save_file(state, str(single / "control_masks.safetensors"))
     with pytest.raises(ModelError, match="does not match"):
         load_model(str(single))
+
+
+# ---------------------------------------------------------------- devices
+@pytest.mark.parametrize("cuda, mps, name, precision, expected", [
+    (True, False, "auto", "auto", ("cuda", "float16", None)),
+    (True, True, "auto", "bf16", ("cuda", "bfloat16", None)),
+    (True, False, "cuda:1", "fp32", ("cuda:1", "float32", None)),
+    (False, True, "auto", "auto", ("mps", "float32", None)),
+    (False, True, "mps", "fp16", ("mps", "float16", None)),
+    (False, False, "auto", "fp32", ("cpu", "float32", None)),
+    (False, False, "cpu", "bf16", ("cpu", "float32", "bfloat16")),
+])
+def test_device_choice_follows_the_hardware(monkeypatch, cuda, mps, name, precision, expected) -> None:
+    """Auto picks CUDA (fp16), then MPS, then the CPU; explicit choices override. The GPU
+    branches are exercised here by pretending the hardware exists (none is on CI)."""
+    import torch
+
+    from xraystudio.synthesis.device import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    choice = pick_device(name, precision)
+    assert (choice.device, choice.dtype, choice.autocast) == expected
+    assert choice.device in choice.label
+
+
+def test_missing_gpu_is_a_clear_error(monkeypatch) -> None:
+    import torch
+
+    from xraystudio.synthesis.device import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(GenerationError, match="no CUDA GPU"):
+        pick_device("cuda")
+    with pytest.raises(GenerationError, match="MPS"):
+        pick_device("mps")
+    with pytest.raises(GenerationError, match="unknown device"):
+        pick_device("tpu")
