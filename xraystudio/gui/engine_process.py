@@ -29,6 +29,13 @@ from xraystudio.masks import MaskStack
 log = logging.getLogger(__name__)
 
 
+def release(blocks: list[SharedMemory]) -> None:
+    """Free the blocks a sender created once their job is over (the receiver only copied them)."""
+    for block in blocks:
+        block.close()
+        block.unlink()
+
+
 @dataclasses.dataclass(frozen=True)
 class SharedArray:
     """A numpy array parked in shared memory; the small handle is what gets pickled."""

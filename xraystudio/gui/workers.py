@@ -27,6 +27,7 @@ from xraystudio.gui.engine_process import (
     Job,
     SegmentJob,
     Segmented,
+    release,
 )
 from xraystudio.gui.pixels import grey_to_rgb32
 from xraystudio.image import XRayImage
@@ -164,9 +165,7 @@ class GenerationThread(QThread):
             self.engine.submit(job)
             self._relay()
         finally:
-            for block in blocks:
-                block.close()
-                block.unlink()
+            release(blocks)
 
     def _relay(self) -> None:
         while True:
@@ -219,9 +218,7 @@ class SegmentThread(QThread):
                 self.process.submit(job)
                 self._relay()
             finally:
-                for block in blocks:
-                    block.close()
-                    block.unlink()
+                release(blocks)
         except Exception as exc:
             log.exception("segmentation failed")
             self.failed.emit(f"Segmentation failed unexpectedly: {exc}")
