@@ -121,8 +121,13 @@ def test_killed_process_loses_at_most_the_last_action(tmp_path: Path) -> None:
         proc.wait()
         proc.stdout.close()
 
+    declined = Project.open(folder)
+    last = declined.recovery.last_action
+    assert declined.needs_restore and last and last != "open"
+    # Looking without restoring (the app's "Open read-only") keeps the offer and the last action.
+    Project.open(folder, read_only=True).close()
     project = Project.open(folder)
-    assert project.needs_restore and project.recovery.last_action
+    assert project.needs_restore and project.recovery.last_action == last
     assert project.recovery.unreadable == []
     ids = [r.id for r in project.results()]
     assert set(done) <= set(ids)

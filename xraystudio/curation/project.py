@@ -242,7 +242,9 @@ class Project:
         self.recovery = recovery
         self._listeners: list[Listener] = []
         self._closed = False
-        if not read_only:
+        if not read_only and recovery is None:
+            # A project awaiting restore keeps the crashed session's mark (and its last action)
+            # until the user restores it or changes it, so declining keeps the offer for next time.
             self._write_session("open")
 
     # ----------------------------------------------------------------- create / open / close
@@ -318,6 +320,7 @@ class Project:
         log.info("restored %s (%d leftover files removed)", self.folder,
                  len(self.recovery.leftovers))
         self.recovery = None
+        self._write_session("restore")
 
     def close(self) -> None:
         """End the session cleanly: the next :meth:`open` will not offer to restore."""
