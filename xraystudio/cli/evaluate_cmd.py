@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from xraystudio.synthesis.spec import SCHEDULERS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="generate for each case of a dataset and measure",
@@ -19,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("all", "val", "train"), default="all",
                    help="all cases, or the project's held-out (val) or training split")
     p.add_argument("--steps", type=int)
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="default: the model's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-diversity", action="store_true", help="skip the second seed")
     p.add_argument("--no-segmenter", action="store_true", help="skip faithfulness Dice")
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             segmenter = Segmenter.load()
         except ModelError as exc:
             print(f"note: no faithfulness Dice ({exc})", file=sys.stderr)
-    cfg = EvalConfig(mode=args.mode, seed=args.seed, steps=args.steps, limit=args.limit,
+    cfg = EvalConfig(mode=args.mode, seed=args.seed, steps=args.steps, scheduler=args.scheduler,
+                     limit=args.limit,
                      split=args.split, diversity=not args.no_diversity)
     ev = Evaluator(engine, JsrtDataset(args.data), cfg, segmenter)
     bar = tqdm(total=len(ev.case_ids()), unit="case", desc=f"evaluate {args.mode}")

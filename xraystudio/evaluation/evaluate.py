@@ -37,6 +37,7 @@ class EvalConfig:
     mode: str = "layout"
     seed: int = 0
     steps: int | None = None
+    scheduler: str | None = None
     limit: int | None = None
     split: str = "all"  # all, val or train (the project's split, JsrtDataset.split)
     diversity: bool = True
@@ -70,7 +71,8 @@ class Evaluator:
         return ids[: self.cfg.limit] if self.cfg.limit else ids
 
     def _generate(self, masks: MaskStack, image: XRayImage, seed: int) -> np.ndarray:
-        req = GenerationRequest(masks, image, mode=self.cfg.mode, seed=seed, steps=self.cfg.steps)
+        req = GenerationRequest(masks, image, mode=self.cfg.mode, seed=seed, steps=self.cfg.steps,
+                                scheduler=self.cfg.scheduler)
         return self.engine.generate(req)[0].working
 
     def evaluate_case(self, case: Case) -> tuple[dict, list[np.ndarray]]:
@@ -138,6 +140,7 @@ class Evaluator:
             "weights_sha256": self.engine.model.weights_hash,
             "mode": self.cfg.mode, "seed": self.cfg.seed,
             "steps": self.cfg.steps or self.engine.spec.defaults.steps,
+            "scheduler": self.cfg.scheduler or self.engine.spec.defaults.scheduler,
             "resolution": self.engine.spec.resolution, "device": self.engine.device.label,
             "split": self.cfg.split, "cases": rows,
         }
