@@ -213,3 +213,15 @@ def test_training_batches_keep_masks_aligned_and_guides_nodule_free() -> None:
         # Lungs are dark in the drawn cases: the augmented image still agrees with its masks.
         assert x[0][lungs].mean() < x[0][~lungs].mean() - 0.3
         assert c[-1].min() == 1.0  # the guide flag
+
+
+def test_insertion_summary_measures_what_painting_added() -> None:
+    from xraystudio.evaluation.evaluate import insertion_summary
+
+    rows = [{"contrast_generated": 0.01, "contrast_before": -0.02, "contrast_donor": 0.02},
+            {"contrast_generated": -0.01, "contrast_before": -0.02, "contrast_donor": 0.02}]
+    s = insertion_summary(rows)
+    assert s["insertion_contrast"] == pytest.approx(0.0)
+    assert s["insertion_added_contrast"] == pytest.approx(0.02 / 0.04)
+    assert s["insertion_positive_fraction"] == 1.0
+    assert insertion_summary([]) == {}
