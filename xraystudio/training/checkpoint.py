@@ -61,6 +61,13 @@ def commit_folder(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def prune(folder: Path, stage: str, keep: int = 2) -> None:
+    """Delete all but the newest ``keep`` checkpoints of ``stage`` (one crash-safe spare)."""
+    found = sorted(folder.glob(f"step-{stage}-*/state.json"), key=_order)
+    for old in found[:-keep]:
+        shutil.rmtree(old.parent, ignore_errors=True)
+
+
 def _order(state: Path) -> tuple[int, int]:
     stage, step = state.parent.name.split("-")[1:3]
     return (0 if stage == "base" else 1, int(step))

@@ -252,13 +252,7 @@ class Trainer:
             "config": dataclasses.asdict(self.cfg),
         }, indent=2))
         ckpt.commit_folder(tmp, folder)
-        # Keep the newest two checkpoints of each stage.
-        mine = sorted(self.out.glob(f"checkpoints/step-{stage}-*/state.json"),
-                      key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
-        for old in mine[:-2]:
-            import shutil
-
-            shutil.rmtree(old.parent, ignore_errors=True)
+        ckpt.prune(self.out / "checkpoints", stage)
 
     # ----------------------------------------------------------- validation
     def validate(self, stage, step, unet, controlnet, ema) -> Path | None:

@@ -153,7 +153,6 @@ class StableDiffusionControlNetTrainer(Trainer):
     def _save(self, step: int, controlnet, opt, loss: float, seconds: float) -> None:
         """A small checkpoint: the ControlNet and its optimizer; the frozen base is not copied."""
         import dataclasses
-        import shutil
 
         folder = self.out / "checkpoints" / f"step-controlnet-{step}"
         tmp = folder.with_name(folder.name + ".tmp")
@@ -164,10 +163,7 @@ class StableDiffusionControlNetTrainer(Trainer):
             "stage": "controlnet", "step": step, "loss": loss, "seconds": round(seconds, 1),
             "base": str(self.base), "config": dataclasses.asdict(self.cfg)}, indent=2))
         ckpt.commit_folder(tmp, folder)
-        mine = sorted(self.out.glob("checkpoints/step-controlnet-*/state.json"),
-                      key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
-        for old in mine[:-2]:
-            shutil.rmtree(old.parent, ignore_errors=True)
+        ckpt.prune(self.out / "checkpoints", "controlnet")
 
     def export(self) -> Path:
         """OUT/model: the ControlNet and an xraystudio.json whose 'base' is the user's folder."""
