@@ -227,8 +227,8 @@ def _load_stable_diffusion(folder: Path, spec: ModelSpec, dtype, allow_download:
         cn, cn_local = _part(folder, cn_ref, "controlnet", allow_download)
         if cn.endswith(".safetensors"):
             unet_source = config_dir or base
-            unet_config = UNet2DConditionModel.load_config(unet_source, subfolder="unet", **{
-                k: v for k, v in common.items() if k == "local_files_only"})
+            unet_config = UNet2DConditionModel.load_config(
+                unet_source, subfolder="unet", local_files_only=not allow_download)
             controlnet = _single_file_controlnet(Path(cn), unet_config)
             if dtype is not None and dtype != controlnet.dtype:
                 controlnet.to(dtype=dtype)

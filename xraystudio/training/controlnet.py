@@ -46,6 +46,16 @@ def _lr_lambda(warmup: int, total: int):
     return lambda s: max(f(s), 0.05)
 
 
+def optimiser_step(acc, loss, trained, opt, sched) -> None:
+    """One update of ``trained`` (gradients clipped to norm 1), then the learning-rate step."""
+    acc.backward(loss)
+    if acc.sync_gradients:
+        acc.clip_grad_norm_(trained.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
 class Trainer:
     """Runs both stages, checkpointing every ``checkpoint_every`` steps, resumable at any step."""
 
@@ -196,12 +206,7 @@ class Trainer:
                                 down_block_additional_residuals=down,
                                 mid_block_additional_residual=mid).sample
                 loss = self._loss(pred.float(), target.float(), alphas[t])
-            acc.backward(loss)
-            if acc.sync_gradients:
-                acc.clip_grad_norm_(trained.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            optimiser_step(acc, loss, trained, opt, sched)
             ema.step(trained.parameters())
             step += 1
             losses.append(float(loss.detach()))

@@ -19,7 +19,7 @@ import numpy as np
 from xraystudio.errors import XRayStudioError
 from xraystudio.io.atomic import write_text
 from xraystudio.training import checkpoint as ckpt
-from xraystudio.training.controlnet import Trainer, _lr_lambda
+from xraystudio.training.controlnet import Trainer, _lr_lambda, optimiser_step
 from xraystudio.training.data import make_batch
 
 log = logging.getLogger(__name__)
@@ -120,12 +120,7 @@ class StableDiffusionControlNetTrainer(Trainer):
                             down_block_additional_residuals=down,
                             mid_block_additional_residual=mid).sample
                 loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-            acc.backward(loss)
-            if acc.sync_gradients:
-                acc.clip_grad_norm_(controlnet.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            optimiser_step(acc, loss, controlnet, opt, sched)
             step += 1
             losses.append(float(loss.detach()))
             bar.update(1)
