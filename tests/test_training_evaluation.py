@@ -21,6 +21,7 @@ from xraystudio.training.controlnet import Trainer
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
     base = dict(resolution=32, patch=2, channels=(8, 16), crop=16, batch=2, base_steps=2,
+                prior_steps=2, prior_channels=(8, 8), nodule_weight=5.0,
                 controlnet_steps=2, checkpoint_every=1, validate_every=2, val_cases=1,
                 sample_steps=2, warmup=1, val_fraction=0.34)
     base.update(kw)
@@ -47,6 +48,36 @@ def test_training_exports_a_working_model(trained) -> None:
     engine = Engine.load(str(model), device="cpu", precision="fp32")
     r = engine.generate(GenerationRequest(case.masks, None, seed=0, steps=2))[0]
     assert r.image.shape == (64, 64)
+    assert (model / "prior" / "diffusion_pytorch_model.safetensors").is_file()
+    assert r.provenance["parameters"]["prior"] is True
+
+
+def test_prior_stage_learns_and_resumes(trained, tmp_path: Path) -> None:
+    """The prior's L2 error on its training pairs falls; a resumed run continues its steps."""
+    import torch
+
+    from xraystudio.synthesis.prior import LayoutPrior
+    from xraystudio.training.prior import prior_batch, prior_pairs, train_prior
+
+    data, _ = trained
+    out = tmp_path / "run"
+    cfg = _config(data, out, prior_steps=40, base_steps=0, controlnet_steps=0, prior_lr=5e-3)
+    trainer = Trainer(cfg)
+    pairs = prior_pairs(trainer.samples, list(range(5)), 4)
+    x, y = prior_batch(pairs, np.random.default_rng(1), 16)
+
+    def error(prior) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.mse_loss(prior(torch.from_numpy(x)), torch.from_numpy(y)))
+
+    torch.manual_seed(cfg.seed)
+    untrained = error(LayoutPrior(channels=(8, 8)))
+    train_prior(trainer, 0, 20, None, progress=False)
+    assert sorted(p.name for p in out.glob("checkpoints/step-prior-*")) == ["step-prior-19",
+                                                                            "step-prior-20"]
+    train_prior(trainer, 20, 40, out / "checkpoints" / "step-prior-20", progress=False)
+    trained_prior = LayoutPrior.from_pretrained(out / "checkpoints" / "step-prior-40" / "prior")
+    assert error(trained_prior) < 0.5 * untrained
 
 
 def test_training_resumes_where_it_stopped(trained, tmp_path: Path) -> None:
@@ -78,6 +109,15 @@ def test_training_continues_from_a_model_folder(trained, tmp_path: Path) -> None
             assert torch.equal(a, b), name
     continued = Trainer(_config(data, out, base_steps=1, controlnet_steps=1, init_from=str(model)))
     assert continued.run(progress=False) == out / "model"
+    # A run that trains only a new prior exports the model it started from, with that prior.
+    only = tmp_path / "prior-only"
+    exported = Trainer(_config(data, only, base_steps=0, controlnet_steps=0, prior_steps=3,
+                               init_from=str(model))).run(progress=False)
+    for part in ("unet", "controlnet"):
+        a = (exported / part / "diffusion_pytorch_model.safetensors").read_bytes()
+        assert a == (model / part / "diffusion_pytorch_model.safetensors").read_bytes(), part
+    assert (only / "checkpoints" / "step-prior-3").is_dir()
+    assert (exported / "prior").is_dir()
     with pytest.raises(Exception, match="px, patch"):
         Trainer(_config(data, tmp_path / "other", resolution=64, init_from=str(model)))._build("base", None)
 
@@ -213,6 +253,40 @@ def test_training_batches_keep_masks_aligned_and_guides_nodule_free() -> None:
         # Lungs are dark in the drawn cases: the augmented image still agrees with its masks.
         assert x[0][lungs].mean() < x[0][~lungs].mean() - 0.3
         assert c[-1].min() == 1.0  # the guide flag
+    # With a layout prior, part of the guided samples take the prior's guide, computed from
+    # the augmented masks (here a stand-in that returns the heart mask as the guide).
+    seen = []
+
+    def prior_guide(augmented: np.ndarray) -> np.ndarray:
+        seen.append(augmented)
+        return augmented[spec.layers.index("heart")]
+
+    _, cond = make_batch([Sample(image, layers, None)], spec, np.random.default_rng(0), 16, 64,
+                         guided_fraction=1.0, prior_guide=prior_guide, prior_fraction=0.5)
+    from_prior = [c for c in cond if np.array_equal(c[-2], c[spec.layers.index("heart")])]
+    assert 3 <= len(from_prior) <= 13 and len(seen) == len(from_prior)
+    assert all(c[-1].min() == 1.0 for c in cond)
+
+
+def test_nodule_weighted_loss_counts_the_nodule_and_its_ring(trained, tmp_path: Path) -> None:
+    import torch
+
+    data, _ = trained
+    trainer = Trainer(_config(data, tmp_path / "run", nodule_weight=10.0, snr_gamma=0.0))
+    cond = torch.zeros(1, trainer.spec.condition_channels, 32, 32)
+    cond[0, trainer.spec.layers.index("nodule"), 14:18, 14:18] = 1.0
+    w = trainer._nodule_weights(cond)
+    assert w.shape == (1, 4, 16, 16)
+    full = torch.nn.functional.pixel_shuffle(w, 2)[0, 0]
+    assert full[16, 16] == 10.0 and full[16, 21] == 10.0  # disc and the ring around it
+    assert full[0, 0] == 1.0 and full[16, 25] == 1.0
+    pred, target = torch.zeros(1, 4, 16, 16), torch.zeros(1, 4, 16, 16)
+    target[..., 8, 8] = 1.0  # an error on the nodule costs ten times one elsewhere
+    on = trainer._loss(pred, target, torch.tensor([0.5]), w)
+    target.zero_()
+    target[..., 0, 0] = 1.0
+    assert float(on) == pytest.approx(10 * float(trainer._loss(pred, target, torch.tensor([0.5]), w)))
+    assert Trainer(_config(data, tmp_path / "r2", nodule_weight=1.0))._nodule_weights(cond) is None
 
 
 def test_insertion_summary_measures_what_painting_added() -> None:

@@ -52,7 +52,7 @@ def engine(window, shared_engine):
 def tiny_model(tmp_path_factory) -> str:
     from xraystudio.synthesis.tiny import make_tiny_pixel_model
 
-    return str(make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny"))
+    return str(make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny", prior=True))
 
 
 @pytest.fixture
@@ -104,6 +104,25 @@ def test_generate_shows_results_metrics_and_keeps_the_ui_usable(ready, qtbot, tm
     assert w.compare.generated.transform().m11() == w.compare.truth.transform().m11()
     png, meta = w.compare.save(tmp_path / "out.png")
     assert png.is_file() and json.loads(meta.read_text())["parameters"]["seed"] == 8
+
+
+def test_layout_prior_choice_reaches_the_request(opened, tiny_model, tmp_path):
+    from xraystudio.synthesis.tiny import make_tiny_pixel_model
+
+    panel = opened.generator
+    opened.add_model_folder(tiny_model)
+    panel.mode.setCurrentIndex(panel.mode.findData("layout"))
+    assert not panel.prior.isHidden() and panel.prior.isEnabled()
+    assert panel.params()["prior"] is True
+    panel.prior.setChecked(False)
+    assert panel.params()["prior"] is False
+    assert panel.saved_state()["prior"] is False
+    panel.mode.setCurrentIndex(panel.mode.findData("guided"))
+    assert not panel.prior.isEnabled() and "prior" not in panel.params()
+    # A model without a prior hides the choice and leaves the request to the engine.
+    opened.add_model_folder(str(make_tiny_pixel_model(tmp_path / "plain")))
+    panel.mode.setCurrentIndex(panel.mode.findData("layout"))
+    assert panel.prior.isHidden() and "prior" not in panel.params()
 
 
 def test_cancel_mid_run_keeps_nothing(ready, qtbot):

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="all cases, or the project's held-out (val) or training split")
     p.add_argument("--steps", type=int)
     p.add_argument("--scheduler", choices=SCHEDULERS, help="default: the model's")
+    p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=None,
+                   help="layout mode over the model's layout prior (default: when it has one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-diversity", action="store_true", help="skip the second seed")
     p.add_argument("--no-segmenter", action="store_true", help="skip faithfulness Dice")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         except ModelError as exc:
             print(f"note: no faithfulness Dice ({exc})", file=sys.stderr)
     cfg = EvalConfig(mode=args.mode, seed=args.seed, steps=args.steps, scheduler=args.scheduler,
-                     limit=args.limit,
+                     limit=args.limit, prior=args.prior,
                      split=args.split, diversity=not args.no_diversity)
     ev = Evaluator(engine, JsrtDataset(args.data), cfg, segmenter)
     bar = tqdm(total=len(ev.case_ids()), unit="case", desc=f"evaluate {args.mode}")

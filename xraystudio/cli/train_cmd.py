@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a pixel diffusion base and its mask ControlNet on a JSRT-style dataset",
-        description="Trains the base on radiographs, then a ControlNet on their masks (base "
-        "frozen). Checkpoints go to OUT/checkpoints, validation grids to OUT/validation, the "
+        description="Trains a layout prior (masks -> the typical coarse radiograph), the base on "
+        "radiographs, then a ControlNet on their masks (base frozen). Checkpoints go to OUT/checkpoints, validation grids to OUT/validation, the "
         "final model folder to OUT/model. Run under `accelerate launch` for GPUs.",
     )
     p.add_argument("data", help="dataset folder (images/, masks/<structure>/, cases.csv)")

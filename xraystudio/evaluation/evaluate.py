@@ -38,6 +38,7 @@ class EvalConfig:
     seed: int = 0
     steps: int | None = None
     scheduler: str | None = None
+    prior: bool | None = None  # layout mode over the layout prior (None: when the model has one)
     limit: int | None = None
     split: str = "all"  # all, val or train (the project's split, JsrtDataset.split)
     diversity: bool = True
@@ -72,7 +73,7 @@ class Evaluator:
 
     def _generate(self, masks: MaskStack, image: XRayImage, seed: int) -> np.ndarray:
         req = GenerationRequest(masks, image, mode=self.cfg.mode, seed=seed, steps=self.cfg.steps,
-                                scheduler=self.cfg.scheduler)
+                                scheduler=self.cfg.scheduler, prior=self.cfg.prior)
         return self.engine.generate(req)[0].working
 
     def evaluate_case(self, case: Case) -> tuple[dict, list[np.ndarray]]:
@@ -143,6 +144,8 @@ class Evaluator:
             "model": self.engine.spec.name,
             "weights_sha256": self.engine.model.weights_hash,
             "mode": self.cfg.mode, "seed": self.cfg.seed,
+            "prior": self.cfg.mode == "layout" and self.engine.model.prior is not None
+            and self.cfg.prior is not False,
             "steps": self.cfg.steps or self.engine.spec.defaults.steps,
             "scheduler": self.cfg.scheduler or self.engine.spec.defaults.scheduler,
             "resolution": self.engine.spec.resolution, "device": self.engine.device.label,

@@ -51,6 +51,7 @@ class GenerationRequest:
     control_start: float | None = None
     control_end: float | None = None
     preview_every: int = 0  # 0: no previews; k: a preview every k steps
+    prior: bool | None = None  # layout mode over the model's layout prior (None: if it has one)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,8 +139,12 @@ class Engine:
                 raise GenerationError(f"{self.spec.name} has no guided mode; use layout mode")
             if req.image is None:
                 raise GenerationError("guided mode needs a source radiograph")
+        has_prior = self.model.prior is not None
+        if req.prior and not has_prior:
+            raise GenerationError(f"{self.spec.name} has no layout prior")
         s = {
             "mode": mode,
+            "prior": mode == "layout" and (has_prior if req.prior is None else bool(req.prior)),
             "steps": int(d.steps if req.steps is None else req.steps),
             "scheduler": d.scheduler if req.scheduler is None else req.scheduler,
             "conditioning_scale": float(d.conditioning_scale if req.conditioning_scale is None
@@ -161,9 +166,16 @@ class Engine:
             raise GenerationError("the number of images must be at least 1")
         return s
 
-    def condition(self, req: GenerationRequest, mode: str) -> np.ndarray:
+    def condition(self, req: GenerationRequest, mode: str, prior: bool = False) -> np.ndarray:
+        """The model input; with ``prior`` (layout mode) the guide is the layout prior's picture."""
         display = req.image.display() if (mode == "guided" and req.image is not None) else None
-        return build_condition(self.spec, req.masks, display)
+        cond = build_condition(self.spec, req.masks, display)
+        if prior:
+            from xraystudio.synthesis.prior import with_prior_guide
+
+            cond = with_prior_guide(cond, self.spec, self.model.prior,
+                                    Letterbox(req.masks.shape, self.spec.resolution))
+        return cond
 
     def generate(
         self,
@@ -176,7 +188,7 @@ class Engine:
 
         settings = self._settings(req)
         base_seed = secrets.randbits(31) if req.seed is None else int(req.seed)
-        cond = self.condition(req, settings["mode"])
+        cond = self.condition(req, settings["mode"], settings["prior"])
         box = Letterbox(req.masks.shape, self.spec.resolution)
         pipe = self.model.pipe
         pipe.scheduler = _scheduler(pipe, settings["scheduler"])

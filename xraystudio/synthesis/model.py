@@ -19,6 +19,8 @@ from typing import Any
 from xraystudio.errors import ModelError
 from xraystudio.synthesis.spec import SPEC_FILE, ModelSpec
 
+PRIOR_FOLDER = "prior"
+
 log = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -88,6 +90,7 @@ class LoadedModel:
     pipe: Any
     source: str
     weights_hash: str
+    prior: Any = None  # a LayoutPrior, for models that have one
 
 
 def resolve(ref: str | os.PathLike | None) -> Path | str:
@@ -161,7 +164,32 @@ def load_model(
         raise ModelError(f"{where}: the model could not be loaded: {exc}") from exc
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(spec, pipe, str(where), weights_hash(parts))
+    prior = _load_prior(where, spec, device, dtype) if spec.kind == "pixel" else None
+    if prior is not None:
+        parts.append(where / PRIOR_FOLDER)
+    return LoadedModel(spec, pipe, str(where), weights_hash(parts), prior)
+
+
+def _load_prior(folder: Path, spec: ModelSpec, device: str, dtype):
+    """The folder's layout prior, if it has one; its layers must be among the spec's."""
+    from xraystudio.synthesis.prior import LayoutPrior
+
+    if not (folder / PRIOR_FOLDER).is_dir():
+        return None
+    if not spec.supports_guide:
+        raise ModelError(f"{folder}: a layout prior needs a model with a structure guide "
+                         "('guide_factor' in xraystudio.json)")
+    try:
+        prior = LayoutPrior.from_pretrained(folder / PRIOR_FOLDER, use_safetensors=True,
+                                            local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{folder / PRIOR_FOLDER}: the layout prior could not be loaded: {exc}") from exc
+    missing = [name for name in prior.config.layers if name not in spec.layers]
+    if missing:
+        raise ModelError(f"{folder / PRIOR_FOLDER}: the prior reads layers {missing} that the "
+                         "model's xraystudio.json does not list")
+    prior.eval()
+    return prior.to(device=device, dtype=dtype or prior.dtype)
 
 
 def _load_pixel(folder: Path, spec: ModelSpec, dtype) -> tuple[Any, list[Path]]:
@@ -282,10 +310,14 @@ def _single_file_controlnet(path: Path, unet_config: dict):
     return controlnet
 
 
-def save_pixel_model(folder: str | os.PathLike, spec: ModelSpec, unet, controlnet, scheduler) -> Path:
-    """Write a pixel model folder: unet/, controlnet/, scheduler/ (safetensors) + xraystudio.json."""
+def save_pixel_model(folder: str | os.PathLike, spec: ModelSpec, unet, controlnet, scheduler,
+                     prior=None) -> Path:
+    """Write a pixel model folder: unet/, controlnet/, scheduler/, optionally prior/
+    (safetensors) + xraystudio.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if prior is not None:
+        prior.save_pretrained(folder / PRIOR_FOLDER, safe_serialization=True)
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     controlnet.save_pretrained(folder / "controlnet", safe_serialization=True)
     scheduler.save_pretrained(folder / "scheduler")

@@ -9,8 +9,12 @@ from xraystudio.synthesis.spec import Defaults, ModelSpec
 
 
 def make_tiny_pixel_model(folder: str | os.PathLike, resolution: int = 32,
-                          guide_factor: int | None = 8, patch: int = 2, seed: int = 0) -> Path:
-    """A random pixel-space model of the built-in architecture, a few hundred kB."""
+                          guide_factor: int | None = 8, patch: int = 2, seed: int = 0,
+                          prior: bool = False) -> Path:
+    """A random pixel-space model of the built-in architecture, a few hundred kB.
+
+    With ``prior`` it has a (random) layout prior too, as the built-in model does.
+    """
     import torch
     from diffusers import DDPMScheduler
 
@@ -27,8 +31,14 @@ def make_tiny_pixel_model(folder: str | os.PathLike, resolution: int = 32,
         for block in list(controlnet.controlnet_down_blocks) + [controlnet.controlnet_mid_block]:
             block.weight.normal_(0, 0.5)
         controlnet.controlnet_cond_embedding.conv_out.weight.normal_(0, 0.5)
+    layout_prior = None
+    if prior:
+        from xraystudio.synthesis.prior import LayoutPrior
+
+        layout_prior = LayoutPrior(channels=(8, 8), norm_groups=4)
     return save_pixel_model(folder, spec, unet, controlnet,
-                            DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"))
+                            DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"),
+                            layout_prior)
 
 
 def make_tiny_stable_diffusion(folder: str | os.PathLike, resolution: int = 32, seed: int = 0) -> Path:

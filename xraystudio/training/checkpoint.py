@@ -68,9 +68,14 @@ def prune(folder: Path, stage: str, keep: int = 2) -> None:
         shutil.rmtree(old.parent, ignore_errors=True)
 
 
+#: Stages in the order a run trains them, so "newest" means "furthest along".
+STAGE_ORDER = ("prior", "base", "controlnet")
+
+
 def _order(state: Path) -> tuple[int, int]:
     stage, step = state.parent.name.split("-")[1:3]
-    return (0 if stage == "base" else 1, int(step))
+    rank = STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+    return (rank, int(step))
 
 
 def latest(folder: Path) -> Path | None:

@@ -21,12 +21,17 @@ class TrainConfig:
     layers_per_block: int = 1
     crop: int = 128
     batch: int = 8
+    prior_steps: int = 1500
+    prior_lr: float = 2e-3
+    prior_channels: tuple[int, ...] = (16, 32, 64, 64)
     base_steps: int = 2000
     controlnet_steps: int = 2000
     lr: float = 3e-4
     warmup: int = 100
     ema_decay: float = 0.999
     guided_fraction: float = 0.5
+    prior_fraction: float = 0.5
+    nodule_weight: float = 1.0
     val_fraction: float = 0.2
     split_seed: int = 0
     seed: int = 0

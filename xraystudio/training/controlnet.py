@@ -1,4 +1,5 @@
-"""Train the built-in model: a pixel diffusion base on radiographs, then a ControlNet on masks.
+"""Train the built-in model: a layout prior, a pixel diffusion base on radiographs, then a
+ControlNet on masks.
 
 This follows the paper's recipe (a base that has learnt chest radiographs; a ControlNet with
 zero-initialised connections trained on top of the frozen base) at a size that trains on a CPU.
@@ -25,10 +26,11 @@ from xraystudio.synthesis.condition import Letterbox
 from xraystudio.training import checkpoint as ckpt
 from xraystudio.training.config import TrainConfig
 from xraystudio.training.data import Sample, load_samples, make_batch
+from xraystudio.training.prior import train_prior
 
 log = logging.getLogger(__name__)
 
-STAGES = ("base", "controlnet")
+STAGES = ckpt.STAGE_ORDER
 
 
 def _schedule():
@@ -57,7 +59,7 @@ def optimiser_step(acc, loss, trained, opt, sched) -> None:
 
 
 class Trainer:
-    """Runs both stages, checkpointing every ``checkpoint_every`` steps, resumable at any step."""
+    """Runs the stages in order, checkpointing every ``checkpoint_every`` steps, resumable at any step."""
 
     def __init__(self, cfg: TrainConfig, accelerator=None) -> None:
         from accelerate import Accelerator
@@ -134,7 +136,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False, progress: bool = True) -> Path:
-        start_stage, start_step, resume_dir = "base", 0, None
+        start_stage, start_step, resume_dir = STAGES[0], 0, None
         if resume:
             resume_dir = ckpt.latest(self.out / "checkpoints")
             if resume_dir is not None:
@@ -142,9 +144,12 @@ class Trainer:
                 start_stage, start_step = state["stage"], state["step"]
                 log.info("resuming %s at step %d from %s", start_stage, start_step, resume_dir)
         for stage in STAGES[STAGES.index(start_stage):]:
-            steps = self.cfg.base_steps if stage == "base" else self.cfg.controlnet_steps
             if stage != start_stage:
                 start_step, resume_dir = 0, self._stage_start(stage)
+            if stage == "prior":
+                train_prior(self, start_step, self.cfg.prior_steps, resume_dir, progress)
+                continue
+            steps = self.cfg.base_steps if stage == "base" else self.cfg.controlnet_steps
             self._train_stage(stage, start_step, steps, resume_dir, progress)
         return self.export()
 
@@ -184,9 +189,11 @@ class Trainer:
                    dynamic_ncols=True)
         losses: list[float] = []
         started = time.perf_counter()
+        prior_guide = self._prior_guide() if stage == "controlnet" else None
         while step < total:
             x0, cond = make_batch(self.samples, self.spec, rng, cfg.batch, cfg.crop,
-                                  cfg.guided_fraction)
+                                  cfg.guided_fraction, prior_guide=prior_guide,
+                                  prior_fraction=cfg.prior_fraction)
             x0 = pack(torch.from_numpy(x0).to(acc.device), cfg.patch)
             cond_t = torch.from_numpy(cond).to(acc.device)
             noise = torch.randn_like(x0)
@@ -205,7 +212,8 @@ class Trainer:
                     pred = unet(noisy, t, encoder_hidden_states=context,
                                 down_block_additional_residuals=down,
                                 mid_block_additional_residual=mid).sample
-                loss = self._loss(pred.float(), target.float(), alphas[t])
+                loss = self._loss(pred.float(), target.float(), alphas[t],
+                                  self._nodule_weights(cond_t) if stage == "controlnet" else None)
             optimiser_step(acc, loss, trained, opt, sched)
             ema.step(trained.parameters())
             step += 1
@@ -226,13 +234,46 @@ class Trainer:
             base.save_pretrained(self.out / "base" / "unet", safe_serialization=True)
             ema.restore(base.parameters())
 
-    def _loss(self, pred, target, alpha_bar):
+    def _prior_guide(self):
+        """Augmented working-size layers -> the layout prior's guide, if this run has a prior."""
+        if not self.spec.supports_guide or self.cfg.prior_fraction <= 0:
+            return None
+        prior = self._prior()
+        if prior is None:
+            return None
+        from xraystudio.synthesis.prior import predict_guide
+
+        anatomy = [self.spec.layers.index(name) for name in prior.config.layers]
+        return lambda layers: predict_guide(prior, layers[anatomy], self.spec.guide_factor)
+
+    def _nodule_weights(self, cond):
+        """Per-pixel loss weights: ``nodule_weight`` on each nodule disc and the ring around it.
+
+        A nodule covers a few hundred of a crop's 16 000 pixels, so under a plain mean the model
+        can leave painted nodules faint at almost no cost; the ring is included because
+        visibility is the disc's contrast against it.
+        """
+        import torch
+
+        if self.cfg.nodule_weight == 1.0 or "nodule" not in self.spec.layers:
+            return None
+        disc = cond[:, self.spec.layers.index("nodule")][:, None]
+        near = torch.nn.functional.max_pool2d(disc, 9, stride=1, padding=4)
+        from xraystudio.synthesis.pipelines import pack
+
+        return pack(1.0 + (self.cfg.nodule_weight - 1.0) * near, self.cfg.patch)
+
+    def _loss(self, pred, target, alpha_bar, weights=None):
         """v-prediction MSE, with min-SNR-γ weighting (Hang et al. 2023) when ``snr_gamma`` is set.
 
         Plain v-loss weighs each step's clean-image error by SNR + 1, so nearly noise-free steps
         dominate the gradient while the mid-noise steps, which make the texture, learn slowly.
+        ``weights`` (shaped like ``pred``) weigh pixels, e.g. more on nodules.
         """
-        per_sample = ((pred - target) ** 2).mean(dim=(1, 2, 3))
+        error = (pred - target) ** 2
+        if weights is not None:
+            error = error * weights
+        per_sample = error.mean(dim=(1, 2, 3))
         if self.cfg.snr_gamma:
             snr = alpha_bar / (1 - alpha_bar)
             per_sample = per_sample * snr.clamp(max=self.cfg.snr_gamma) / (snr + 1)
@@ -261,7 +302,7 @@ class Trainer:
 
     # ----------------------------------------------------------- validation
     def validate(self, stage, step, unet, controlnet, ema) -> Path | None:
-        """A grid of validation cases: condition | layout | guided | ground truth."""
+        """A grid of validation cases: condition | layout (over the prior) | guided | truth."""
         from diffusers import DPMSolverMultistepScheduler
 
         from xraystudio.synthesis.pipelines import XRayControlNetPipeline
@@ -289,7 +330,9 @@ class Trainer:
         from xraystudio.synthesis.model import LoadedModel
 
         pipe.set_progress_bar_config(disable=True)
-        engine = Engine(LoadedModel(self.spec, pipe, "training", name),
+        prior = self._prior() if self.spec.supports_guide else None
+        engine = Engine(LoadedModel(self.spec, pipe, "training", name,
+                                    prior and prior.to(self.acc.device)),
                         DeviceChoice(str(self.acc.device), "float32", None))
         rows = []
         for case_id in self.val_ids[: self.cfg.val_cases]:
@@ -311,16 +354,41 @@ class Trainer:
 
     # --------------------------------------------------------------- export
     def export(self) -> Path:
-        """Write the model folder (EMA weights) that the engine loads."""
+        """Write the model folder (EMA weights) that the engine loads.
+
+        A part this run did not train (zero steps for it) comes from ``init_from``, so a run
+        that only adds a layout prior to a shipped model exports the whole model.
+        """
         from diffusers import ControlNetModel, DPMSolverMultistepScheduler, UNet2DConditionModel
 
         from xraystudio.synthesis.model import save_pixel_model
 
-        final = ckpt.latest_of(self.out / "checkpoints", "controlnet")
-        if final is None:
+        checkpoints, init = self.out / "checkpoints", self._init_dir()
+        final = ckpt.latest_of(checkpoints, "controlnet")
+        if final is not None:
+            unet_dir, controlnet_dir = final / "unet", final / "controlnet_ema"
+        elif init is not None and (init / "controlnet").is_dir():
+            base = self.out / "base" / "unet"
+            unet_dir = base if base.is_dir() else init / "unet"
+            controlnet_dir = init / "controlnet"
+        else:
             raise XRayStudioError("no ControlNet checkpoint to export; train the controlnet stage")
-        unet = UNet2DConditionModel.from_pretrained(final / "unet", use_safetensors=True)
-        controlnet = ControlNetModel.from_pretrained(final / "controlnet_ema", use_safetensors=True)
+        unet = UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True)
+        controlnet = ControlNetModel.from_pretrained(controlnet_dir, use_safetensors=True)
         scheduler = DPMSolverMultistepScheduler.from_config(_schedule().config,
                                                             algorithm_type="dpmsolver++")
-        return save_pixel_model(self.out / "model", self.spec, unet, controlnet, scheduler)
+        return save_pixel_model(self.out / "model", self.spec, unet, controlnet, scheduler,
+                                self._prior())
+
+    def _prior(self):
+        """The layout prior of this run (newest checkpoint), else of ``init_from``, else None."""
+        from xraystudio.synthesis.model import PRIOR_FOLDER
+        from xraystudio.synthesis.prior import LayoutPrior
+
+        found = ckpt.latest_of(self.out / "checkpoints", "prior")
+        init = self._init_dir()
+        folder = (found / PRIOR_FOLDER if found is not None
+                  else init / PRIOR_FOLDER if init is not None else None)
+        if folder is None or not folder.is_dir():
+            return None
+        return LayoutPrior.from_pretrained(folder, use_safetensors=True).eval()

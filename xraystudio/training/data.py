@@ -10,6 +10,7 @@ is not symmetric (the heart lies on the patient's left).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -50,7 +51,7 @@ class Augment:
     gamma: float = 0.15
 
 
-def _affine(sample: Sample, rng: np.random.Generator, aug: Augment) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+def affine(sample: Sample, rng: np.random.Generator, aug: Augment) -> tuple[np.ndarray, np.ndarray, tuple | None]:
     s = sample.image.shape[0]
     angle = np.deg2rad(rng.uniform(-aug.rotate_deg, aug.rotate_deg))
     zoom = 1.0 + rng.uniform(-aug.scale, aug.scale)
@@ -74,21 +75,33 @@ def _affine(sample: Sample, rng: np.random.Generator, aug: Augment) -> tuple[np.
 def make_batch(
     samples: list[Sample], spec: ModelSpec, rng: np.random.Generator, batch: int, crop: int,
     guided_fraction: float = 0.5, nodule_fraction: float = 0.5, aug: Augment | None = None,
+    prior_guide: Callable[[np.ndarray], np.ndarray] | None = None, prior_fraction: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A batch of (x0 in [-1, 1], shape (B, 1, crop, crop)) and conditions (B, C, crop, crop)."""
+    """A batch of (x0 in [-1, 1], shape (B, 1, crop, crop)) and conditions (B, C, crop, crop).
+
+    With ``prior_guide`` (augmented working-size layers -> guide), ``prior_fraction`` of the
+    guided samples get the layout prior's guide instead of their own image's: the ControlNet
+    then learns what layout mode asks of it, drawing a real patient's texture and nodules over
+    a typical, smooth coarse picture that does not match the target exactly.
+    """
     aug = aug or Augment()
     s = spec.resolution
     box = Letterbox((s, s), s)
     xs, cs = [], []
     for _ in range(batch):
         sample = samples[rng.integers(len(samples))]
-        image, layers, nod = _affine(sample, rng, aug)
+        image, layers, nod = affine(sample, rng, aug)
         image = np.clip(image, 0, 1) ** np.exp(rng.uniform(-aug.gamma, aug.gamma))
         channels = [layers]
         if spec.supports_guide:
             guided = rng.random() < guided_fraction
-            guide = (guide_from_display(without_nodule(image, layers, spec), box, spec.guide_factor)
-                     if guided else np.zeros_like(image))
+            if not guided:
+                guide = np.zeros_like(image)
+            elif prior_guide is not None and rng.random() < prior_fraction:
+                guide = prior_guide(layers)
+            else:
+                guide = guide_from_display(without_nodule(image, layers, spec), box,
+                                           spec.guide_factor)
             channels.append(np.stack([guide, np.full_like(image, float(guided))]))
         cond = np.concatenate(channels)
         y0, x0 = _crop_origin(s, crop, nod, rng, nodule_fraction, spec.patch)

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from xraystudio.errors import ModelError
-from xraystudio.synthesis.model import BUILTIN_NAME, builtin_model_dir
+from xraystudio.synthesis.model import BUILTIN_NAME, PRIOR_FOLDER, builtin_model_dir
 from xraystudio.synthesis.spec import SCHEDULERS, Defaults, ModelSpec
 
 BUILTIN = ""  # the model combo's data for the built-in model (Engine.load(None))
@@ -68,6 +68,13 @@ class GenerationPanel(QWidget):
         self.mode = QComboBox()
         self.mode.addItem("Layout (masks only)", "layout")
         self.mode.addItem("Guided by this radiograph", "guided")
+        self.prior = QCheckBox("Typical look (layout prior)")
+        self.prior.setObjectName("priorCheck")
+        self.prior.setChecked(True)
+        self.prior.setToolTip(
+            "Layout mode: start from the exposure and body outline that radiographs with this "
+            "anatomy typically have. Off: draw them at random, for more varied images.")
+        self._has_prior = False
         self.random_seed = QCheckBox("Random")
         self.random_seed.setChecked(True)
         self.seed = QSpinBox()
@@ -116,6 +123,7 @@ class GenerationPanel(QWidget):
         form.addRow("Model", model_row)
         form.addRow("", self.model_note)
         form.addRow("Mode", self.mode)
+        form.addRow("", self.prior)
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
         form.addRow("Scheduler", self.scheduler)
@@ -139,6 +147,7 @@ class GenerationPanel(QWidget):
                            (self.guidance, self.prompt, self.negative)]
 
         self.random_seed.toggled.connect(lambda random: self.seed.setEnabled(not random))
+        self.mode.currentIndexChanged.connect(self._update_prior)
         self.model.currentIndexChanged.connect(self._on_model)
         self.generate.clicked.connect(self.generateRequested)
         self.cancel.clicked.connect(self.cancelRequested)
@@ -187,10 +196,19 @@ class GenerationPanel(QWidget):
         self.mode.model().item(1).setEnabled(guide)
         if not guide:
             self.mode.setCurrentIndex(0)
+        folder = Path(ref) if ref else builtin_model_dir()
+        self._has_prior = spec is not None and spec.supports_guide and (folder / PRIOR_FOLDER).is_dir()
+        self._update_prior()
         self._takes_text = takes_text
         for label, widget in self._text_rows:
             label.setVisible(takes_text)
             widget.setVisible(takes_text)
+
+    def _update_prior(self) -> None:
+        """Shown for models with a prior; it only acts in layout mode, so it greys out in guided."""
+        usable = self._has_prior and self.mode.currentData() == "layout"
+        self.prior.setEnabled(usable)
+        self.prior.setVisible(self._has_prior)
 
     # ------------------------------------------------------------ parameters
     def params(self) -> dict:
@@ -204,6 +222,8 @@ class GenerationPanel(QWidget):
             "n_images": self.n_images.value(),
             "preview_every": 1,
         }
+        if self._has_prior and p["mode"] == "layout":
+            p["prior"] = self.prior.isChecked()
         if self._takes_text:
             p.update(guidance_scale=self.guidance.value(), prompt=self.prompt.text(),
                      negative_prompt=self.negative.text())
@@ -212,6 +232,7 @@ class GenerationPanel(QWidget):
     def saved_state(self) -> dict:
         """What to remember between runs."""
         return {"model": self.model.currentData() or "", "mode": self.mode.currentData(),
+                "prior": self.prior.isChecked(),
                 "random_seed": self.random_seed.isChecked(), "seed": self.seed.value(),
                 "steps": self.steps.value(), "scheduler": self.scheduler.currentText(),
                 "conditioning": self.conditioning.value(), "guidance": self.guidance.value(),
@@ -227,6 +248,7 @@ class GenerationPanel(QWidget):
                     self.model.setCurrentIndex(index)
             if state.get("mode") is not None and self.mode.findData(state["mode"]) >= 0:
                 self.mode.setCurrentIndex(self.mode.findData(state["mode"]))
+            self.prior.setChecked(bool(state.get("prior", True)))
             self.random_seed.setChecked(bool(state.get("random_seed", True)))
             self.seed.setValue(int(state.get("seed", 0)))
             self.steps.setValue(int(state.get("steps", self.steps.value())))

@@ -1,0 +1,114 @@
+"""Train the layout prior: anatomy masks -> the expected coarse radiograph (L2 regression).
+
+It trains on the same augmented samples as the diffusion model (``training.data``), reduced
+to the prior's sizes before the affine, so a step costs a fraction of a diffusion step and the
+whole stage takes minutes on a CPU. Checkpoints are safetensors folders written atomically, like
+the diffusion stages', so a cut-off run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xraystudio.io.atomic import write_text
+from xraystudio.synthesis.condition import resize
+from xraystudio.synthesis.model import PRIOR_FOLDER
+from xraystudio.training import checkpoint as ckpt
+from xraystudio.training.data import Augment, Sample, affine
+
+log = logging.getLogger(__name__)
+
+STAGE = "prior"
+
+
+def prior_pairs(samples: list[Sample], anatomy: list[int], guide: int) -> list[Sample]:
+    """The samples at the prior's sizes: image at 2g (reduced to g for the target), masks at 2g."""
+    size = 2 * guide
+    return [Sample(resize(s.image, (size, size)),
+                   np.stack([resize(s.layers[i], (size, size)) for i in anatomy]), None)
+            for s in samples]
+
+
+def prior_batch(pairs: list[Sample], rng: np.random.Generator, batch: int,
+                aug: Augment | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (B, L, 2g, 2g), targets (B, 1, g, g)) with the diffusion model's augmentation."""
+    aug = aug or Augment()
+    xs, ys = [], []
+    for _ in range(batch):
+        image, layers, _ = affine(pairs[rng.integers(len(pairs))], rng, aug)
+        image = np.clip(image, 0, 1) ** np.exp(rng.uniform(-aug.gamma, aug.gamma))
+        g = image.shape[0] // 2
+        xs.append(layers)
+        ys.append(resize(image, (g, g))[None])
+    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+
+
+def train_prior(trainer, start: int, total: int, resume_dir: Path | None, progress: bool) -> None:
+    """Run the prior stage of ``trainer`` (a ``controlnet.Trainer``) from ``start`` to ``total``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from xraystudio.synthesis.prior import LayoutPrior
+
+    cfg, acc, spec = trainer.cfg, trainer.acc, trainer.spec
+    if start >= total or not spec.supports_guide:
+        return
+    anatomy = [spec.layers.index(n) for n in spec.layers if n != "nodule"]
+    guide = spec.resolution // spec.guide_factor
+    pairs = prior_pairs(trainer.samples, anatomy, guide)
+    if resume_dir is not None:
+        prior = LayoutPrior.from_pretrained(resume_dir / PRIOR_FOLDER, use_safetensors=True)
+    else:
+        torch.manual_seed(cfg.seed)
+        prior = LayoutPrior(layers=tuple(spec.layers[i] for i in anatomy),
+                            channels=tuple(cfg.prior_channels))
+    opt = torch.optim.AdamW(prior.parameters(), lr=cfg.prior_lr, weight_decay=1e-2)
+    if resume_dir is not None and (resume_dir / "optimizer.safetensors").is_file():
+        ckpt.load_optimizer(opt, resume_dir / "optimizer")
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.prior_lr, total_steps=total,
+                                                pct_start=0.1)
+    for _ in range(start):
+        sched.step()
+    prior, opt = acc.prepare(prior, opt)
+    rng = np.random.default_rng(cfg.seed * 100_003 + start + 13)
+    bar = tqdm(total=total, initial=start, desc="train prior", disable=not progress,
+               dynamic_ncols=True)
+    losses: list[float] = []
+    started = time.perf_counter()
+    step = start
+    while step < total:
+        x, y = prior_batch(pairs, rng, cfg.batch * 2)
+        x_t, y_t = torch.from_numpy(x).to(acc.device), torch.from_numpy(y).to(acc.device)
+        loss = torch.nn.functional.mse_loss(prior(x_t).float(), y_t)
+        acc.backward(loss)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}")
+        if acc.is_main_process and (step % cfg.checkpoint_every == 0 or step == total):
+            _checkpoint(trainer.out, acc.unwrap_model(prior), opt, step, float(np.mean(losses[-50:])),
+                        time.perf_counter() - started, dataclasses.asdict(cfg))
+    bar.close()
+
+
+def _checkpoint(out: Path, prior, opt, step: int, loss: float, seconds: float, config: dict) -> None:
+    folder = out / "checkpoints" / f"step-{STAGE}-{step}"
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    prior.save_pretrained(tmp / PRIOR_FOLDER, safe_serialization=True)
+    ckpt.save_optimizer(opt, tmp / "optimizer")
+    write_text(tmp / "state.json", json.dumps({
+        "stage": STAGE, "step": step, "loss": loss, "seconds": round(seconds, 1), "config": config,
+    }, indent=2))
+    ckpt.commit_folder(tmp, folder)
+    ckpt.prune(out / "checkpoints", STAGE)
+    log.info("prior step %d: loss %.5f", step, loss)
