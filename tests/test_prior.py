@@ -56,7 +56,7 @@ def test_layout_mode_uses_the_prior_as_guide(engine: Engine) -> None:
     n = len(engine.spec.layers)
     cond = result.condition
     assert result.provenance["parameters"]["prior"] is True
-    assert np.all(cond[n + 1] == 1.0)  # the guide is flagged present
+    assert np.all(cond[n + 1] == 0.5)  # the guide is flagged as the prior's (a real one is 1)
     box = Letterbox(masks.shape, engine.spec.resolution)
     expected = box.crop(predict_guide(engine.model.prior, cond[:5], engine.spec.guide_factor))
     np.testing.assert_allclose(box.crop(cond[n]), expected, atol=1e-6)

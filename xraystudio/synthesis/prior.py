@@ -24,6 +24,11 @@ from xraystudio.masks import ANATOMY
 from xraystudio.synthesis.condition import Letterbox, resize
 from xraystudio.synthesis.spec import ModelSpec
 
+#: The guide flag of a prior's guide. A real guide (flag 1) holds this patient's exposure, which
+#: the ControlNet should keep; a prior's guide is only typical, and its target image differs from
+#: it. A flag of its own lets one ControlNet learn both without blurring the two.
+PRIOR_FLAG = 0.5
+
 
 class _Residual(nn.Module):
     def __init__(self, channels: int, groups: int) -> None:
@@ -100,7 +105,7 @@ def predict_guide(prior: LayoutPrior, layers: np.ndarray, factor: int) -> np.nda
 
 def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
                      box: Letterbox) -> np.ndarray:
-    """A layout-mode ``cond`` with the prior's picture as its guide, flagged present.
+    """A layout-mode ``cond`` with the prior's picture as its guide, flagged as a prior's.
 
     Outside the letterboxed source the guide stays black, as a real radiograph's guide does.
     """
@@ -110,5 +115,5 @@ def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
     guide[oy:oy + ih, ox:ox + iw] = box.crop(predict_guide(prior, layers, spec.guide_factor))
     out = cond.copy()
     out[len(spec.layers)] = guide
-    out[len(spec.layers) + 1] = 1.0
+    out[len(spec.layers) + 1] = PRIOR_FLAG
     return out

@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from xraystudio.io.datasets import JsrtDataset
 from xraystudio.synthesis.condition import Letterbox, build_condition, guide_from_display
+from xraystudio.synthesis.prior import PRIOR_FLAG
 from xraystudio.synthesis.spec import ModelSpec
 
 
@@ -80,9 +81,10 @@ def make_batch(
     """A batch of (x0 in [-1, 1], shape (B, 1, crop, crop)) and conditions (B, C, crop, crop).
 
     With ``prior_guide`` (augmented working-size layers -> guide), ``prior_fraction`` of the
-    guided samples get the layout prior's guide instead of their own image's: the ControlNet
-    then learns what layout mode asks of it, drawing a real patient's texture and nodules over
-    a typical, smooth coarse picture that does not match the target exactly.
+    guided samples get the layout prior's guide instead of their own image's, flagged
+    ``PRIOR_FLAG``: the ControlNet then learns what layout mode asks of it, drawing a real
+    patient's texture and nodules over a typical, smooth coarse picture that does not match the
+    target exactly, while real guides (flag 1) stay ones to keep.
     """
     aug = aug or Augment()
     s = spec.resolution
@@ -94,15 +96,15 @@ def make_batch(
         image = np.clip(image, 0, 1) ** np.exp(rng.uniform(-aug.gamma, aug.gamma))
         channels = [layers]
         if spec.supports_guide:
-            guided = rng.random() < guided_fraction
-            if not guided:
+            flag = 1.0 if rng.random() < guided_fraction else 0.0
+            if not flag:
                 guide = np.zeros_like(image)
             elif prior_guide is not None and rng.random() < prior_fraction:
-                guide = prior_guide(layers)
+                guide, flag = prior_guide(layers), PRIOR_FLAG
             else:
                 guide = guide_from_display(without_nodule(image, layers, spec), box,
                                            spec.guide_factor)
-            channels.append(np.stack([guide, np.full_like(image, float(guided))]))
+            channels.append(np.stack([guide, np.full_like(image, flag)]))
         cond = np.concatenate(channels)
         y0, x0 = _crop_origin(s, crop, nod, rng, nodule_fraction, spec.patch)
         xs.append(image[None, y0:y0 + crop, x0:x0 + crop] * 2 - 1)
