@@ -82,6 +82,24 @@ def test_prior_follows_the_anatomy_not_the_nodule(engine: Engine) -> None:
     assert np.abs(c[n] - a[n]).max() > 0
 
 
+def test_painted_nodules_enter_the_guide_with_the_priors_contrast(prior_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    bright = tmp_path / "bright"
+    shutil.copytree(prior_dir, bright)
+    config = bright / PRIOR_FOLDER / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "nodule_contrast": 0.2}))
+    plain = Engine.load(str(prior_dir), device="cpu")
+    with_contrast = Engine.load(str(bright), device="cpu")
+    masks = _masks((64, 64))
+    n = len(plain.spec.layers)
+    a = plain.condition(GenerationRequest(masks), "layout", prior=True)
+    b = with_contrast.condition(GenerationRequest(masks), "layout", prior=True)
+    added = b[n] - a[n]
+    disc = a[plain.spec.layers.index("nodule")] >= 0.5
+    assert added.min() >= -1e-6 and added[disc].mean() > 0.01  # 1/8 of a 32 px model: diluted
+    assert np.abs(added[~disc]).mean() < added[disc].mean() / 3
+
+
 def test_prior_can_be_switched_off_and_changes_the_image(engine: Engine) -> None:
     masks = _masks()
     on = engine.generate(GenerationRequest(masks, mode="layout", seed=3))[0]

@@ -78,6 +78,12 @@ def test_prior_stage_learns_and_resumes(trained, tmp_path: Path) -> None:
     train_prior(trainer, 20, 40, out / "checkpoints" / "step-prior-20", progress=False)
     trained_prior = LayoutPrior.from_pretrained(out / "checkpoints" / "step-prior-40" / "prior")
     assert error(trained_prior) < 0.5 * untrained
+    # The drawn nodules are brighter than their surroundings; the prior records by how much.
+    from xraystudio.training.prior import nodule_contrast
+
+    measured = nodule_contrast(trainer.samples, trainer.spec)
+    assert measured > 0.01
+    assert trained_prior.config.nodule_contrast == pytest.approx(cfg.prior_nodule_gain * measured)
 
 
 def test_training_resumes_where_it_stopped(trained, tmp_path: Path) -> None:

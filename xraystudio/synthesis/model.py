@@ -188,8 +188,8 @@ def _load_prior(folder: Path, spec: ModelSpec, device: str, dtype):
     if missing:
         raise ModelError(f"{folder / PRIOR_FOLDER}: the prior reads layers {missing} that the "
                          "model's xraystudio.json does not list")
-    prior.eval()
-    return prior.to(device=device, dtype=dtype or prior.dtype)
+    # Kept in float32 whatever the pipeline's precision: it is tiny and runs once per image.
+    return prior.eval().to(device)
 
 
 def _load_pixel(folder: Path, spec: ModelSpec, dtype) -> tuple[Any, list[Path]]:

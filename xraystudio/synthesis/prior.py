@@ -46,12 +46,14 @@ class LayoutPrior(ModelMixin, ConfigMixin):
     """Anatomy masks at twice the guide's size in, the guide-sized picture in [0, 1] out.
 
     A small U-Net; two coordinate channels let it place what depends on where in the film a
-    pixel is (the surround, the labels), which convolutions alone cannot know.
+    pixel is (the surround, the labels), which convolutions alone cannot know. The network never
+    sees nodules; ``nodule_contrast`` is how much brighter than the lung around it a painted
+    nodule's disc is drawn into the guide (see ``with_prior_guide``).
     """
 
     @register_to_config
     def __init__(self, layers: tuple[str, ...] = ANATOMY, channels: tuple[int, ...] = (16, 32, 64, 64),
-                 norm_groups: int = 8) -> None:
+                 norm_groups: int = 8, nodule_contrast: float = 0.0) -> None:
         super().__init__()
         if len(channels) < 2:
             raise ValueError("a layout prior needs at least two levels")
@@ -107,13 +109,23 @@ def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
                      box: Letterbox) -> np.ndarray:
     """A layout-mode ``cond`` with the prior's picture as its guide, flagged as a prior's.
 
-    Outside the letterboxed source the guide stays black, as a real radiograph's guide does.
+    Painted nodules are added to the picture as discs ``prior.config.nodule_contrast`` brighter,
+    at the guide's resolution: the faint smudge a real nodule leaves in a real guide, which is
+    the cue the ControlNet draws nodules from most reliably. Outside the letterboxed source the
+    guide stays black, as a real radiograph's guide does.
     """
     layers = cond[[spec.layers.index(name) for name in prior.config.layers]]
+    picture = predict_guide(prior, layers, spec.guide_factor)
+    contrast = float(prior.config.nodule_contrast)
+    if contrast and "nodule" in spec.layers:
+        size, small = cond.shape[-1], cond.shape[-1] // spec.guide_factor
+        disc = cond[spec.layers.index("nodule")]
+        picture = picture + contrast * resize(resize(disc, (small, small)), (size, size))
     guide = np.zeros_like(cond[0])
     (oy, ox), (ih, iw) = box.offset, box.inner
-    guide[oy:oy + ih, ox:ox + iw] = box.crop(predict_guide(prior, layers, spec.guide_factor))
+    guide[oy:oy + ih, ox:ox + iw] = box.crop(picture)
     out = cond.copy()
     out[len(spec.layers)] = guide
     out[len(spec.layers) + 1] = PRIOR_FLAG
     return out
+

@@ -20,7 +20,7 @@ from xraystudio.io.atomic import write_text
 from xraystudio.synthesis.condition import resize
 from xraystudio.synthesis.model import PRIOR_FOLDER
 from xraystudio.training import checkpoint as ckpt
-from xraystudio.training.data import Augment, Sample, affine
+from xraystudio.training.data import Augment, Sample, affine, without_nodule
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,17 @@ def prior_pairs(samples: list[Sample], anatomy: list[int], guide: int) -> list[S
     return [Sample(resize(s.image, (size, size)),
                    np.stack([resize(s.layers[i], (size, size)) for i in anatomy]), None)
             for s in samples]
+
+
+def nodule_contrast(samples: list[Sample], spec) -> float:
+    """How much a real nodule brightens its disc on average (image minus the image with the
+    nodule filled in from the lung around it, over all disc pixels of the training cases)."""
+    if "nodule" not in spec.layers:
+        return 0.0
+    k = spec.layers.index("nodule")
+    added = [float((s.image - without_nodule(s.image, s.layers, spec))[s.layers[k] >= 0.5].mean())
+             for s in samples if s.layers[k].max() >= 0.5]
+    return float(np.mean(added)) if added else 0.0
 
 
 def prior_batch(pairs: list[Sample], rng: np.random.Generator, batch: int,
@@ -66,8 +77,10 @@ def train_prior(trainer, start: int, total: int, resume_dir: Path | None, progre
         prior = LayoutPrior.from_pretrained(resume_dir / PRIOR_FOLDER, use_safetensors=True)
     else:
         torch.manual_seed(cfg.seed)
+        contrast = cfg.prior_nodule_gain * nodule_contrast(trainer.samples, spec)
+        log.info("painted nodules enter the prior's guide %.4f brighter", contrast)
         prior = LayoutPrior(layers=tuple(spec.layers[i] for i in anatomy),
-                            channels=tuple(cfg.prior_channels))
+                            channels=tuple(cfg.prior_channels), nodule_contrast=contrast)
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.prior_lr, weight_decay=1e-2)
     if resume_dir is not None and (resume_dir / "optimizer.safetensors").is_file():
         ckpt.load_optimizer(opt, resume_dir / "optimizer")
