@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a pixel diffusion base and its mask ControlNet on a JSRT-style dataset",
         description="Trains a layout prior (masks -> the typical coarse radiograph), the base on "
-        "radiographs, then a ControlNet on their masks (base frozen). Checkpoints go to OUT/checkpoints, validation grids to OUT/validation, the "
-        "final model folder to OUT/model. Run under `accelerate launch` for GPUs.",
+        "radiographs, then a ControlNet on their masks (base frozen). Checkpoints go to "
+        "OUT/checkpoints, validation grids to OUT/validation, the final model folder to "
+        "OUT/model. Run under `accelerate launch` for GPUs.",
     )
     p.add_argument("data", help="dataset folder (images/, masks/<structure>/, cases.csv)")
     p.add_argument("--out", required=True, help="run folder")

@@ -5,8 +5,9 @@ edges, and a diffusion sample draws all of these at random: two samples of the s
 differ more from each other than from any real film, which is what PSNR punishes. The prior
 predicts that coarse picture as its expectation given the anatomy (a small CNN regressed with
 L2 at the structure guide's resolution), and layout mode hands it to the ControlNet as the
-guide, so the ControlNet draws texture, fine anatomy and nodules over a typical body. It never
-sees the nodule layer, as the ControlNet's training guides never show nodules either.
+guide, so the ControlNet draws texture, fine anatomy and nodules over a typical body. The
+network never sees the nodule layer; painted nodules are added to its picture as faint discs of a
+contrast measured on the training images (``with_prior_guide``).
 
 A diffusers ``ModelMixin``: built from its config, saved and loaded as safetensors.
 """

@@ -59,7 +59,7 @@ def optimiser_step(acc, loss, trained, opt, sched) -> None:
 
 
 class Trainer:
-    """Runs the stages in order, checkpointing every ``checkpoint_every`` steps, resumable at any step."""
+    """Runs the stages in order, checkpointing every ``checkpoint_every`` steps; resumable."""
 
     def __init__(self, cfg: TrainConfig, accelerator=None) -> None:
         from accelerate import Accelerator
@@ -235,7 +235,11 @@ class Trainer:
             ema.restore(base.parameters())
 
     def _prior_guide(self):
-        """Augmented working-size layers -> the layout prior's guide, if this run has a prior."""
+        """Augmented working-size layers -> the layout prior's guide, if this run has a prior.
+
+        Without the painted-nodule discs ``with_prior_guide`` adds at inference: like the real
+        training guides, these are nodule-free, so the ControlNet learns nodules from the mask.
+        """
         if not self.spec.supports_guide or self.cfg.prior_fraction <= 0:
             return None
         prior = self._prior()
@@ -255,12 +259,12 @@ class Trainer:
         """
         import torch
 
+        from xraystudio.synthesis.pipelines import pack
+
         if self.cfg.nodule_weight == 1.0 or "nodule" not in self.spec.layers:
             return None
         disc = cond[:, self.spec.layers.index("nodule")][:, None]
         near = torch.nn.functional.max_pool2d(disc, 9, stride=1, padding=4)
-        from xraystudio.synthesis.pipelines import pack
-
         return pack(1.0 + (self.cfg.nodule_weight - 1.0) * near, self.cfg.patch)
 
     def _loss(self, pred, target, alpha_bar, weights=None):
