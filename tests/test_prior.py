@@ -82,12 +82,14 @@ def test_prior_follows_the_anatomy_not_the_nodule(engine: Engine) -> None:
     assert np.abs(c[n] - a[n]).max() > 0
 
 
-def test_painted_nodules_enter_the_guide_with_the_priors_contrast(prior_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_nodules_enter_the_guide_with_the_models_contrast(prior_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """Layout mode: painted nodules are added to the prior's picture. Guided mode: the source's
+    own nodule is filled in and every nodule of the mask added with the same contrast."""
     bright = tmp_path / "bright"
     shutil.copytree(prior_dir, bright)
-    config = bright / PRIOR_FOLDER / "config.json"
-    config.write_text(json.dumps({**json.loads(config.read_text()), "nodule_contrast": 0.2}))
+    spec = bright / "xraystudio.json"
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "guide_nodule_contrast": 0.2}))
     plain = Engine.load(str(prior_dir), device="cpu")
     with_contrast = Engine.load(str(bright), device="cpu")
     masks = _masks((64, 64))
@@ -98,6 +100,18 @@ def test_painted_nodules_enter_the_guide_with_the_priors_contrast(prior_dir: Pat
     disc = a[plain.spec.layers.index("nodule")] >= 0.5
     assert added.min() >= -1e-6 and added[disc].mean() > 0.01  # 1/8 of a 32 px model: diluted
     assert np.abs(added[~disc]).mean() < added[disc].mean() / 3
+    # Guided: a source with a bright blob where the mask has its nodule, and the same source
+    # without it, give the same guide: the mask alone decides how the nodule shows.
+    yy, xx = np.mgrid[0:64, 0:64]
+    plain_source = (0.4 + 0.2 * np.sin(xx / 9)).astype(np.float32)
+    nodule = masks.nodules[0]
+    blob = ((xx - nodule.x) ** 2 + (yy - nodule.y) ** 2 <= 16).astype(np.float32)
+    g = [with_contrast.condition(GenerationRequest(masks, XRayImage.from_display(src)), "guided")
+         for src in (plain_source, plain_source + 0.5 * blob)]
+    np.testing.assert_allclose(g[0][n], g[1][n], atol=0.02)
+    without = plain.condition(GenerationRequest(masks, XRayImage.from_display(plain_source)),
+                              "guided")
+    assert (g[0][n] - without[n])[disc].mean() > 0.01
 
 
 def test_prior_can_be_switched_off_and_changes_the_image(engine: Engine) -> None:

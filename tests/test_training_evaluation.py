@@ -50,6 +50,12 @@ def test_training_exports_a_working_model(trained) -> None:
     assert r.image.shape == (64, 64)
     assert (model / "prior" / "diffusion_pytorch_model.safetensors").is_file()
     assert r.provenance["parameters"]["prior"] is True
+    # Nodules enter guides at the contrast measured on the training cases (x the gain).
+    from xraystudio.training.prior import nodule_contrast
+
+    trainer = Trainer(_config(data, model.parent))
+    expected = trainer.cfg.guide_nodule_gain * nodule_contrast(trainer.samples, trainer.spec)
+    assert engine.spec.guide_nodule_contrast == pytest.approx(expected) and expected > 0
 
 
 def test_prior_stage_learns_and_resumes(trained, tmp_path: Path) -> None:
@@ -83,7 +89,6 @@ def test_prior_stage_learns_and_resumes(trained, tmp_path: Path) -> None:
 
     measured = nodule_contrast(trainer.samples, trainer.spec)
     assert measured > 0.01
-    assert trained_prior.config.nodule_contrast == pytest.approx(cfg.prior_nodule_gain * measured)
 
 
 def test_training_resumes_where_it_stopped(trained, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ predicts that coarse picture as its expectation given the anatomy (a small CNN r
 L2 at the structure guide's resolution), and layout mode hands it to the ControlNet as the
 guide, so the ControlNet draws texture, fine anatomy and nodules over a typical body. The
 network never sees the nodule layer; painted nodules are added to its picture as faint discs of a
-contrast measured on the training images (``with_prior_guide``).
+contrast measured on the training images (``condition.nodule_smudge``), as in guided mode.
 
 A diffusers ``ModelMixin``: built from its config, saved and loaded as safetensors.
 """
@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from xraystudio.masks import ANATOMY
-from xraystudio.synthesis.condition import Letterbox, resize
+from xraystudio.synthesis.condition import Letterbox, nodule_smudge, resize
 from xraystudio.synthesis.spec import ModelSpec
 
 #: The guide flag of a prior's guide. A real guide (flag 1) holds this patient's exposure, which
@@ -47,14 +47,12 @@ class LayoutPrior(ModelMixin, ConfigMixin):
     """Anatomy masks at twice the guide's size in, the guide-sized picture in [0, 1] out.
 
     A small U-Net; two coordinate channels let it place what depends on where in the film a
-    pixel is (the surround, the labels), which convolutions alone cannot know. The network never
-    sees nodules; ``nodule_contrast`` is how much brighter than the lung around it a painted
-    nodule's disc is drawn into the guide (see ``with_prior_guide``).
+    pixel is (the surround, the labels), which convolutions alone cannot know.
     """
 
     @register_to_config
     def __init__(self, layers: tuple[str, ...] = ANATOMY, channels: tuple[int, ...] = (16, 32, 64, 64),
-                 norm_groups: int = 8, nodule_contrast: float = 0.0) -> None:
+                 norm_groups: int = 8) -> None:
         super().__init__()
         if len(channels) < 2:
             raise ValueError("a layout prior needs at least two levels")
@@ -110,18 +108,13 @@ def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
                      box: Letterbox) -> np.ndarray:
     """A layout-mode ``cond`` with the prior's picture as its guide, flagged as a prior's.
 
-    Painted nodules are added to the picture as discs ``prior.config.nodule_contrast`` brighter,
-    at the guide's resolution: the faint smudge a real nodule leaves in a real guide, which is
-    the cue the ControlNet draws nodules from most reliably. Outside the letterboxed source the
-    guide stays black, as a real radiograph's guide does.
+    Painted nodules are added to the picture as ``nodule_smudge`` discs, as in guided mode.
+    Outside the letterboxed source the guide stays black, as a real radiograph's guide does.
     """
     layers = cond[[spec.layers.index(name) for name in prior.config.layers]]
     picture = predict_guide(prior, layers, spec.guide_factor)
-    contrast = float(prior.config.nodule_contrast)
-    if contrast and "nodule" in spec.layers:
-        size, small = cond.shape[-1], cond.shape[-1] // spec.guide_factor
-        disc = cond[spec.layers.index("nodule")]
-        picture = picture + contrast * resize(resize(disc, (small, small)), (size, size))
+    if spec.guide_nodule_contrast and "nodule" in spec.layers:
+        picture = picture + nodule_smudge(spec, cond[spec.layers.index("nodule")])
     guide = np.zeros_like(cond[0])
     (oy, ox), (ih, iw) = box.offset, box.inner
     guide[oy:oy + ih, ox:ox + iw] = box.crop(picture)

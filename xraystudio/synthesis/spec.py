@@ -56,6 +56,7 @@ class ModelSpec:
     layers: list[str] = dataclasses.field(default_factory=lambda: list(STRUCTURES))
     colors: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
     guide_factor: int | None = None
+    guide_nodule_contrast: float = 0.0
     patch: int = 1
     prompt: str = ""
     negative_prompt: str = ""

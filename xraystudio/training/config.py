@@ -24,7 +24,7 @@ class TrainConfig:
     prior_steps: int = 1500
     prior_lr: float = 2e-3
     prior_channels: tuple[int, ...] = (16, 32, 64, 64)
-    prior_nodule_gain: float = 2.0
+    guide_nodule_gain: float = 2.0
     base_steps: int = 2000
     controlnet_steps: int = 2000
     lr: float = 3e-4

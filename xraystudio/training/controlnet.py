@@ -381,7 +381,13 @@ class Trainer:
         controlnet = ControlNetModel.from_pretrained(controlnet_dir, use_safetensors=True)
         scheduler = DPMSolverMultistepScheduler.from_config(_schedule().config,
                                                             algorithm_type="dpmsolver++")
-        return save_pixel_model(self.out / "model", self.spec, unet, controlnet, scheduler,
+        spec = self.spec
+        if spec.supports_guide:
+            from xraystudio.training.prior import nodule_contrast
+
+            spec = dataclasses.replace(spec, guide_nodule_contrast=self.cfg.guide_nodule_gain
+                                       * nodule_contrast(self.samples, spec))
+        return save_pixel_model(self.out / "model", spec, unet, controlnet, scheduler,
                                 self._prior())
 
     def _prior(self):

@@ -16,7 +16,12 @@ import numpy as np
 from scipy import ndimage
 
 from xraystudio.io.datasets import JsrtDataset
-from xraystudio.synthesis.condition import Letterbox, build_condition, guide_from_display
+from xraystudio.synthesis.condition import (
+    Letterbox,
+    build_condition,
+    guide_from_display,
+    without_nodule,
+)
 from xraystudio.synthesis.prior import PRIOR_FLAG
 from xraystudio.synthesis.spec import ModelSpec
 
@@ -110,27 +115,6 @@ def make_batch(
         xs.append(image[None, y0:y0 + crop, x0:x0 + crop] * 2 - 1)
         cs.append(cond[:, y0:y0 + crop, x0:x0 + crop])
     return np.stack(xs).astype(np.float32), np.stack(cs).astype(np.float32)
-
-
-def without_nodule(image: np.ndarray, layers: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """``image`` with its nodule filled in from the surrounding lung, for deriving the guide.
-
-    Even at 1/8 a large nodule leaves a smudge in the guide; trained with it, the model learns
-    to copy the smudge instead of drawing the nodule mask, and nodules painted onto a normal
-    radiograph (no smudge) stay invisible. With the guide nodule-free, the mask is the only cue.
-    The fill is a normalised Gaussian average of the pixels around the disc.
-    """
-    if "nodule" not in spec.layers:
-        return image
-    disc = layers[spec.layers.index("nodule")]
-    if disc.max() < 0.5:
-        return image
-    radius = max(1.0, float(np.sqrt((disc >= 0.5).sum() / np.pi)))
-    hole = np.clip(ndimage.gaussian_filter((disc >= 0.5).astype(np.float32), radius * 0.3) * 3, 0, 1)
-    keep = 1.0 - hole
-    sigma = radius
-    fill = ndimage.gaussian_filter(image * keep, sigma) / np.maximum(ndimage.gaussian_filter(keep, sigma), 1e-3)
-    return (image * keep + fill * hole).astype(np.float32)
 
 
 def _crop_origin(size: int, crop: int, nodule, rng, nodule_fraction: float, align: int):

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from xraystudio.io.atomic import write_text
-from xraystudio.synthesis.condition import resize
+from xraystudio.synthesis.condition import resize, without_nodule
 from xraystudio.synthesis.model import PRIOR_FOLDER
 from xraystudio.training import checkpoint as ckpt
-from xraystudio.training.data import Augment, Sample, affine, without_nodule
+from xraystudio.training.data import Augment, Sample, affine
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,8 @@ def train_prior(trainer, start: int, total: int, resume_dir: Path | None, progre
         prior = LayoutPrior.from_pretrained(resume_dir / PRIOR_FOLDER, use_safetensors=True)
     else:
         torch.manual_seed(cfg.seed)
-        contrast = cfg.prior_nodule_gain * nodule_contrast(trainer.samples, spec)
-        log.info("painted nodules enter the prior's guide %.4f brighter", contrast)
         prior = LayoutPrior(layers=tuple(spec.layers[i] for i in anatomy),
-                            channels=tuple(cfg.prior_channels), nodule_contrast=contrast)
+                            channels=tuple(cfg.prior_channels))
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.prior_lr, weight_decay=1e-2)
     if resume_dir is not None and (resume_dir / "optimizer.safetensors").is_file():
         ckpt.load_optimizer(opt, resume_dir / "optimizer")
