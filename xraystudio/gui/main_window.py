@@ -19,9 +19,11 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QTabWidget,
     QTextBrowser,
     QVBoxLayout,
@@ -109,7 +111,15 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryPanel(self.projects)
         self._dock("Layers", self.layers, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Nodules", self.nodules, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._dock("Generation", self.generator, Qt.DockWidgetArea.RightDockWidgetArea)
+        # Scrolls rather than squeezing its rows when the window is short.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.generator)
+        scroll.setMinimumWidth(self.generator.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width())
+        self._dock("Generation", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("Results", self.strip, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.gallery_dock = self._dock("Gallery", self.gallery,
                                        Qt.DockWidgetArea.BottomDockWidgetArea)
