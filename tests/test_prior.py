@@ -158,3 +158,17 @@ def test_prior_without_guide_support_is_refused(prior_dir: Path, tmp_path: Path)
     (bad / "xraystudio.json").write_text(json.dumps(spec))
     with pytest.raises(ModelError, match="structure guide"):
         load_model(str(bad))
+
+
+def test_shipped_model_loads_and_generates_in_both_modes() -> None:
+    """The built-in model (resources/) with its prior: a small study, two steps per mode."""
+    shipped = Engine.load(None, device="cpu", precision="fp32")
+    assert shipped.model.prior is not None and shipped.spec.guide_nodule_contrast > 0
+    masks = _masks((120, 100))
+    image = XRayImage.from_display(np.linspace(0.2, 0.8, 120 * 100, dtype=np.float32)
+                                   .reshape(120, 100))
+    for mode, prior in (("layout", True), ("guided", False)):
+        r = shipped.generate(GenerationRequest(masks, image, mode=mode, seed=0, steps=2))[0]
+        assert r.image.shape == (120, 100) and np.isfinite(r.image).all()
+        assert r.provenance["parameters"]["prior"] is prior
+        assert r.provenance["model"]["name"] == "xraystudio-cxr"
