@@ -146,6 +146,9 @@ class MaskStack:
         for name in layers:
             self.add_layer(name)
         self.nodules: list[Nodule] = []
+        #: The nodules the radiograph itself has (as loaded), never edited: edit mode compares
+        #: them with ``nodules`` to find what was added, moved or deleted (see synthesis.edit).
+        self.source_nodules: list[Nodule] = []
         self._next_id = 1
         self._undo: deque[_Command] = deque()
         self._redo: list[_Command] = []
@@ -166,6 +169,7 @@ class MaskStack:
         *,
         layers: Iterable[str] = STRUCTURES,
         stamp_nodules: bool = False,
+        source_nodules: Iterable[Nodule] | None = None,
     ) -> MaskStack:
         """A stack built from loaded or computed layers, with no undo history.
 
@@ -174,6 +178,7 @@ class MaskStack:
         (so a partial file still yields the standard layers), then each array fills its layer,
         adding names not in ``layers``. Nodules keep their ids; with ``stamp_nodules`` their
         discs are drawn into the nodule layer (for sources that have objects but no pixels).
+        ``source_nodules`` are those the radiograph has; by default all of ``nodules``.
         """
         stack = cls(shape, spacing_mm, layers=layers)
         for name, array in arrays.items():
@@ -183,7 +188,9 @@ class MaskStack:
             stack.add_layer(name)
             stack._layers[name] = array.astype(bool, copy=True)
         stack.nodules = [copy.copy(n) for n in nodules]
-        stack._next_id = max([1] + [n.id + 1 for n in stack.nodules])
+        stack.source_nodules = [copy.copy(n) for n in
+                                (stack.nodules if source_nodules is None else source_nodules)]
+        stack._next_id = max([1] + [n.id + 1 for n in stack.nodules + stack.source_nodules])
         if stamp_nodules and stack.nodules:
             stack.add_layer(NODULE)
             for n in stack.nodules:
@@ -242,6 +249,7 @@ class MaskStack:
         other = MaskStack(self.shape, self.spacing_mm, layers=())
         other._layers = {k: v.copy() for k, v in self._layers.items()}
         other.nodules = copy.deepcopy(self.nodules)
+        other.source_nodules = copy.deepcopy(self.source_nodules)
         other._next_id = self._next_id
         return other
 

@@ -17,7 +17,7 @@ def _nodule(text: str) -> tuple[float, float, float]:
     try:
         x, y, d = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--nodule takes X,Y,DIAMETER_MM, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"takes X,Y,DIAMETER_MM, got {text!r}") from None
     return x, y, d
 
 
@@ -30,14 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="mask folder (one PNG per structure) or .npz")
     p.add_argument("--nodule", type=_nodule, action="append", default=[], metavar="X,Y,MM",
                    help="stamp a nodule at pixel X,Y with diameter MM (repeatable)")
+    p.add_argument("--remove", type=_nodule, action="append", default=[], metavar="X,Y,MM",
+                   help="edit mode: remove the nodule (or anything) in the disc of diameter MM at "
+                   "pixel X,Y, leaving normal-looking lung (repeatable)")
     p.add_argument("--no-segment", action="store_true",
                    help="do not segment the anatomy automatically when --masks is not given")
     p.add_argument("--model", help="model folder, 'builtin' (default) or a hub id")
     p.add_argument("--allow-download", action="store_true",
                    help="allow downloading a model given as a hub id")
-    p.add_argument("--mode", choices=("layout", "guided"),
-                   help="layout: masks only; guided: also keep the source's look "
-                   "(default: the model's default)")
+    p.add_argument("--mode", choices=("edit", "layout", "guided"),
+                   help="edit (default for a model with an edit model): the source radiograph at "
+                   "its own size, changed only at --nodule/--remove; layout: a new patient from "
+                   "the masks; guided: the whole image redrawn at the model's size over a coarse "
+                   "copy of the source")
     p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=None,
                    help="layout mode: start from the layout prior's typical look (default: when "
                    "the model has a prior); --no-prior draws exposure and surround at random")
@@ -73,9 +78,28 @@ def build_study(args: argparse.Namespace):
         Segmenter.load().fill_stack(study.masks, study.image.display())
     for x, y, d in args.nodule:
         study.masks.add_nodule(x, y, d)
+    for x, y, d in args.remove:
+        _mark_removed(study.masks, x, y, d)
     if not any(study.masks[n].any() for n in study.masks.names):
         raise MaskError("all masks are empty: give --masks, --nodule, or allow segmentation")
     return study
+
+
+def _mark_removed(masks, x: float, y: float, diameter_mm: float) -> None:
+    """Record a removal as edit mode reads it: a nodule of the source that the study no longer
+    has. A listed source nodule at that place is taken off the study's nodules."""
+    from xraystudio.masks import Nodule
+
+    if not (0 <= x < masks.shape[1] and 0 <= y < masks.shape[0]):
+        raise MaskError(f"--remove ({x:.0f}, {y:.0f}) lies outside the image")
+    if diameter_mm <= 0:
+        raise MaskError("--remove needs a positive diameter")
+    near = [n for n in masks.nodules if (n.x - x) ** 2 + (n.y - y) ** 2
+            <= (masks.mm_to_px(max(n.diameter_mm, diameter_mm)) / 2) ** 2]
+    for n in near:
+        masks.remove_nodule(n.id)
+    new_id = max([0] + [n.id for n in masks.nodules + masks.source_nodules]) + 1
+    masks.source_nodules.append(Nodule(new_id, float(x), float(y), float(diameter_mm)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if results and results[0].values is not None:
+        return _write_edits(results, study, out)
     for r in results:
         metrics = compare_with_source(r, study.image, study.masks)
         stem = f"{study.name}_{r.provenance['parameters']['mode']}_seed{r.seed}"
@@ -120,4 +146,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_edits(results, study, out: Path) -> int:
+    """Edit mode: each result in the source's format, its provenance, and what changed."""
+    from xraystudio.io.atomic import write_text
+    from xraystudio.synthesis.edit import save_edit
 
+    for r in results:
+        stem = f"{study.name}_edit_seed{r.seed}"
+        paths = save_edit(r.values, study.image, r.provenance, out, stem)
+        write_text(out / f"{stem}.json", json.dumps(r.provenance, indent=2) + "\n")
+        changed = int(r.changed.sum())
+        print(f"{', '.join(str(p) for p in paths)}: {len(r.provenance['edits'])} edits, "
+              f"{changed} pixels changed ({100 * changed / r.changed.size:.2f} %)")
+    return 0

@@ -22,6 +22,12 @@ _OPTIONAL = {
 }
 
 
+_FLAGS = {
+    "edit": "train the edit model instead (native-resolution windows: insert, remove nodules); "
+            "writes OUT/model/edit, to be copied into a model folder",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -41,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             continue
         default = getattr(d, field.name)
         flag = "--" + field.name.replace("_", "-")
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=_FLAGS[field.name])
+        elif isinstance(default, tuple):
             p.add_argument(flag, type=_ints, default=default, help=f"comma-separated (default {default})")
         elif field.name in _OPTIONAL:
             kind, text = _OPTIONAL[field.name]
@@ -58,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**values)
-    if cfg.sd_base:
+    if cfg.edit:
+        from xraystudio.training.edit import EditTrainer as Trainer
+    elif cfg.sd_base:
         from xraystudio.training.sd_controlnet import StableDiffusionControlNetTrainer as Trainer
     else:
         from xraystudio.training.controlnet import Trainer

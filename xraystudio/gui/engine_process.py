@@ -82,6 +82,7 @@ class Job:
     spacing_mm: tuple[float, float]
     nodules: list
     device: str = "auto"
+    source_nodules: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def pack(cls, model_ref: str | None, masks: MaskStack, image: XRayImage | None,
@@ -96,12 +97,13 @@ class Job:
         layers, block = SharedArray.put(masks.to_array())
         blocks.append(block)
         return cls(model_ref, params, image, values, layers, masks.names, masks.spacing_mm,
-                   list(masks.nodules)), blocks
+                   list(masks.nodules), source_nodules=list(masks.source_nodules)), blocks
 
     def unpack(self) -> tuple[MaskStack, XRayImage | None]:
         arrays = self.masks.take(unlink=False)
         masks = MaskStack.from_arrays(arrays.shape[1:], dict(zip(self.layers, arrays, strict=True)),
-                                      self.spacing_mm, self.nodules, layers=self.layers)
+                                      self.spacing_mm, self.nodules, layers=self.layers,
+                                      source_nodules=self.source_nodules)
         image = self.image
         if image is not None and self.values is not None:
             image = dataclasses.replace(image, values=self.values.take(unlink=False))

@@ -127,3 +127,19 @@ def _write_png(path: str | os.PathLike, display: np.ndarray, dtype: type) -> Pat
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
     return path
+
+
+def write_png_values(path: str | os.PathLike, values: np.ndarray, dtype: str) -> Path:
+    """Write integer pixel values as a grey PNG of ``dtype`` (uint8 or uint16), atomically: an
+    edited PNG keeps the source's bit depth and values."""
+    from PIL import Image
+
+    kind = np.dtype(dtype)
+    if kind not in (np.uint8, np.uint16):
+        raise ValueError(f"a PNG holds 8 or 16-bit grey values, not {dtype}")
+    info = np.iinfo(kind)
+    arr = np.clip(np.rint(values), info.min, info.max).astype(kind)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    return path

@@ -46,6 +46,7 @@ def _meta(stack: MaskStack) -> dict[str, Any]:
         "spacing_mm": list(stack.spacing_mm),
         "layers": stack.names,
         "nodules": [n.to_dict() for n in stack.nodules],
+        "source_nodules": [n.to_dict() for n in stack.source_nodules],
     }
 
 
@@ -135,6 +136,9 @@ def load_masks(
             None if spacing is None else (float(spacing[0]), float(spacing[1])),
             nodules,
             stamp_nodules=NODULE not in arrays,
+            # Files written before edit mode list no source nodules: theirs came with the image.
+            source_nodules=(_nodules(meta["source_nodules"], path)
+                            if "source_nodules" in meta else None),
         )
     except MaskError as exc:
         raise MaskError(f"{path}: {exc}") from exc
@@ -199,17 +203,13 @@ def resize_masks(stack: MaskStack, shape: tuple[int, int]) -> MaskStack:
     arrays: Mapping[str, np.ndarray] = {
         name: _resize_layer(np.asarray(stack[name]), (h, w)) for name in stack.names
     }
-    nodules = [
-        Nodule(
-            n.id,
-            float(np.clip((n.x + 0.5) * sx - 0.5, 0, w - 1)),
-            float(np.clip((n.y + 0.5) * sy - 0.5, 0, h - 1)),
-            n.diameter_mm,
-        )
-        for n in stack.nodules
-    ]
+    def scaled(n: Nodule) -> Nodule:
+        return Nodule(n.id, float(np.clip((n.x + 0.5) * sx - 0.5, 0, w - 1)),
+                      float(np.clip((n.y + 0.5) * sy - 0.5, 0, h - 1)), n.diameter_mm)
+
     spacing = (stack.spacing_mm[0] / sy, stack.spacing_mm[1] / sx)
-    return MaskStack.from_arrays((h, w), arrays, spacing, nodules, layers=())
+    return MaskStack.from_arrays((h, w), arrays, spacing, [scaled(n) for n in stack.nodules],
+                                 layers=(), source_nodules=[scaled(n) for n in stack.source_nodules])
 
 
 def _resize_layer(layer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

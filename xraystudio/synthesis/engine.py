@@ -30,7 +30,10 @@ from xraystudio.synthesis.spec import SCHEDULERS, ModelSpec
 
 log = logging.getLogger(__name__)
 
-MODES = ("layout", "guided")
+#: edit: the source radiograph, changed only where nodules are added, moved or removed (native
+#: resolution); layout: a new patient from the masks; guided: the whole image redrawn at the
+#: model's working size over a 1/8 copy of the source.
+MODES = ("edit", "layout", "guided")
 
 
 @dataclasses.dataclass
@@ -73,10 +76,12 @@ class Progress:
 @dataclasses.dataclass
 class Result:
     image: np.ndarray  # float32 [0, 1], at the source size
-    working: np.ndarray  # float32 [0, 1], at the model's working size
-    condition: np.ndarray  # (C, S, S) model input
+    working: np.ndarray  # float32 [0, 1], at the model's working size (edit: the source size)
+    condition: np.ndarray  # (C, S, S) model input (edit: the first window's)
     seed: int
     provenance: dict
+    values: np.ndarray | None = None  # edit: modality values as the source's format stores them
+    changed: np.ndarray | None = None  # edit: where pixels may differ from the source
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -108,6 +113,7 @@ class Engine:
         self.model = model
         self.device = device
         self._lock = threading.Lock()
+        self._edit_pipe = None
 
     @classmethod
     def load(
@@ -129,11 +135,37 @@ class Engine:
     def spec(self) -> ModelSpec:
         return self.model.spec
 
+    @property
+    def has_edit(self) -> bool:
+        from pathlib import Path
+
+        from xraystudio.synthesis.edit_pipeline import EDIT_FOLDER
+
+        return (Path(self.model.source) / EDIT_FOLDER).is_dir()
+
+    @property
+    def edit_pipe(self):
+        """The model folder's edit model (``edit/``), loaded on first use."""
+        if self._edit_pipe is None:
+            if not self.has_edit:
+                raise GenerationError(f"{self.spec.name} has no edit model; use layout or guided mode")
+            from xraystudio.synthesis.edit_pipeline import load_edit_model
+
+            self._edit_pipe = load_edit_model(self.model.source, self.device.device)
+        return self._edit_pipe
+
     def _settings(self, req: GenerationRequest) -> dict:
         d = self.spec.defaults
-        mode = req.mode or (d.mode if req.image is not None else "layout")
+        if req.mode:
+            mode = req.mode
+        elif req.image is None:
+            mode = "layout"
+        else:
+            mode = "edit" if self.has_edit else d.mode
         if mode not in MODES:
-            raise GenerationError(f"mode must be layout or guided, got {mode!r}")
+            raise GenerationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "edit" and req.image is None:
+            raise GenerationError("edit mode needs a source radiograph")
         if mode == "guided":
             if not self.spec.supports_guide:
                 raise GenerationError(f"{self.spec.name} has no guided mode; use layout mode")
@@ -188,6 +220,8 @@ class Engine:
 
         settings = self._settings(req)
         base_seed = secrets.randbits(31) if req.seed is None else int(req.seed)
+        if settings["mode"] == "edit":
+            return self._edit(req, settings, base_seed, progress, cancel)
         cond = self.condition(req, settings["mode"], settings["prior"])
         box = Letterbox(req.masks.shape, self.spec.resolution)
         pipe = self.model.pipe
@@ -239,6 +273,44 @@ class Engine:
                     provenance=self._provenance(req, settings, seed, cond,
                                                 time.perf_counter() - image_started),
                 ))
+        return results
+
+    def _edit(self, req: GenerationRequest, settings: dict, base_seed: int,
+              progress: ProgressCallback | None, cancel: threading.Event | None) -> list[Result]:
+        """Edit mode: the source changed only at the study's edits (see synthesis.edit)."""
+        from xraystudio.synthesis.edit import plan_from_masks, run_edit
+
+        pipe = self.edit_pipe
+        steps = settings["steps"] if req.steps is not None else pipe.spec.steps
+        scheduler = req.scheduler or pipe.spec.scheduler
+        settings = {"mode": "edit", "steps": steps, "scheduler": scheduler}
+        plan = plan_from_masks(req.masks)
+        started = time.perf_counter()
+        results = []
+        with self._lock:
+            for k in range(req.n_images):
+                seed = base_seed + k
+                image_started = time.perf_counter()
+
+                def on_step(i: int, total: int, k: int = k) -> None:
+                    if progress is not None:
+                        elapsed = time.perf_counter() - started
+                        done = k * total + i
+                        eta = elapsed / max(done, 1) * (req.n_images * total - done)
+                        progress(Progress(k, req.n_images, i, total, elapsed, eta))
+
+                out = run_edit(pipe, req.image, req.masks, plan, seed, steps, scheduler,
+                               on_step, cancel)
+                edited = dataclasses.replace(req.image, values=out.values)
+                display = edited.display()
+                cond = out.conditions[0]
+                prov = self._provenance(req, settings, seed, cond,
+                                        time.perf_counter() - image_started)
+                prov["model"]["edit_weights_sha256"] = pipe.weights_hash
+                prov["edits"] = [site.describe() for site in out.sites]
+                prov["changed_pixels"] = int(out.changed.sum())
+                results.append(Result(image=display, working=display, condition=cond, seed=seed,
+                                      provenance=prov, values=out.values, changed=out.changed))
         return results
 
     def _run(self, cond: np.ndarray, seed: int, s: dict, on_step) -> np.ndarray | None:

@@ -92,3 +92,16 @@ def make_tiny_stable_diffusion(folder: str | os.PathLike, resolution: int = 32, 
               base="sd", prompt="a chest x ray", negative_prompt="blurry",
               defaults=Defaults(steps=3, scheduler="ddim", guidance_scale=2.0)).write(folder)
     return folder
+
+
+def make_tiny_edit_model(folder: str | os.PathLike, window: int = 32, seed: int = 0) -> Path:
+    """A random edit model (``edit/`` of a model folder) of the shipped architecture, ~100 kB."""
+    import torch
+
+    from xraystudio.synthesis.edit_pipeline import EDIT_FOLDER, edit_scheduler, edit_unet, save_edit_model
+    from xraystudio.synthesis.edit_window import EditSpec
+
+    torch.manual_seed(seed)
+    spec = EditSpec(window=window, patch=2, steps=3, scheduler="ddim")
+    unet = edit_unet(spec, channels=(8, 16), norm_groups=4)
+    return save_edit_model(Path(folder) / EDIT_FOLDER, spec, unet, edit_scheduler())

@@ -45,6 +45,13 @@ class TrainConfig:
     snr_gamma: float | None = 5.0
     sd_base: str | None = None
     prompt: str = "a frontal chest x-ray"
+    edit: bool = False
+    edit_steps: int = 4000
+    edit_lr: float = 4e-4
+    edit_batch: int = 8
+    edit_window: int = 128
+    edit_channels: tuple[int, ...] = (32, 64, 128, 128)
+    edit_tune_cases: int = 12
 
     def spec(self) -> ModelSpec:
         from pathlib import Path

@@ -1,0 +1,296 @@
+"""Edit mode: the patient's own radiograph, changed only where a nodule is added, moved or removed.
+
+The study's edits (nodules painted that the source does not have; source nodules deleted or
+moved; regions painted with the Remove tool) become sites. Each site gets a window around it
+(``edit_window``), the edit model redraws the window's region from the known pixels around it,
+and the new pixels are blended into the source with a feather that is exactly zero outside the
+region, at the source's size and in its own values: the model's window is mapped back linearly
+to modality values, the result quantised to the source's stored integers, and every pixel
+outside the feathered regions is the source's, bit for bit.
+
+Where the window is coarser than the source (a large edit, or a source finer than the model's
+0.35 mm), the source keeps the detail finer than the window inside the region and the model
+replaces the band it draws: X-ray images add up along the beam, so a nodule drawn over the
+patient's fine texture is what a real one looks like. Sites whose windows overlap are done one
+after the other, each seeing the last one's result; the others go through the model together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from xraystudio.errors import GenerationCancelled, GenerationError
+from xraystudio.image import XRayImage
+from xraystudio.masks import LUNGS, MaskStack, Nodule
+from xraystudio.synthesis.condition import resize
+from xraystudio.synthesis.edit_window import (
+    EditSpec,
+    WindowBox,
+    condition,
+    denormalise,
+    disc,
+    feather,
+    normalise,
+    region_radii_mm,
+    soft_disc,
+    to_model,
+    value_range,
+)
+
+log = logging.getLogger(__name__)
+
+#: The mask layer painted with the Remove tool.
+REMOVE_LAYER = "remove"
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One edited place: a nodule inserted (``insert``) or a region filled with normal lung.
+
+    ``core`` is the region, in source pixels within ``box``; ``band_px`` the feather width.
+    """
+
+    kind: str  # "insert" | "remove"
+    box: WindowBox
+    core: np.ndarray
+    band_px: float
+    nodule: tuple[float, float, float] | None = None  # (x, y, diameter mm), for insertions
+
+    def describe(self) -> dict:
+        out = {"kind": self.kind, "window": [self.box.x0, self.box.y0, self.box.size],
+               "window_spacing_mm": round(self.box.spacing_mm, 4)}
+        if self.nodule is not None:
+            out["nodule"] = [round(v, 2) for v in self.nodule]
+        return out
+
+
+@dataclasses.dataclass
+class EditPlan:
+    insert: list[tuple[float, float, float]]  # (x, y, diameter mm)
+    remove: list[tuple[float, float, float]]
+    remove_mask: np.ndarray | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.insert and not self.remove and (
+            self.remove_mask is None or not self.remove_mask.any())
+
+
+def plan_from_masks(masks: MaskStack) -> EditPlan:
+    """What the user changed: current nodules against the source's, plus the Remove layer.
+
+    A source nodule that was deleted is removed; one moved or resized is removed where it was and
+    inserted where it is; a nodule the source did not have is inserted.
+    """
+    def key(n: Nodule) -> tuple[float, float, float]:
+        return (n.x, n.y, n.diameter_mm)
+
+    current = {n.id: n for n in masks.nodules}
+    source = {n.id: n for n in masks.source_nodules}
+    insert, remove = [], []
+    for nid, n in source.items():
+        now = current.get(nid)
+        if now is None or not np.allclose(key(now), key(n), atol=1e-3):
+            remove.append(key(n))
+    for nid, n in current.items():
+        if nid not in source or not np.allclose(key(n), key(source[nid]), atol=1e-3):
+            insert.append(key(n))
+    mask = masks[REMOVE_LAYER] if REMOVE_LAYER in masks else None
+    return EditPlan(insert, remove, mask if mask is not None and mask.any() else None)
+
+
+def _spacing(image: XRayImage, masks: MaskStack | None) -> float:
+    sp = image.spacing_mm or (masks.spacing_mm if masks is not None else None)
+    if sp is None:
+        raise GenerationError("edit mode needs the pixel spacing: set it for this image first")
+    return float(0.5 * (sp[0] + sp[1]))
+
+
+def plan_sites(plan: EditPlan, shape: tuple[int, int], spacing_mm: float, spec: EditSpec) -> list[Site]:
+    """A window and a region for every edit of ``plan``."""
+    sites = []
+    for kind, items in (("remove", plan.remove), ("insert", plan.insert)):
+        for x, y, diameter in items:
+            if not (0 <= x < shape[1] and 0 <= y < shape[0]):
+                raise GenerationError(f"the edit at ({x:.0f}, {y:.0f}) lies outside the image")
+            if diameter <= 0:
+                raise GenerationError("a nodule diameter must be positive")
+            core_r, band = region_radii_mm(diameter / 2)
+            box = WindowBox.around(y, x, spec.window_spacing(2 * (core_r + band)), spacing_mm,
+                                   spec, shape)
+            core = disc((box.size, box.size), y - box.y0, x - box.x0, core_r / spacing_mm)
+            sites.append(Site(kind, box, core, band / spacing_mm,
+                              (x, y, diameter) if kind == "insert" else None))
+    if plan.remove_mask is not None:
+        labels, n = ndimage.label(plan.remove_mask)
+        for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+            extent_mm = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) * spacing_mm
+            band = max(2.0, 0.15 * extent_mm)
+            cy, cx = (sl[0].start + sl[0].stop - 1) / 2, (sl[1].start + sl[1].stop - 1) / 2
+            box = WindowBox.around(cy, cx, spec.window_spacing(extent_mm + 2 * band), spacing_mm,
+                                   spec, shape)
+            core = box.cut((labels == k).astype(np.float32)) >= 0.5
+            sites.append(Site("remove", box, core, band / spacing_mm))
+    return sites
+
+
+def rounds(sites: list[Site]) -> list[list[Site]]:
+    """Sites grouped so that no two windows of a group overlap; groups run in order."""
+    groups: list[list[Site]] = []
+    for site in sites:
+        for group in groups:
+            if not any(site.box.overlaps(other.box) for other in group):
+                group.append(site)
+                break
+        else:
+            groups.append([site])
+    return groups
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelFormat:
+    """How modality values are stored: ``stored = (value - intercept) / slope``, integers in
+    [lo, hi]. The edit writes stored integers, so the file a user saves holds what was measured."""
+
+    slope: float
+    intercept: float
+    lo: int
+    hi: int
+
+    @classmethod
+    def of(cls, image: XRayImage) -> PixelFormat:
+        meta = image.metadata
+        if image.format == "DICOM":
+            if meta.get("modality_lut_sequence"):
+                raise GenerationError("this DICOM maps its pixels through a Modality LUT table; "
+                                      "edit mode needs a linear rescale (or none)")
+            bits = int(meta.get("bits_stored") or 16)
+            slope, intercept = (float(v) for v in meta.get("rescale", (1.0, 0.0)))
+            signed = meta.get("pixel_representation") == "signed"
+            lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+            return cls(slope or 1.0, intercept, lo, hi)
+        dtype = str(meta.get("dtype", "uint16"))
+        if dtype.startswith(("float", "int32", "uint32")):
+            return cls(1.0, 0.0, int(np.floor(image.values.min())), int(np.ceil(image.values.max())))
+        info = np.iinfo(np.dtype(dtype))
+        return cls(1.0, 0.0, int(info.min), int(info.max))
+
+    def stored(self, values: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint((values - self.intercept) / self.slope), self.lo, self.hi)
+
+    def quantise(self, values: np.ndarray) -> np.ndarray:
+        """Values as the file will hold them (stored integers back through the rescale)."""
+        return (self.stored(values) * self.slope + self.intercept).astype(np.float32)
+
+
+@dataclasses.dataclass
+class EditOutput:
+    values: np.ndarray  # float32 modality values, source size; quantised to the stored format
+    changed: np.ndarray  # bool: where the feather is above zero (nothing else differs)
+    sites: list[Site]
+    pixel_format: PixelFormat
+    conditions: list[np.ndarray]  # each site's model input, in site order
+
+
+def run_edit(
+    pipe, image: XRayImage, masks: MaskStack | None, plan: EditPlan, seed: int,
+    steps: int | None = None, scheduler: str | None = None,
+    on_step: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+) -> EditOutput:
+    """Apply ``plan`` to ``image`` with the edit pipeline ``pipe`` (see edit_pipeline)."""
+    import torch
+
+    if plan.empty:
+        raise GenerationError("nothing to edit: stamp a nodule, move or delete one of the "
+                              "radiograph's nodules, or paint over a region with the Remove tool")
+    spec: EditSpec = pipe.spec
+    fmt = PixelFormat.of(image)
+    spacing = _spacing(image, masks)
+    sites = plan_sites(plan, image.shape, spacing, spec)
+    sign = np.float32(-1.0 if image.invert else 1.0)  # work with dense = bright
+    work = image.values * sign
+    lungs = masks.union(LUNGS) if masks is not None and any(n in masks for n in LUNGS) else None
+    if lungs is not None and not lungs.any():
+        lungs = None
+    changed = np.zeros(image.shape, bool)
+    groups = rounds(sites)
+    steps = steps or spec.steps
+    total, done = len(groups) * steps, 0
+    rng_ids = iter(range(len(sites)))
+    all_conds: dict[int, np.ndarray] = {}
+    for group in groups:
+        conds, windows = [], []
+        for site in group:
+            w = site.box.cut(work)
+            weight = feather(site.core, site.band_px)
+            region = to_model(weight, spec) > 0
+            small = to_model(w, spec)
+            lo, hi = value_range(small, ~region)
+            s = site.box.spacing_mm
+            if site.nodule is not None:
+                x, y, diameter = site.nodule
+                cy = (y - site.box.y0 + 0.5) * spec.window / site.box.size - 0.5
+                cx = (x - site.box.x0 + 0.5) * spec.window / site.box.size - 0.5
+                nodule = soft_disc((spec.window,) * 2, cy, cx, diameter / 2 / s)
+            else:
+                nodule = np.zeros((spec.window,) * 2, np.float32)
+            lung_w = None if lungs is None else to_model(site.box.cut(lungs.astype(np.float32)), spec)
+            conds.append(condition(normalise(small, lo, hi), region, nodule, lung_w, s, spec))
+            windows.append((w, weight, small, lo, hi))
+        all_conds.update((id(site), c) for site, c in zip(group, conds))
+        generators = [torch.Generator("cpu").manual_seed(seed * 1000 + next(rng_ids)) for _ in group]
+
+        def step(i: int, n: int, base: int = done) -> bool:
+            if on_step is not None:
+                on_step(base + i, total)
+            return cancel is not None and cancel.is_set()
+
+        out = pipe(torch.from_numpy(np.stack(conds)), generators, steps, scheduler, step)
+        if out is None:
+            raise GenerationCancelled("edit cancelled; no image was kept")
+        done += steps
+        for site, (w, weight, small, lo, hi), gen in zip(group, windows, out[:, 0].cpu().numpy()):
+            drawn = resize(denormalise(gen, lo, hi), w.shape, smooth=True)
+            coarse = resize(small, w.shape, smooth=True) if w.shape != small.shape else w
+            new = w + weight * (drawn - coarse)
+            _paste(work, changed, site.box, new, weight > 0)
+    values = image.values.copy()
+    values[changed] = fmt.quantise(work[changed] * sign)
+    return EditOutput(values, changed, sites, fmt, [all_conds[id(s)] for s in sites])
+
+
+def _paste(work: np.ndarray, changed: np.ndarray, box: WindowBox, new: np.ndarray,
+           inside: np.ndarray) -> None:
+    """Write ``new`` where ``inside`` into the part of ``box`` that lies in the image."""
+    iy, ix, wy, wx = box.inside(work.shape)
+    sel = inside[wy, wx]
+    work[iy, ix][sel] = new[wy, wx][sel]
+    changed[iy, ix] |= sel
+
+
+def save_edit(values: np.ndarray, image: XRayImage, provenance: dict, folder, stem: str) -> list:
+    """Write an edited radiograph in the source's format: a DICOM source gives a DICOM with its
+    pixel format and geometry plus a 16-bit display PNG; an image source a PNG of its own bit
+    depth and values. Returns the paths written."""
+    from pathlib import Path
+
+    from xraystudio.io.images import write_png16, write_png_values
+
+    folder = Path(folder)
+    fmt = PixelFormat.of(image)
+    if image.format == "DICOM" and image.source is not None:
+        from xraystudio.io.edited_dicom import write_edited_dicom
+
+        dcm = write_edited_dicom(image.source, fmt.stored(values), folder / f"{stem}.dcm", provenance)
+        png = write_png16(folder / f"{stem}.png", dataclasses.replace(image, values=values).display())
+        return [dcm, png]
+    dtype = str(image.metadata.get("dtype", "uint16"))
+    if dtype not in ("uint8", "uint16"):
+        dtype = "uint16"
+    return [write_png_values(folder / f"{stem}.png", fmt.stored(values), dtype)]
