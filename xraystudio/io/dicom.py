@@ -8,8 +8,13 @@ to one ImageLoadError whose message says what is wrong and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,47 +28,108 @@ GREY = ("MONOCHROME1", "MONOCHROME2")
 
 
 def read_dicom(path: str | os.PathLike) -> XRayImage:
-    """Read one single-frame grey DICOM image. Raises ImageLoadError for anything unusable."""
+    """Read one single-frame grey DICOM image. Raises ImageLoadError for anything unusable.
+
+    Nothing reaches the terminal while a file is read: pydicom's log records and warnings and
+    what C decoders print are kept and logged at INFO (``xraystudio -v``) under this module's
+    logger, so a broken file gives exactly one error and a good one no noise.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: no such file")
+    details: list[str] = []
+    try:
+        with _quiet(details):
+            return _read(path, details)
+    except ImageLoadError as exc:
+        exc.details = list(details)  # type: ignore[attr-defined]
+        raise
+    except MemoryError as exc:
+        raise ImageLoadError(f"{path.name}: too large to read into memory") from exc
+    except _HeaderError as exc:
+        raise ImageLoadError(f"{path.name}: the DICOM header is damaged: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 (a damaged header raises anything)
+        raise ImageLoadError(
+            f"{path.name}: the DICOM file is damaged and cannot be read "
+            f"({type(exc).__name__}: {_one_line(exc)})"
+        ) from exc
+    finally:
+        for line in details:
+            log.info("%s: %s", path.name, line)
+
+
+def _read(path: Path, details: list[str]) -> XRayImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut
 
-    path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: no such file")
+    from xraystudio.io import codecs  # imports pydicom: only when a DICOM file is read
+
+    codecs.register()
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:
         ds = _read_without_preamble(path)
     except Exception as exc:  # pydicom raises many kinds on broken files
-        raise ImageLoadError(f"{path.name}: the DICOM file is damaged and cannot be read ({exc})") from exc
+        if _truncated(details) or isinstance(exc, EOFError):
+            raise ImageLoadError(_truncated_message(path)) from exc
+        raise ImageLoadError(
+            f"{path.name}: the DICOM file is damaged and cannot be read ({_one_line(exc)})"
+        ) from exc
+    if _truncated(details):
+        # pydicom drops an encapsulated Pixel Data element whose end is missing.
+        raise ImageLoadError(_truncated_message(path))
 
     _check_image(ds, path)
     ts = _transfer_syntax(ds)
+    _check_size(ds, path)
     try:
-        stored = ds.pixel_array
+        with _c_stderr(details), codecs.watch() as used:
+            stored = ds.pixel_array
+        decoder = ("imagecodecs" if used else "pydicom plugins") if "Compression" in ts or \
+            "JPEG" in ts or "RLE" in ts else ""
+    except MemoryError:
+        raise
     except Exception as exc:
+        if _truncated(details):
+            raise ImageLoadError(_truncated_message(path)) from exc
         raise ImageLoadError(_decode_message(path, ts, exc)) from exc
     if stored.ndim != 2:
         raise ImageLoadError(
             f"{path.name}: pixel data has shape {stored.shape}; a single grey frame is required"
         )
-    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
-    spacing, spacing_source = _spacing(ds)
-    windows = _windows(ds) + auto_windows(values)
+    notes: list[str] = []
+    try:
+        values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001 (a malformed LUT item raises anything)
+        details.append(f"Modality LUT not applied: {type(exc).__name__}: {_one_line(exc)}")
+        notes.append("its Modality LUT is malformed and was ignored")
+        values = np.asarray(stored, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise ImageLoadError(f"{path.name}: the pixel values are not finite numbers")
+    spacing, spacing_source = _spacing(ds, notes)
+    windows = _windows(ds, notes) + auto_windows(values)
     meta = {
         "rows": int(ds.Rows),
         "columns": int(ds.Columns),
-        "bits_allocated": int(ds.get("BitsAllocated", 0)),
-        "bits_stored": int(ds.get("BitsStored", 0)),
-        "pixel_representation": "signed" if ds.get("PixelRepresentation", 0) else "unsigned",
+        "bits_allocated": _int(ds, "BitsAllocated"),
+        "bits_stored": _int(ds, "BitsStored"),
+        "pixel_representation": "signed" if _int(ds, "PixelRepresentation") else "unsigned",
         "photometric": str(ds.PhotometricInterpretation),
-        "modality": str(ds.get("Modality", "")),
+        "modality": _text(ds, "Modality"),
         "sop_class": _uid_name(ds.get("SOPClassUID")),
         "transfer_syntax": ts,
-        "manufacturer": str(ds.get("Manufacturer", "")),
-        "body_part": str(ds.get("BodyPartExamined", "")),
-        "view_position": str(ds.get("ViewPosition", "")),
+        "decoder": decoder,
+        "manufacturer": _text(ds, "Manufacturer"),
+        "body_part": _text(ds, "BodyPartExamined"),
+        "view_position": _text(ds, "ViewPosition"),
+        "view_code": _code_meaning(ds, "ViewCodeSequence"),
+        "anatomic_region": _code_meaning(ds, "AnatomicRegionSequence"),
+        "laterality": _text(ds, "ImageLaterality") or _text(ds, "Laterality"),
+        "patient_orientation": _text(ds, "PatientOrientation"),
+        "study_description": _text(ds, "StudyDescription"),
+        "series_description": _text(ds, "SeriesDescription"),
+        "protocol_name": _text(ds, "ProtocolName"),
         "rescale": [float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)],
         "modality_lut_sequence": "ModalityLUTSequence" in ds,
     }
@@ -76,7 +142,126 @@ def read_dicom(path: str | os.PathLike) -> XRayImage:
         source=path,
         format="DICOM",
         metadata=meta,
+        notes=notes,
     )
+
+
+# Largest image read: 2**28 pixels (16384 x 16384), 1 GB as float32. A header claiming more is
+# refused before anything is allocated (a fuzzed 100000 x 100000 header must not allocate).
+MAX_PIXELS = 1 << 28
+
+
+def _check_size(ds, path: Path) -> None:
+    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+    bits = _int(ds, "BitsAllocated")
+    if rows <= 0 or cols <= 0:
+        raise ImageLoadError(f"{path.name}: the header gives an image size of {rows} x {cols}")
+    if bits not in (1, 8, 16, 32, 64):
+        raise ImageLoadError(f"{path.name}: the header gives {bits} bits allocated per pixel")
+    if rows * cols > MAX_PIXELS:
+        raise ImageLoadError(
+            f"{path.name}: the header gives an image of {cols} x {rows} pixels, larger than the "
+            f"{MAX_PIXELS // (1 << 20)} megapixels this app reads"
+        )
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" in ds and not (ts is not None and ts.is_encapsulated):
+        need = (rows * cols * bits + 7) // 8
+        have = len(ds.PixelData or b"")
+        if have < need:
+            raise ImageLoadError(
+                f"{path.name}: the file is truncated or damaged: its pixel data has {have} of "
+                f"the {need} bytes a {cols} x {rows} image of {bits} bits needs"
+            )
+
+
+def _truncated(details: list[str]) -> bool:
+    return any("End of file reached" in d or "unexpected end of file" in d.lower()
+               for d in details)
+
+
+def _truncated_message(path: Path) -> str:
+    size = path.stat().st_size
+    where = "inside its pixel data" if _has_pixel_tag(path) else "before its pixel data"
+    return (f"{path.name}: the file is truncated: it ends after {size} bytes, {where}; copy it "
+            "again from its source")
+
+
+def _has_pixel_tag(path: Path) -> bool:
+    with open(path, "rb") as f:
+        data = f.read()
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+
+
+class _Records(logging.Handler):
+    """Routes the ``pydicom`` logger's records: to the list of the thread reading a file, else
+    to this module's logger at DEBUG. pydicom logs each failing plugin's traceback at ERROR."""
+
+    local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = getattr(self.local, "sink", None)
+        text = _FORMAT.format(record)
+        if sink is not None:
+            sink.append(text)
+        else:
+            log.debug("%s", text)
+
+
+_FORMAT = logging.Formatter("%(name)s %(levelname)s: %(message)s")
+_handler_lock = threading.Lock()
+_stderr_lock = threading.Lock()
+_handler: _Records | None = None
+
+
+@contextlib.contextmanager
+def _quiet(details: list[str]):
+    """Keep pydicom's log records and every warning raised while reading in ``details``."""
+    global _handler
+    with _handler_lock:
+        if _handler is None:
+            _handler = _Records()
+            pydicom_log = logging.getLogger("pydicom")
+            pydicom_log.addHandler(_handler)
+            pydicom_log.propagate = False
+    previous = getattr(_Records.local, "sink", None)
+    _Records.local.sink = details
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for w in caught:
+                    text = f"{w.category.__name__}: {w.message}"
+                    if not any(str(w.message) in d for d in details):
+                        details.append(text)
+    finally:
+        _Records.local.sink = previous
+
+
+@contextlib.contextmanager
+def _c_stderr(details: list[str]):
+    """What C decoders print on file descriptor 2 (OpenJPEG, GDCM) goes to ``details``."""
+    fd = 2  # the descriptor C libraries write to, whatever sys.stderr is
+    try:
+        os.fstat(fd)
+    except OSError:
+        yield  # no stderr at all (a GUI started without a console): nothing to keep off it
+        return
+    with _stderr_lock, tempfile.TemporaryFile() as tmp:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        saved = os.dup(fd)
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read(20000).decode("utf-8", "replace").strip()
+            if text:
+                details.extend(f"decoder output: {line}" for line in text.splitlines())
 
 
 def _read_without_preamble(path: Path):
@@ -94,23 +279,68 @@ def _read_without_preamble(path: Path):
 
 def _check_image(ds, path: Path) -> None:
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        what = _uid_name(ds.get("SOPClassUID")) or str(ds.get("Modality", "")) or "this object"
+        what = _uid_name(ds.get("SOPClassUID")) or _text(ds, "Modality") or "this object"
         raise ImageLoadError(
             f"{path.name}: has no pixel data ({what}); open a DICOM file that holds an image"
         )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _int(ds, "NumberOfFrames", 1) or 1
     if frames > 1:
         raise ImageLoadError(
             f"{path.name}: is a multi-frame image ({frames} frames); a chest radiograph is one "
             "frame: export the frame you want as a single-frame DICOM or PNG"
         )
-    photometric = str(ds.get("PhotometricInterpretation", ""))
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = _text(ds, "PhotometricInterpretation")
+    samples = _int(ds, "SamplesPerPixel", 1) or 1
     if photometric not in GREY or samples != 1:
         raise ImageLoadError(
             f"{path.name}: is a colour image ({photometric or 'unknown'}, {samples} samples per "
             "pixel); radiographs must be grey (MONOCHROME1 or MONOCHROME2)"
         )
+
+
+class _HeaderError(Exception):
+    """An attribute the reader needs does not parse."""
+
+
+def _int(ds, key: str, default: int = 0) -> int:
+    """An integer attribute; a malformed one (``'1A'``) is a damaged header."""
+    try:
+        value = ds.get(key, default)
+    except Exception as exc:  # noqa: BLE001 (pydicom converts lazily and raises anything)
+        raise _HeaderError(f"the {key} attribute is malformed ({_one_line(exc)})") from exc
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _HeaderError(f"the {key} attribute is malformed ({value!r})") from None
+
+
+def _text(ds, key: str) -> str:
+    try:
+        value = ds.get(key, "")
+    except Exception:  # noqa: BLE001
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, str) and hasattr(value, "__iter__"):
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _code_meaning(ds, key: str) -> str:
+    try:
+        items = ds.get(key) or []
+        return "; ".join(str(item.get("CodeMeaning", "")).strip() for item in items
+                         if item.get("CodeMeaning"))
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).strip().splitlines())[:300]
 
 
 def _transfer_syntax(ds) -> str:
@@ -125,20 +355,20 @@ def _uid_name(uid) -> str:
 
 
 def _decode_message(path: Path, ts: str, exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    detail = " ".join(line.strip() for line in text)[:400]
-    if isinstance(exc, ValueError) and "less than expected" in detail:
-        return f"{path.name}: the pixel data is truncated or damaged ({detail})"
+    detail = _one_line(exc)
+    if "less than expected" in detail or "end of file" in detail.lower():
+        return f"{path.name}: the file is truncated or its pixel data damaged ({detail[:160]})"
     if "no pixel data" in detail.lower() or isinstance(exc, AttributeError):
-        return f"{path.name}: the pixel data is missing or damaged ({detail})"
+        return f"{path.name}: the pixel data is missing or damaged ({detail[:160]})"
     return (
-        f"{path.name}: cannot decode its {ts} pixel data with the installed decoders "
-        f"(pylibjpeg, openjpeg, libjpeg, pyjpegls, GDCM): {detail}. Convert the file to an "
-        "uncompressed or JPEG 2000 DICOM (for example with dcmtk's dcmdjpeg) and open it again."
+        f"{path.name}: none of the installed decoders (pylibjpeg, GDCM, Pillow, pyjpegls, "
+        f"imagecodecs) can decode its {ts} pixel data (run with -v for each one's reason); "
+        "convert it to an uncompressed or JPEG 2000 DICOM (for example with dcmtk's dcmdjpeg) "
+        "and open it again"
     )
 
 
-def _spacing(ds) -> tuple[tuple[float, float] | None, str]:
+def _spacing(ds, notes: list[str]) -> tuple[tuple[float, float] | None, str]:
     # Projection radiographs store spacing at the detector (ImagerPixelSpacing); PixelSpacing is
     # the fallback (secondary captures, some calibrated DX files).
     for key in ("ImagerPixelSpacing", "PixelSpacing"):
@@ -147,14 +377,14 @@ def _spacing(ds) -> tuple[tuple[float, float] | None, str]:
             try:
                 row, col = (float(v) for v in value)
             except (TypeError, ValueError):
-                log.warning("ignoring malformed %s %r", key, value)
+                notes.append(f"ignored its malformed {key} {value!r}")
                 continue
             if row > 0 and col > 0:
                 return (row, col), key
     return None, "unknown"
 
 
-def _windows(ds) -> list[Window]:
+def _windows(ds, notes: list[str]) -> list[Window]:
     """Every VOI of the file: each centre/width pair, then each VOI LUT of the sequence."""
     out: list[Window] = []
     centers, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
@@ -164,19 +394,19 @@ def _windows(ds) -> list[Window]:
         names = _as_list(ds.get("WindowCenterWidthExplanation", []))
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-            log.warning("unknown VOI LUT function %r; using LINEAR", function)
+            notes.append(f"unknown VOI LUT function {function!r}; LINEAR used")
             function = "LINEAR"
         for i, (c, w) in enumerate(zip(centers, widths)):
             try:
                 out.append(Window(float(c), float(w), function,
                                   str(names[i]) if i < len(names) else f"File window {i + 1}"))
             except (TypeError, ValueError) as exc:
-                log.warning("ignoring window %s/%s: %s", c, w, exc)
+                notes.append(f"ignored its malformed window {c}/{w}")
     for i, item in enumerate(ds.get("VOILUTSequence", []) or []):
         try:
             out.append(_lut_window(item, signed=bool(ds.get("PixelRepresentation", 0)), index=i))
         except (AttributeError, TypeError, ValueError) as exc:
-            log.warning("ignoring malformed VOI LUT %d: %s", i + 1, exc)
+            notes.append(f"ignored its malformed VOI LUT {i + 1} ({exc})")
     return out
 
 
