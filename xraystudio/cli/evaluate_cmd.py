@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", help="dataset folder (images/, masks/<structure>/, cases.csv)")
     p.add_argument("--out", required=True, help="report .json")
     p.add_argument("--model", help="model folder (default: built-in)")
-    p.add_argument("--mode", choices=("layout", "guided"), default="layout")
+    p.add_argument("--mode", choices=("edit", "layout", "guided"), default="layout",
+                   help="edit: re-insertion, insertion into normals (with a realism classifier "
+                   "test), removal, measured on the saved files")
     p.add_argument("--limit", type=int, help="only the first N cases")
     p.add_argument("--split", choices=("all", "val", "train"), default="all",
                    help="all cases, or the project's held-out (val) or training split")
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     engine = Engine.load(args.model, device=args.device)
+    if args.mode == "edit":
+        return _run_edit(engine, args)
     segmenter = None
     if not args.no_segmenter:
         from xraystudio.errors import ModelError
@@ -67,4 +71,36 @@ def run(args: argparse.Namespace) -> int:
     for key, value in report["mean"].items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"report: {args.out}; contact sheet: {Path(args.out).with_suffix('.png')}")
+    return 0
+
+
+def _run_edit(engine, args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm.auto import tqdm
+
+    from xraystudio.evaluation.edit_eval import EditEvalConfig, EditEvaluator, contact_sheet
+    from xraystudio.io.atomic import write_text
+    from xraystudio.io.datasets import JsrtDataset
+    from xraystudio.io.images import write_png8
+
+    split = "val" if args.split == "all" else args.split
+    cfg = EditEvalConfig(split=split, seed=args.seed, steps=args.steps, limit=args.limit)
+    ev = EditEvaluator(engine.edit_pipe, JsrtDataset(args.data), cfg)
+    bar = tqdm(total=None, unit="edit", desc=f"evaluate edit ({split})")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    report = ev.run(progress)
+    bar.close()
+    report["config"] = {"split": split, "seed": args.seed, "steps": args.steps or
+                        engine.edit_pipe.spec.steps, "model": engine.model.source}
+    out = Path(args.out)
+    write_text(out, json.dumps(report, indent=2, default=float) + "\n")
+    write_png8(out.with_suffix(".png"), contact_sheet(ev.sheet))
+    for key, value in report["summary"].items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"report: {out}; contact sheet (source | edit | blob): {out.with_suffix('.png')}")
     return 0
