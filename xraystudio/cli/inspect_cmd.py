@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from xraystudio import chest_check
 from xraystudio.image import XRayImage
 from xraystudio.io.radiograph import load_radiograph
 
@@ -39,7 +40,10 @@ def describe(image: XRayImage) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe(load_radiograph(args.file))
+    image = load_radiograph(args.file)
+    info = describe(image)
+    verdict = chest_check.warn(image)  # "warning: ..." on stderr for a non-chest or lateral view
+    info["chest_check"] = {"kind": verdict.kind, "warning": verdict.warning}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xraystudio import chest_check
 from xraystudio.io.masks_io import save_masks
 from xraystudio.io.radiograph import load_radiograph
 from xraystudio.masks import MaskStack
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     segmenter = Segmenter.load(args.model)
     display = image.display()
     masks = segmenter.segment(display)
+    chest_check.warn(image, masks)  # labels, then the masks' anatomy: "warning: ..." on stderr
     stack = MaskStack.from_arrays(display.shape, masks, image.spacing_mm, layers=())
     save_masks(stack, Path(args.out))
     print(f"wrote {', '.join(segmenter.structures)} to {args.out}")
