@@ -76,6 +76,9 @@ def build_study(args: argparse.Namespace):
         from xraystudio.segmentation.segmenter import Segmenter
 
         Segmenter.load().fill_stack(study.masks, study.image.display())
+    from xraystudio.chest_check import warn  # issue 14: a non-chest or lateral view is named
+
+    warn(study.image, None if args.masks or args.no_segment else study.masks)
     for x, y, d in args.nodule:
         study.masks.add_nodule(x, y, d)
     for x, y, d in args.remove:
