@@ -42,10 +42,15 @@ class FakeSegmenter:
         if self.gate is not None and self.calls == 1:
             assert self.gate.wait(20)
         h, w = display.shape
+        # Where a chest has them (the automatic run refuses masks that look like no chest).
+        boxes = {"right_lung": (0.25, 0.65, 0.12, 0.42), "left_lung": (0.25, 0.65, 0.58, 0.88),
+                 "heart": (0.45, 0.7, 0.4, 0.6), "right_clavicle": (0.15, 0.2, 0.15, 0.45),
+                 "left_clavicle": (0.15, 0.2, 0.55, 0.85)}
         out = {}
-        for i, name in enumerate(ANATOMY):
+        for name in ANATOMY:
+            y0, y1, x0, x1 = boxes[name]
             m = np.zeros((h, w), bool)
-            m[h * i // 6: h * (i + 1) // 6, w // 10: w // 3] = True  # rows of their own
+            m[int(h * y0): int(h * y1), int(w * x0): int(w * x1)] = True
             out[name] = m
         return out
 
@@ -97,8 +102,19 @@ def wait_segmented(qtbot, window, timeout=30_000) -> None:
                     and bool(anatomy_filled(window)), timeout=timeout)
 
 
+def real_file(name: str) -> Path:
+    """A NEMA WG04 radiograph of pydicom-data (the test extra), never downloaded."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install pydicom-data)")
+    return Path(path)
+
+
 def test_real_model_fills_the_anatomy_and_one_undo_clears_it(qtbot, window, tmp_path):
-    open_and_wait(qtbot, window, chest_png(tmp_path / "chest.png"))
+    # A real chest: the automatic run keeps only masks that look like a chest's anatomy.
+    open_and_wait(qtbot, window, real_file("RG1_UNCR.dcm"))
     wait_segmented(qtbot, window)
     qtbot.waitUntil(lambda: window._segment_thread is None)
     assert set(anatomy_filled(window)) >= {"right_lung", "left_lung"}
@@ -233,7 +249,7 @@ settings = AppSettings(QSettings({settings!r}, QSettings.Format.IniFormat))
 settings.auto_segment = True
 w = MainWindow(settings)
 w.show()
-w.open_file(chest_png(Path({image!r})))
+w.open_file({image!r})
 deadline = time.monotonic() + 90
 while not (w.study is not None and w._open_thread is None and w._segment_thread is None
            and w.study.masks.undo_label == "Segment anatomy"):
@@ -252,7 +268,58 @@ def test_automatic_segmentation_never_imports_torch_in_the_window(tmp_path):
     window (it held the GIL for ~0.4 s when the segmenter ran in a thread)."""
     code = TORCH_FREE_SEGMENTATION.format(helpers=str(Path(__file__).resolve().parent),
                                           settings=str(tmp_path / "settings.ini"),
-                                          image=str(tmp_path / "chest.png"))
+                                          image=str(real_file("RG1_UNCR.dcm")))
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     result = subprocess.run([sys.executable, "-c", code], env=env, timeout=120)
     assert result.returncode == 0  # 3: no result in time, 4: nothing segmented, 5: torch loaded
+
+
+# ------------------------------------------------------------ issue 14: not a frontal chest
+def test_labelled_lower_leg_gets_no_automatic_masks(qtbot, window, tmp_path, fake):
+    """The WG04 lower leg (BodyPartExamined EXTREMITY): no 'left lung' on the ankle, a
+    readable message, and the user can still segment by hand."""
+    open_and_wait(qtbot, window, real_file("RG3_UNCR.dcm"))
+    qtbot.wait(200)
+    assert window._segment_thread is None and fake.calls == 0
+    assert anatomy_filled(window) == [] and not window.study.masks.can_undo
+    message = window.statusBar().currentMessage()
+    assert "labelled EXTREMITY" in message and "frontal (PA/AP) chest" in message
+    assert "Ctrl+Shift+A" in message and window.chest_warning
+    assert window.last_error is None  # a note, not a dialog
+    window.segment_anatomy()  # by hand (Ctrl+Shift+A): done as asked
+    wait_segmented(qtbot, window)
+    assert anatomy_filled(window) == list(ANATOMY)
+
+
+def test_lateral_chest_gets_no_automatic_masks(qtbot, window, tmp_path, fake):
+    import pydicom
+
+    ds = pydicom.dcmread(real_file("RG1_UNCR.dcm"))
+    ds.ViewPosition = "LL"
+    ds.save_as(tmp_path / "lateral.dcm")
+    open_and_wait(qtbot, window, tmp_path / "lateral.dcm")
+    qtbot.wait(200)
+    assert fake.calls == 0 and anatomy_filled(window) == []
+    assert "lateral view (LL)" in window.statusBar().currentMessage()
+
+
+class NoChestSegmenter(FakeSegmenter):
+    """What the segmenter makes of a knee: one small 'lung', nothing else."""
+
+    def segment(self, display: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls += 1
+        out = {name: np.zeros(display.shape, bool) for name in ANATOMY}
+        out["left_lung"][10:30, 10:40] = True
+        return out
+
+
+def test_unlabelled_image_whose_masks_are_no_chest_gets_none(qtbot, window, tmp_path,
+                                                            monkeypatch):
+    seg = NoChestSegmenter()
+    use_fake(monkeypatch, window, seg)
+    open_and_wait(qtbot, window, chest_png(tmp_path / "knee.png"))
+    qtbot.waitUntil(lambda: window._segment_thread is None and seg.calls == 1, timeout=10_000)
+    assert anatomy_filled(window) == [] and not window.study.masks.can_undo
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Automatic segmentation not applied.")
+    assert "no plausible pair of lungs" in message

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xraystudio import __version__
+from xraystudio import __version__, chest_check
 from xraystudio.curation.project import Project, ProjectEvent
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui.canvas.tools import Tool, all_tools
@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self.export_dialog: ExportDialog | None = None
         self.projects = ProjectController(self)
         self.last_error: QMessageBox | None = None
+        self.chest_warning: str | None = None  # why the open image got no automatic masks
         self.setWindowTitle("xraystudio")
         self.setObjectName("mainWindow")
 
@@ -387,6 +388,7 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, opened: OpenedStudy) -> None:
         self._open_thread = None
+        self.chest_warning = None
         self.settings.add_recent(opened.path)
         source = opened.study.image.source
         in_project = source is not None and self.projects.study_for(source) is not None
@@ -398,7 +400,14 @@ class MainWindow(QMainWindow):
                 and self.study is not None
                 and not any(self.study.masks[name].any() for name in ANATOMY
                             if name in self.study.masks)):
-            self.segment_anatomy(automatic=True)
+            labels = chest_check.check(self.study.image)
+            if labels.warning:  # a hip, a leg, a lateral view: no "lungs" painted on it
+                self.chest_warning = labels.warning
+                self.statusBar().showMessage(
+                    f"{labels.warning}. No automatic anatomy segmentation "
+                    "(Tools ▸ Segment anatomy, Ctrl+Shift+A, segments anyway).", 30000)
+            else:
+                self.segment_anatomy(automatic=True)
 
     def _on_open_failed(self, path: Path, message: str) -> None:
         self._open_thread = None
@@ -588,6 +597,14 @@ class MainWindow(QMainWindow):
                 return
             names = [n for n in masks if n in study.masks]
             kept: list[str] = []
+            verdict = chest_check.check(study.image, masks) if automatic else None
+            if verdict is not None and verdict.warning:
+                # Unlabelled (a PNG of a knee): the masks themselves show it is no chest.
+                self.chest_warning = verdict.warning
+                self.statusBar().showMessage(
+                    f"Automatic segmentation not applied. {verdict.warning} (Tools ▸ Segment "
+                    "anatomy, Ctrl+Shift+A, segments anyway).", 30000)
+                return
             if automatic:
                 kept = [n for n in names if study.masks[n].any()]
                 names = [n for n in names if n not in kept]
