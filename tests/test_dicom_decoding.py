@@ -195,3 +195,11 @@ def test_huge_header_is_refused_without_allocating(tmp_path: Path) -> None:
 def test_malformed_number_is_a_damaged_header() -> None:
     with pytest.raises(ImageLoadError, match="badVR.dcm: the DICOM header is damaged"):
         read_dicom(get_testdata_file("badVR.dcm"))
+
+
+def test_an_unwritable_output_is_one_error_line(tmp_path: Path, capfd) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rc, out, err = run_cli(capfd, "convert", get_testdata_file("MR_small.dcm"),
+                           str(blocker / "out.png"))
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {blocker}")

@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     except XRayStudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output folder that cannot be written, a disk that is full
+        where = f"{exc.filename}: " if exc.filename else ""
+        logging.getLogger(__name__).info("details", exc_info=True)
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
