@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import xraystudio
 from xraystudio.errors import ModelError
 from xraystudio.masks import ANATOMY, MaskStack
 from xraystudio.segmentation.postprocess import largest_component_filled
@@ -38,9 +37,9 @@ DEFAULT_MODEL = "xraystudio-anatomy"
 
 def default_model_dir() -> Path:
     """``resources/models/xraystudio-anatomy``; ``XRAYSTUDIO_RESOURCES`` moves ``resources``."""
-    resources = os.environ.get("XRAYSTUDIO_RESOURCES")
-    root = Path(resources) if resources else Path(xraystudio.__file__).resolve().parents[1] / "resources"
-    return root / "models" / DEFAULT_MODEL
+    from xraystudio.resources import resources_dir
+
+    return resources_dir() / "models" / DEFAULT_MODEL
 
 
 def preprocess(display: "torch.Tensor", size: int) -> "torch.Tensor":

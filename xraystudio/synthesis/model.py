@@ -30,9 +30,11 @@ _HASH_WHOLE_BYTES = 256 * 2**20
 
 
 def resources_dir() -> Path:
-    """The ``resources/`` folder beside the package (override with XRAYSTUDIO_RESOURCES)."""
-    env = os.environ.get("XRAYSTUDIO_RESOURCES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "resources"
+    """The resources folder: the wheel's packaged copy, else ``resources/`` beside the package
+    (override with XRAYSTUDIO_RESOURCES); see xraystudio.resources."""
+    from xraystudio.resources import resources_dir as find
+
+    return find()
 
 
 def builtin_model_dir() -> Path:
