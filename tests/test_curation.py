@@ -271,6 +271,44 @@ def test_uncommitted_staged_result_is_a_leftover(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_edit_result_keeps_its_changed_pixels_staged_or_not(tmp_path: Path) -> None:
+    """An edit result stores where it changed and the values there (results/<rid>.edit.npz);
+    the source's values with those replaced are the exact edit."""
+    folder = tmp_path / "proj"
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 4096, (64, 48)).astype(np.float32)
+    edited = source.copy()
+    changed = np.zeros(source.shape, bool)
+    changed[20:30, 10:25] = True
+    edited[changed] += 7.0
+    with Project.create(folder) as project:
+        sid = project.add_study(_study(tmp_path / "src.dcm"))
+        plain = project.add_result(sid, _image(1), _provenance(1))
+        staged = project.stage_result(_image(2), edit=(changed, edited))
+        assert staged.edit_file is not None and staged.edit_file.is_file()
+        rid = project.add_result(sid, staged, _provenance(2))
+        direct = project.add_result(sid, _image(3), _provenance(3), edit=(changed, edited))
+        assert _tmp_files(folder) == []
+    with Project.open(folder) as project:
+        assert project.result_edit(plain) is None
+        for r in (rid, direct):
+            mask, values = project.result_edit(r)
+            assert np.array_equal(mask, changed)
+            rebuilt = source.copy()
+            rebuilt[mask] = values
+            assert np.array_equal(rebuilt, edited)
+        # an edit file without its record is a leftover of an interrupted action
+        shutil.copy(project.edit_path(rid), folder / "results" / "r00009.edit.npz")
+    project = Project.open(folder)
+    staged = project.stage_result(_image(4), edit=(changed, edited))
+    reopened = Project.open(folder)  # the first session never closed: a crash
+    assert staged.edit_file in reopened.recovery.leftovers
+    assert folder / "results" / "r00009.edit.npz" in reopened.recovery.leftovers
+    reopened.restore()
+    assert not staged.edit_file.exists() and project.edit_path(rid).is_file()
+    reopened.close()
+
+
 def test_discarded_staged_result_leaves_nothing(tmp_path: Path) -> None:
     with Project.create(tmp_path / "proj") as project:
         project.add_study(_study(tmp_path / "src.dcm"))

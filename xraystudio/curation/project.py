@@ -8,6 +8,7 @@ Layout::
     PROJECT/studies/<sid>/masks/<hash>.npz    the masks a result was made from (content-addressed)
     PROJECT/results/<rid>.png                 the synthetic image, 16-bit grey
     PROJECT/results/<rid>.json                provenance, study, mask hash, decision, star, note
+    PROJECT/results/<rid>.edit.npz            edit mode: which pixels changed and their values
 
 Why many small files: each user action rewrites only what it changes (one decision is one small
 JSON) atomically, so saving after every action stays cheap with thousands of results, and a killed
@@ -21,6 +22,12 @@ Source files are referenced by absolute path and by path relative to the project
 relative one is tried first, so a project moved or copied together with its sources still finds
 them. A missing source is an error only when its pixels are needed (:meth:`Project.load_study`);
 the project, its masks and its results open without it.
+
+An edit-mode result is the source radiograph changed in a few windows. Its PNG is the display
+image, as for every result; the exact edited values (the source's modality values, as its format
+stores them) are kept as what changed: the changed pixels' mask and their values, a few kB
+beside the PNG, so that the full-resolution edit in the source's format can be rebuilt from the
+source (:meth:`Project.result_edit`) without storing a second copy of every radiograph.
 
 A Project is not thread-safe: drive it from one thread (the GUI thread); listeners are called on it.
 """
@@ -55,6 +62,8 @@ FORMAT = "xraystudio-project"
 VERSION = 1
 PROJECT_JSON = "project.json"
 SESSION_JSON = "session.json"
+#: An edit-mode result's changed pixels, beside its PNG (``results/<rid>.edit.npz``).
+EDIT_SUFFIX = ".edit.npz"
 #: Curation states of a result; "none" means not decided yet.
 DECISIONS: tuple[str, ...] = ("none", "accepted", "rejected")
 
@@ -193,6 +202,31 @@ def _write_png(pixels: np.ndarray, path: Path) -> None:
     Image.fromarray(pixels).save(path, format="PNG")
 
 
+def _write_edit(path: Path, changed: np.ndarray, values: np.ndarray) -> None:
+    """The changed pixels (a packed mask) and their edited values (float32), compressed."""
+    changed = np.asarray(changed, bool)
+    if changed.shape != values.shape:
+        raise ProjectError(f"edit mask {changed.shape} and values {values.shape} differ in shape")
+    with open(path, "wb") as f:
+        np.savez_compressed(f, shape=np.asarray(changed.shape), changed=np.packbits(changed),
+                            values=np.asarray(values, np.float32)[changed])
+
+
+def read_edit(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`_write_edit` wrote: (changed mask, values of the changed pixels)."""
+    try:
+        with np.load(path) as data:
+            shape = tuple(int(v) for v in data["shape"])
+            changed = np.unpackbits(data["changed"], count=shape[0] * shape[1])
+            changed = changed.astype(bool).reshape(shape)
+            values = data["values"].astype(np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ProjectError(f"cannot read the edit {path}: {exc}") from exc
+    if values.shape != (int(changed.sum()),):
+        raise ProjectError(f"the edit {path} is inconsistent")
+    return changed, values
+
+
 def _staging_path(folder: Path, suffix: str) -> Path:
     """A fresh hidden temporary name in ``folder`` that :func:`_leftovers` treats as a leftover."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -220,9 +254,10 @@ class StagedResult:
     mask_hash: str | None = None
     masks_file: Path | None = None  # None: the snapshot already existed or no masks were given
     masks: MaskStack | None = None
+    edit_file: Path | None = None  # edit mode: the changed pixels and their values
 
     def discard(self) -> None:
-        for path in (self.png, self.masks_file):
+        for path in (self.png, self.masks_file, self.edit_file):
             if path is not None:
                 path.unlink(missing_ok=True)
 
@@ -439,13 +474,15 @@ class Project:
         self._changed("masks_updated", study_id, f"updated masks of {study_id}")
 
     # -------------------------------------------------------------------------------- results
-    def stage_result(self, image: np.ndarray, masks: MaskStack | None = None) -> StagedResult:
+    def stage_result(self, image: np.ndarray, masks: MaskStack | None = None,
+                     edit: tuple[np.ndarray, np.ndarray] | None = None) -> StagedResult:
         """Encode a result to temporary files in the project folder; thread-safe.
 
         The slow part of :meth:`add_result` (PNG encoding, the masks snapshot), touching no project
         state, so it may run on a worker thread while the GUI thread keeps driving the project.
         The files are hidden temporaries: :meth:`restore` removes them if the process dies before
-        :meth:`add_result` commits them.
+        :meth:`add_result` commits them. ``edit`` is an edit-mode result's (changed, values):
+        where it differs from its source and its full-size edited values.
         """
         pixels = _image_pixels(image)
         results_dir = self._results_dir
@@ -459,20 +496,25 @@ class Project:
                 staged.mask_hash = masks.content_hash()
                 staged.masks_file = _staging_path(results_dir, ".npz")
                 save_masks(masks, staged.masks_file)
+            if edit is not None:
+                staged.edit_file = _staging_path(results_dir, ".npz")
+                _write_edit(staged.edit_file, *edit)
+                _fsync(staged.edit_file)
         except BaseException:
             staged.discard()
             raise
         return staged
 
     def add_result(self, study_id: str, image: np.ndarray | StagedResult,
-                   provenance: Mapping[str, Any], masks: MaskStack | None = None) -> str:
+                   provenance: Mapping[str, Any], masks: MaskStack | None = None,
+                   edit: tuple[np.ndarray, np.ndarray] | None = None) -> str:
         """Store a generated image with its provenance; returns the result id.
 
         ``image`` is the pixels or a :class:`StagedResult` from :meth:`stage_result` (then only
         files are renamed into place and the record written: fast, for the GUI thread).
         ``masks`` are those the image was generated from (default: the staged masks, else the
         study's saved masks); they are kept with the result so that later mask edits do not
-        change its labels.
+        change its labels. ``edit`` is as for :meth:`stage_result` (with pixels, not staged).
         """
         self._check_open()
         rec = self.study(study_id)
@@ -509,9 +551,15 @@ class Project:
                 save_masks(masks, snapshot)
         result_id = self._new_result_id()
         if staged is None:
+            if edit is not None:
+                with atomic_path(self._results_dir / f"{result_id}{EDIT_SUFFIX}") as tmp:
+                    _write_edit(tmp, *edit)
             with atomic_path(self._results_dir / f"{result_id}.png") as tmp:
                 _write_png(pixels, tmp)
         else:
+            if staged.edit_file is not None:  # before the PNG: a PNG never lacks its edit
+                shutil.move(staged.edit_file, self._results_dir / f"{result_id}{EDIT_SUFFIX}")
+                staged.edit_file = None
             shutil.move(staged.png, self._results_dir / f"{result_id}.png")
             if staged.masks_file is not None:
                 staged.masks_file.unlink(missing_ok=True)
@@ -548,6 +596,17 @@ class Project:
     def result_image(self, result_id: str) -> np.ndarray:
         """The result as float32 in [0, 1], for display and metrics."""
         return self.result_pixels(result_id).astype(np.float32) / np.float32(65535.0)
+
+    def edit_path(self, result_id: str) -> Path:
+        """Where an edit-mode result's changed pixels are kept (absent for other results)."""
+        return self._results_dir / f"{self.result(result_id).id}{EDIT_SUFFIX}"
+
+    def result_edit(self, result_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """An edit-mode result's (changed mask, values of the changed pixels), or None for a
+        result that is not an edit. The full edited values are the source's with these
+        pixels replaced (the source's pixel hash is in the provenance)."""
+        path = self.edit_path(result_id)
+        return read_edit(path) if path.is_file() else None
 
     def result_masks(self, result_id: str) -> MaskStack:
         rec = self.result(result_id)
@@ -742,5 +801,7 @@ def _leftovers(folder: Path, studies: Mapping[str, StudyRecord],
     """Files an interrupted action left: temporaries, unrecorded images, unrecorded studies."""
     found = [p for p in folder.rglob(".*.tmp*") if p.is_file()]
     found += [p for p in _visible(folder / "results", "*.png") if p.stem not in results]
+    found += [p for p in _visible(folder / "results", f"*{EDIT_SUFFIX}")
+              if p.name[: -len(EDIT_SUFFIX)] not in results]
     found += [p for p in _visible(folder / "studies", "*") if p.is_dir() and p.name not in studies]
     return found
