@@ -121,6 +121,22 @@ class GeneratedImage:
     metrics: dict[str, float]
     provenance: dict
     pixels: np.ndarray | None = None  # grey RGB32 words of ``image``, made by the receiver
+    # Edit mode: the edited radiograph's modality values at the source size, as its format
+    # stores them (for saving it exactly), and where they differ from the source (bool).
+    values: np.ndarray | None = None  # a SharedArray in transit
+    changed: np.ndarray | None = None  # a SharedArray in transit
+
+    @property
+    def is_edit(self) -> bool:
+        return self.values is not None
+
+    def take(self) -> None:
+        """Replace the shared arrays of a result that arrived with private copies (receiver)."""
+        self.image = self.image.take(unlink=True)
+        if isinstance(self.values, SharedArray):
+            self.values = self.values.take(unlink=True)
+        if isinstance(self.changed, SharedArray):
+            self.changed = self.changed.take(unlink=True)
 
 
 @dataclasses.dataclass
@@ -257,13 +273,26 @@ def _run(job: Job, engines: dict, events: mp.Queue, cancel) -> list[GeneratedIma
     request = GenerationRequest(masks=masks, image=image, **job.params)
     results = engine.generate(request, progress=progress, cancel=cancel)
     out = []
+    source_display = None
     for r in results:
-        metrics = compare_with_source(r, image, masks) if image is not None else {}
-        shared, block = SharedArray.put(r.image)
-        block.close()  # the receiver unlinks it
+        if r.values is not None:  # edit mode: measured in its windows, at full size
+            from xraystudio.gui.edit_results import edit_metrics
+
+            if source_display is None:
+                source_display = image.display()
+            metrics = edit_metrics(source_display, r.image, r.changed, r.provenance,
+                                   image.spacing_mm or masks.spacing_mm)
+        else:
+            metrics = compare_with_source(r, image, masks) if image is not None else {}
+        shared = {}
+        for name in ("image", "values", "changed"):
+            array = getattr(r, name)
+            if array is not None:
+                shared[name], block = SharedArray.put(np.ascontiguousarray(array))
+                block.close()  # the receiver unlinks it
         out.append(GeneratedImage(
-            image=shared, condition=r.condition, layers=list(engine.spec.layers), seed=r.seed,
-            metrics=metrics, provenance={**r.provenance, "metrics": metrics},
+            condition=r.condition, layers=list(engine.spec.layers), seed=r.seed,
+            metrics=metrics, provenance={**r.provenance, "metrics": metrics}, **shared,
         ))
     return out
 

@@ -8,14 +8,10 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
-
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
@@ -25,8 +21,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QScrollArea,
     QTabWidget,
-    QTextBrowser,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -35,6 +29,7 @@ from xraystudio.curation.project import Project, ProjectEvent
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui.canvas.tools import Tool, all_tools
 from xraystudio.gui.canvas.view import CanvasView
+from xraystudio.gui.dialogs import help as help_dialog
 from xraystudio.gui.dialogs import restore as restore_dialog
 from xraystudio.gui.dialogs.export import ExportDialog
 from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
@@ -44,12 +39,12 @@ from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.project_controller import ProjectController
+from xraystudio.gui.results_controller import ResultsController
 from xraystudio.gui.settings import AppSettings
 from xraystudio.gui.workers import (
     GenerationThread,
     OpenedStudy,
     OpenThread,
-    ResultImagesThread,
     SegmentThread,
     mask_sidecar,
     segmenter_process,
@@ -64,15 +59,6 @@ log = logging.getLogger(__name__)
 OPEN_FILTER = ("Radiographs (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;"
                "DICOM (*.dcm *.dicom);;All files (*)")
 BRUSH_MM = (0.5, 100.0)
-MOUSE_HELP = (
-    ("Wheel", "Zoom about the cursor"),
-    ("Middle drag, or Space + drag", "Pan"),
-    ("Right drag", "Window/level: left-right width, up-down level"),
-    ("Left button", "Use the active tool"),
-    ("Double-click (polygon)", "Close and fill the polygon"),
-    ("Esc / Backspace (polygon)", "Cancel / remove the last vertex"),
-    ("Delete (nodule list)", "Delete the selected nodule"),
-)
 
 
 class MainWindow(QMainWindow):
@@ -88,9 +74,9 @@ class MainWindow(QMainWindow):
         self.generation: GenerationThread | None = None
         self._generation_study: Study | None = None  # what the running generation is for
         self._generation_masks: MaskStack | None = None  # the masks it was started from
-        self._strip_loader: ResultImagesThread | None = None
         self.export_dialog: ExportDialog | None = None
         self.projects = ProjectController(self)
+        self.results = ResultsController(self)  # the strip, Compare, stored results, saving
         self.last_error: QMessageBox | None = None
         self.chest_warning: str | None = None  # why the open image got no automatic masks
         self.setWindowTitle("xraystudio")
@@ -172,8 +158,9 @@ class MainWindow(QMainWindow):
         self.save_masks_action = a("&Save masks", self.save_masks, QKeySequence.StandardKey.Save,
                                    "Save the masks beside the radiograph (<name>.masks.npz)")
         self.save_masks_as_action = a("Save masks &as…", self.save_masks_as, None)
-        self.save_result_action = a("Save &result…", self.save_result, "Ctrl+Shift+S",
-                                    "Save the compared result as PNG with its provenance JSON")
+        self.save_result_action = a("Save &result…", self.results.save_result, "Ctrl+Shift+S",
+                                    "Save the compared result with its provenance JSON (an edit "
+                                    "at full size in the source's format)")
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.new_project_action = a("&New project…", self.choose_new_project, None,
                                     "Create a project folder: studies, results and decisions")
@@ -316,12 +303,12 @@ class MainWindow(QMainWindow):
         self.generator.generateRequested.connect(self.generate)
         self.generator.cancelRequested.connect(self.cancel_generation)
         self.generator.addModelRequested.connect(self.add_model)
-        self.strip.resultChosen.connect(self._compare_result)
-        self.compare.save_button.clicked.connect(self.save_result)
+        self.strip.resultChosen.connect(self.results.compare)
+        self.compare.save_button.clicked.connect(self.results.save_result)
         self.projects.projectChanged.connect(self._on_project_changed)
         self.projects.changed.connect(self._on_project_event)
         self.projects.failed.connect(self.show_error)
-        self.gallery.resultSelected.connect(self._show_project_result)
+        self.gallery.resultSelected.connect(self.results.show_project_result)
 
     # ------------------------------------------------------------- settings
     def _restore_settings(self) -> None:
@@ -434,8 +421,9 @@ class MainWindow(QMainWindow):
         self.nodules.attach()
         self.strip.clear_results()
         self.compare.set_reference(prepared.reference if prepared else None,
-                                   prepared.reference_pixels if prepared else None)
-        self._load_project_results()
+                                   prepared.reference_pixels if prepared else None,
+                                   study.image if study else None)
+        self.results.load_project_results()
         if study is not None:
             study.masks.subscribe(self._on_masks_changed)
         self._fill_windows()
@@ -753,22 +741,11 @@ class MainWindow(QMainWindow):
     def _on_generated(self, results: list[GeneratedImage]) -> None:
         if self._generation_study is not self.study:
             return  # made for a study that has been closed since
-        first_new = len(self.strip.results)
-        self.strip.add(results)
-        self.projects.add_results(results, self._generation_masks,
-                                  lambda ids: self._on_results_stored(results, ids))
+        self.results.add_generated(results, self._generation_masks,
+                                   select=self.compare.result is None
+                                   or self.tabs.currentIndex() == 1)
         self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
-        if self.compare.result is None or self.tabs.currentIndex() == 1:
-            self.strip.setCurrentRow(first_new)
         self.statusBar().showMessage(f"Generated {len(results)} image(s)", 8000)
-
-    def _on_results_stored(self, results: list[GeneratedImage], ids: list[str]) -> None:
-        """Results were committed to the project: link the strip's items to their ids."""
-        for r, rid in zip(results, ids):
-            for i, shown in enumerate(self.strip.results):
-                if shown is r:
-                    self.strip.result_ids[i] = rid
-                    break
 
     def _on_generation_failed(self, message: str) -> None:
         self.generator.show_done("Failed", False)
@@ -781,25 +758,6 @@ class MainWindow(QMainWindow):
         self.generator.set_running(False)
         self.generator.generate.setEnabled(self.study is not None)
         self.cancel_action.setEnabled(False)
-
-    def _compare_result(self, result: GeneratedImage, number: int) -> None:
-        self.compare.show_result(result, number)
-        self.save_result_action.setEnabled(True)
-
-    def save_result(self) -> None:
-        if self.compare.result is None:
-            return
-        name = f"{self.study.name if self.study else 'result'}_seed{self.compare.result.seed}.png"
-        path, _ = QFileDialog.getSaveFileName(self, "Save the result",
-                                              str(Path(self.settings.last_folder) / name),
-                                              "PNG (*.png)")
-        if path:
-            try:
-                png, meta = self.compare.save(path)
-            except (XRayStudioError, OSError) as exc:
-                self.show_error("Cannot save the result", str(exc))
-                return
-            self.statusBar().showMessage(f"Saved {png.name} and {meta.name}", 5000)
 
     # ------------------------------------------------------------- projects
     def choose_new_project(self) -> None:
@@ -906,56 +864,6 @@ class MainWindow(QMainWindow):
         if event.kind == "moved":
             self._update_title()
 
-    def _load_project_results(self) -> None:
-        """Fill the strip with the study's stored results, read in the background."""
-        if self._strip_loader is not None:
-            self._strip_loader.stop()
-            self._strip_loader.loaded.disconnect(self._on_project_result_loaded)
-            self._strip_loader = None
-        sid, project = self.projects.study_id, self.projects.project
-        if sid is None or project is None:
-            return
-        items = [(r.id, project.result_path(r.id)) for r in project.results(study=sid)]
-        if not items:
-            return
-        thread = ResultImagesThread(items, self)
-        thread.loaded.connect(self._on_project_result_loaded)
-        thread.finished.connect(lambda: self._strip_loader_done(thread))
-        self._strip_loader = thread
-        thread.start()
-
-    def _strip_loader_done(self, thread: ResultImagesThread) -> None:
-        if self._strip_loader is thread:
-            self._strip_loader = None
-        thread.deleteLater()
-
-    def _on_project_result_loaded(self, rid: str, image: np.ndarray, pixels: np.ndarray) -> None:
-        project = self.projects.project
-        if project is None or rid in self.strip.result_ids:
-            return
-        rec = project.result(rid)
-        if rec.study_id != self.projects.study_id or image.shape != (self.study.shape
-                                                                    if self.study else None):
-            return
-        result = GeneratedImage(image=image, condition=np.zeros((0, 1, 1), np.float32), layers=[],
-                                seed=int(rec.parameters.get("seed") or 0),
-                                metrics=dict(rec.provenance.get("metrics") or {}),
-                                provenance=rec.provenance, pixels=pixels)
-        self.strip.add([result], [rid])
-        if self.compare.result is None:
-            self.strip.setCurrentRow(0)
-
-    def _show_project_result(self, rid: str) -> None:
-        """A result chosen in the gallery is compared when it belongs to the open study."""
-        if self.strip.select_id(rid):
-            return
-        project = self.projects.project
-        if project is not None and self.projects.study_id is not None:
-            if project.result(rid).study_id != self.projects.study_id:
-                self.statusBar().showMessage(
-                    f"{rid} belongs to study {project.result(rid).study_id}; open it to compare",
-                    5000)
-
     def show_gallery(self) -> None:
         self.gallery_dock.show()
         self.gallery_dock.raise_()
@@ -983,29 +891,10 @@ class MainWindow(QMainWindow):
 
     def shortcut_rows(self) -> list[tuple[str, str]]:
         """(keys, what they do) for every action with a shortcut, then the mouse."""
-        rows = []
-        for act in self.actions():
-            keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText)
-                             for s in act.shortcuts())
-            if keys:
-                rows.append((keys, act.text().replace("&", "").rstrip("…")))
-        return rows + [(k, v) for k, v in MOUSE_HELP]
+        return help_dialog.shortcut_rows(self)
 
     def show_help(self) -> None:
-        dialog = QDialog(self)
-        dialog.setWindowTitle("Keyboard and mouse")
-        text = QTextBrowser()
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>"
-                       for k, v in self.shortcut_rows())
-        text.setHtml(f"<table>{rows}</table>")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(dialog.reject)
-        layout = QVBoxLayout(dialog)
-        layout.addWidget(text)
-        layout.addWidget(buttons)
-        dialog.resize(520, 640)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
+        help_dialog.show_help(self)
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About xraystudio",
@@ -1019,9 +908,7 @@ class MainWindow(QMainWindow):
             return
         self.save_settings()
         self.gallery.shutdown()
-        if self._strip_loader is not None:
-            self._strip_loader.stop()
-            self._strip_loader.wait(5000)
+        self.results.stop(wait_ms=5000)
         if self.export_dialog is not None and self.export_dialog.thread is not None:
             self.export_dialog.thread.cancel()
             self.export_dialog.thread.wait(30_000)

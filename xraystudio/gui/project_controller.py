@@ -41,7 +41,8 @@ class StageThread(QThread):
     def run(self) -> None:
         try:
             for r in self.images:
-                self.staged.append(self.project.stage_result(r.image, self.masks))
+                edit = (r.changed, r.values) if getattr(r, "is_edit", False) else None
+                self.staged.append(self.project.stage_result(r.image, self.masks, edit=edit))
         except BaseException as exc:  # reported on the GUI thread
             log.exception("staging a result failed")
             self.error = exc

@@ -180,7 +180,7 @@ class GenerationThread(QThread):
             elif kind == "done":
                 results: list[GeneratedImage] = event[1]
                 for r in results:
-                    r.image = r.image.take(unlink=True)
+                    r.take()
                     r.pixels = grey_to_rgb32(r.image)
                 self.produced.emit(results)
             elif kind == "cancelled":
@@ -254,15 +254,79 @@ class ResultImagesThread(QThread):
         self._stop.set()
 
     def run(self) -> None:
-        from PIL import Image
-
         for rid, path in self.items:
             if self._stop.is_set():
                 return
-            try:
-                with Image.open(path) as im:
-                    image = np.asarray(im).astype(np.float32) / np.float32(65535.0)
-            except OSError as exc:
-                log.warning("cannot read result image %s: %s", path, exc)
-                continue
-            self.loaded.emit(rid, image, grey_to_rgb32(image))
+            image = read_result_png(path)
+            if image is not None:
+                self.loaded.emit(rid, image, grey_to_rgb32(image))
+
+
+def read_result_png(path: Path) -> np.ndarray | None:
+    """A stored result's 16-bit PNG as float32 in [0, 1]; None (logged) when unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im).astype(np.float32) / np.float32(65535.0)
+    except OSError as exc:
+        log.warning("cannot read result image %s: %s", path, exc)
+        return None
+
+
+@dataclasses.dataclass
+class StoredResult:
+    """What reading a stored result needs, taken from the project on the UI thread."""
+
+    id: str
+    png: Path
+    edit: Path  # its changed pixels, for an edit-mode result (absent otherwise)
+    provenance: dict
+
+
+class StudyResultsThread(QThread):
+    """Reads the stored results of the open study like ResultImagesThread, and rebuilds an
+    edit-mode result at full size from ``source`` (the open radiograph) and its stored changed
+    pixels, when the source is the one it was made from (same pixel hash)."""
+
+    loaded = Signal(str, object, object, object)  # id, image in [0, 1], RGB32 words,
+    # (values, changed) of an edit result or None
+
+    def __init__(self, items: list[StoredResult], source: XRayImage, parent=None) -> None:
+        super().__init__(parent)
+        self.items = items
+        self.source = source
+        self._stop = threading.Event()
+        self._source_hash: str | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        for item in self.items:
+            if self._stop.is_set():
+                return
+            image = read_result_png(item.png)
+            if image is not None:
+                self.loaded.emit(item.id, image, grey_to_rgb32(image), self._edit(item))
+
+    def _edit(self, item: StoredResult) -> tuple[np.ndarray, np.ndarray] | None:
+        from xraystudio.curation.project import read_edit
+        from xraystudio.gui.edit_results import edit_arrays
+
+        if not item.edit.is_file():
+            return None
+        if self._source_hash is None:
+            self._source_hash = self.source.pixel_hash()
+        made_from = (item.provenance.get("source_image") or {}).get("pixel_hash")
+        if made_from not in (None, self._source_hash):
+            log.warning("result %s was made from other pixels than the open source", item.id)
+            return None
+        try:
+            changed, values = read_edit(item.edit)
+        except XRayStudioError as exc:
+            log.warning("%s", exc)
+            return None
+        if changed.shape != self.source.shape:
+            return None
+        return edit_arrays(self.source.values, changed, values), changed

@@ -19,6 +19,7 @@ from xraystudio.gui.canvas.image_item import draw_exposed
 from xraystudio.gui.pixels import rgba_word
 from xraystudio.gui.qimage import ArrayImage
 from xraystudio.masks import EMPTY, MaskStack, Rect
+from xraystudio.synthesis.edit import REMOVE_LAYER
 
 #: Colour per structure (RGB), chosen to stay apart on a grey radiograph.
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -28,7 +29,10 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "right_clavicle": (250, 210, 60),
     "left_clavicle": (60, 220, 230),
     "nodule": (255, 96, 255),
+    REMOVE_LAYER: (255, 140, 0),  # also hatched (see HATCHED), so it reads as "to be erased"
 }
+#: Layers whose interior is drawn as diagonal stripes over the layers below.
+HATCHED = frozenset({REMOVE_LAYER})
 _FALLBACK = (200, 200, 200)
 FILL_ALPHA = 110  # interior of a filled layer; its edge is opaque
 
@@ -95,13 +99,15 @@ class MaskOverlayItem(QGraphicsItem):
     def refresh(self, rect: Rect = EMPTY) -> None:
         """Recompute the overlay pixels in ``rect`` (everything when empty) and repaint them."""
         shape = self.masks.shape
+        names = self.masks.names
+        if len(self._palette) != 2 * len(names) + 1:  # a tool added a layer (at the end)
+            self._palette = self._make_palette()
         rect = Rect(0, 0, *shape) if rect.empty else rect.clip(shape)
         # Outlines near the rectangle's border depend on pixels just outside it.
         e = self._edge
         outer = Rect(rect.y0 - e, rect.x0 - e, rect.y1 + e, rect.x1 + e).clip(shape)
         inner = (slice(rect.y0 - outer.y0, rect.y1 - outer.y0),
                  slice(rect.x0 - outer.x0, rect.x1 - outer.x0))
-        names = self.masks.names
         index = np.zeros((rect.y1 - rect.y0, rect.x1 - rect.x0), np.uint8)
         for i, name in enumerate(names):
             if name in self.style.hidden:
@@ -111,7 +117,11 @@ class MaskOverlayItem(QGraphicsItem):
                 continue
             inside = region[inner]
             interior = _erode(region, e)[inner]
-            np.copyto(index, np.uint8(1 + i), where=interior)
+            fill = interior
+            if name in HATCHED:
+                yy, xx = np.ogrid[rect.y0:rect.y1, rect.x0:rect.x1]
+                fill = interior & (((xx + yy) // (3 * e)) % 2 == 0)
+            np.copyto(index, np.uint8(1 + i), where=fill)
             np.copyto(index, np.uint8(1 + len(names) + i), where=inside & ~interior)
         self._pixels.array[rect.slices] = self._palette[index]
         self.update(QRectF(rect.x0, rect.y0, rect.x1 - rect.x0, rect.y1 - rect.y0))

@@ -14,6 +14,8 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem
 
+from xraystudio.synthesis.edit import REMOVE_LAYER
+
 if TYPE_CHECKING:
     from xraystudio.gui.canvas.view import CanvasView
 
@@ -61,18 +63,21 @@ class BrushTool(Tool):
     def __init__(self) -> None:
         self._last: tuple[float, float] | None = None
 
+    def layer(self, canvas: CanvasView) -> str:
+        return canvas.tool_settings.layer
+
     def press(self, canvas: CanvasView, pos: QPointF) -> None:
         masks, s = canvas.masks, canvas.tool_settings
         masks.begin(self.name)
         self._last = (pos.x(), pos.y())
-        masks.paint(s.layer, [self._last], s.brush_mm, value=self.value)
+        masks.paint(self.layer(canvas), [self._last], s.brush_mm, value=self.value)
 
     def move(self, canvas: CanvasView, pos: QPointF) -> None:
         if self._last is None:
             return
         s = canvas.tool_settings
         point = (pos.x(), pos.y())
-        canvas.masks.paint(s.layer, [self._last, point], s.brush_mm, value=self.value)
+        canvas.masks.paint(self.layer(canvas), [self._last, point], s.brush_mm, value=self.value)
         self._last = point
 
     def release(self, canvas: CanvasView, pos: QPointF) -> None:
@@ -89,6 +94,23 @@ class BrushTool(Tool):
 class EraserTool(BrushTool):
     name, key, help = "Eraser", "E", "Erase from the active layer; [ and ] change the size"
     value = False
+
+
+class RemoveTool(BrushTool):
+    """Paints the "remove" layer, whatever layer is active: edit mode fills what it covers with
+    the patient's normal surroundings (a nodule, a marker, a line the source has)."""
+
+    name, key, help = "Remove", "X", ("Paint over what edit mode should remove (filled with "
+                                      "normal surroundings); [ and ] change the size")
+
+    def layer(self, canvas: CanvasView) -> str:
+        return REMOVE_LAYER
+
+    def press(self, canvas: CanvasView, pos: QPointF) -> None:
+        if REMOVE_LAYER not in canvas.masks:
+            canvas.masks.add_layer(REMOVE_LAYER)
+            canvas.layersChanged.emit()
+        super().press(canvas, pos)
 
 
 class FillTool(Tool):
@@ -207,4 +229,4 @@ def _dedupe(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def all_tools() -> list[Tool]:
     """One instance of each tool, in toolbar order."""
-    return [BrushTool(), EraserTool(), NoduleTool(), PolygonTool(), FillTool()]
+    return [BrushTool(), EraserTool(), NoduleTool(), PolygonTool(), FillTool(), RemoveTool()]

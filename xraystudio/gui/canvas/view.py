@@ -41,6 +41,7 @@ class CanvasView(QGraphicsView):
     noduleSelected = Signal(object)  # int id or None
     edited = Signal()  # a tool finished an edit (stroke, stamp, fill)
     noduleDragged = Signal()  # a nodule is being dragged
+    layersChanged = Signal()  # a tool added a layer to the masks (the Remove tool's)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

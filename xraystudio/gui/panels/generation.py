@@ -2,7 +2,9 @@
 
 The panel only collects parameters and shows progress; the main window owns the worker. Model
 folders are checked by reading their ``xraystudio.json`` (no torch needed), so adding a model
-tells the user at once whether it is usable and whether it takes a text prompt.
+tells the user at once whether it is usable and whether it takes a text prompt. Edit mode is
+offered when the folder has an ``edit/`` model; it changes the open radiograph only where nodules
+were added, moved or removed, so the settings of the whole-image modes grey out in it.
 """
 
 from __future__ import annotations
@@ -28,11 +30,22 @@ from PySide6.QtWidgets import (
 )
 
 from xraystudio.errors import ModelError
+from xraystudio.synthesis.edit_pipeline import EDIT_FOLDER
+from xraystudio.synthesis.edit_window import EditSpec
 from xraystudio.synthesis.model import BUILTIN_NAME, PRIOR_FOLDER, builtin_model_dir
 from xraystudio.synthesis.spec import SCHEDULERS, Defaults, ModelSpec
 
 BUILTIN = ""  # the model combo's data for the built-in model (Engine.load(None))
 PREVIEW_PX = 200
+EDIT, LAYOUT, GUIDED = "edit", "layout", "guided"
+MODE_TIPS = {
+    EDIT: "Change this radiograph only where nodules were stamped, moved or deleted, or where the "
+          "Remove tool (X) painted; every other pixel stays the source's, at its full resolution "
+          "and in its own format.",
+    LAYOUT: "A new patient with this anatomy, drawn from the masks only at the model's size.",
+    GUIDED: "Redraw the whole image at the model's working size over a coarse copy of this "
+            "radiograph; the result is scaled back up, so fine detail is the model's.",
+}
 
 
 def read_spec(ref: str) -> ModelSpec | None:
@@ -40,6 +53,21 @@ def read_spec(ref: str) -> ModelSpec | None:
     folder = Path(ref) if ref else builtin_model_dir()
     try:
         return ModelSpec.read(folder)
+    except ModelError:
+        return None
+
+
+def model_folder(ref: str) -> Path:
+    return Path(ref) if ref else builtin_model_dir()
+
+
+def read_edit_spec(ref: str) -> EditSpec | None:
+    """The model folder's edit model spec (``edit/edit.json``), or None when it has none."""
+    folder = model_folder(ref) / EDIT_FOLDER
+    if not folder.is_dir():
+        return None
+    try:
+        return EditSpec.read(folder)
     except ModelError:
         return None
 
@@ -66,8 +94,19 @@ class GenerationPanel(QWidget):
         self.model_note.setWordWrap(True)
         self.model_note.setStyleSheet("color: palette(mid);")
         self.mode = QComboBox()
-        self.mode.addItem("Layout (masks only)", "layout")
-        self.mode.addItem("Guided by this radiograph", "guided")
+        self.mode.setObjectName("modeCombo")
+        self.mode.addItem("Edit this radiograph (native resolution)", EDIT)
+        self.mode.addItem("New patient from the masks (layout)", LAYOUT)
+        self.mode.addItem("Redraw whole image, guided", GUIDED)
+        for i in range(self.mode.count()):
+            self.mode.setItemData(i, MODE_TIPS[self.mode.itemData(i)],
+                                  Qt.ItemDataRole.ToolTipRole)
+        self.mode_note = QLabel()
+        self.mode_note.setObjectName("modeNote")
+        self.mode_note.setWordWrap(True)
+        self.mode_note.setStyleSheet("color: palette(mid);")
+        self._edit_spec: EditSpec | None = None
+        self._spec_defaults = Defaults()
         self.prior = QCheckBox("Typical look (layout prior)")
         self.prior.setObjectName("priorCheck")
         self.prior.setChecked(True)
@@ -123,6 +162,7 @@ class GenerationPanel(QWidget):
         form.addRow("Model", model_row)
         form.addRow("", self.model_note)
         form.addRow("Mode", self.mode)
+        form.addRow("", self.mode_note)
         form.addRow("", self.prior)
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
@@ -145,9 +185,11 @@ class GenerationPanel(QWidget):
         self._takes_text = False
         self._text_rows = [(form.labelForField(w), w) for w in
                            (self.guidance, self.prompt, self.negative)]
+        self._whole_image_rows = [(form.labelForField(w), w) for w in
+                                  (self.conditioning, self.guidance, self.prompt, self.negative)]
 
         self.random_seed.toggled.connect(lambda random: self.seed.setEnabled(not random))
-        self.mode.currentIndexChanged.connect(self._update_prior)
+        self.mode.currentIndexChanged.connect(self._on_mode)
         self.model.currentIndexChanged.connect(self._on_model)
         self.generate.clicked.connect(self.generateRequested)
         self.cancel.clicked.connect(self.cancelRequested)
@@ -186,27 +228,64 @@ class GenerationPanel(QWidget):
         else:
             self.model_note.setText(spec.description or f"{spec.kind}, {spec.resolution} px")
             takes_text, guide, d = spec.takes_text, spec.supports_guide, spec.defaults
-        self.steps.setValue(d.steps)
-        self.scheduler.setCurrentText(d.scheduler)
+        self._spec_defaults = d
+        self._edit_spec = read_edit_spec(ref) if spec is not None else None
         self.conditioning.setValue(d.conditioning_scale)
         self.guidance.setValue(d.guidance_scale)
         self.prompt.setText(spec.prompt if spec else "")
         self.negative.setText(spec.negative_prompt if spec else "")
-        self.mode.setCurrentIndex(self.mode.findData(d.mode if guide else "layout"))
-        self.mode.model().item(1).setEnabled(guide)
-        if not guide:
-            self.mode.setCurrentIndex(0)
-        folder = Path(ref) if ref else builtin_model_dir()
-        self._has_prior = spec is not None and spec.supports_guide and (folder / PRIOR_FOLDER).is_dir()
-        self._update_prior()
+        px = f", {spec.resolution} px" if spec is not None else ""
+        self.mode.setItemText(self.mode.findData(GUIDED), f"Redraw whole image, guided ({px[2:]})"
+                              if px else "Redraw whole image, guided")
+        self.mode.setItemText(self.mode.findData(LAYOUT), f"New patient from the masks (layout{px})")
+        self._set_mode_enabled(EDIT, self._edit_spec is not None)
+        self._set_mode_enabled(GUIDED, guide)
+        self._has_prior = spec is not None and spec.supports_guide and \
+            (model_folder(ref) / PRIOR_FOLDER).is_dir()
         self._takes_text = takes_text
         for label, widget in self._text_rows:
             label.setVisible(takes_text)
             widget.setVisible(takes_text)
+        whole = d.mode if d.mode == LAYOUT or d.mode == GUIDED and guide else \
+            (GUIDED if guide else LAYOUT)
+        default = EDIT if self._edit_spec is not None else whole
+        index = self.mode.findData(default)
+        if index == self.mode.currentIndex():
+            self._on_mode()
+        else:
+            self.mode.setCurrentIndex(index)  # runs _on_mode
+
+    def _set_mode_enabled(self, mode: str, enabled: bool) -> None:
+        self.mode.model().item(self.mode.findData(mode)).setEnabled(enabled)
+
+    def mode_enabled(self, mode: str) -> bool:
+        index = self.mode.findData(mode)
+        return index >= 0 and self.mode.model().item(index).isEnabled()
+
+    @property
+    def edit_mode(self) -> bool:
+        return self.mode.currentData() == EDIT
+
+    def _on_mode(self, _index: int | None = None) -> None:
+        """Steps and scheduler follow the mode's network; whole-image settings grey out in edit
+        mode (they do not act there)."""
+        edit = self.edit_mode
+        if edit and self._edit_spec is not None:
+            self.steps.setValue(self._edit_spec.steps)
+            self.scheduler.setCurrentText(self._edit_spec.scheduler)
+        else:
+            self.steps.setValue(self._spec_defaults.steps)
+            self.scheduler.setCurrentText(self._spec_defaults.scheduler)
+        for label, widget in self._whole_image_rows:
+            label.setEnabled(not edit)
+            widget.setEnabled(not edit)
+        self.mode_note.setText(MODE_TIPS.get(self.mode.currentData(), ""))
+        self._update_prior()
 
     def _update_prior(self) -> None:
-        """Shown for models with a prior; it only acts in layout mode, so it greys out in guided."""
-        usable = self._has_prior and self.mode.currentData() == "layout"
+        """Shown for models with a prior; it only acts in layout mode, so it greys out in the
+        other modes."""
+        usable = self._has_prior and self.mode.currentData() == LAYOUT
         self.prior.setEnabled(usable)
         self.prior.setVisible(self._has_prior)
 
@@ -218,10 +297,11 @@ class GenerationPanel(QWidget):
             "seed": None if self.random_seed.isChecked() else self.seed.value(),
             "steps": self.steps.value(),
             "scheduler": self.scheduler.currentText(),
-            "conditioning_scale": self.conditioning.value(),
             "n_images": self.n_images.value(),
-            "preview_every": 1,
         }
+        if p["mode"] == EDIT:
+            return p
+        p.update(conditioning_scale=self.conditioning.value(), preview_every=1)
         if self._has_prior and p["mode"] == "layout":
             p["prior"] = self.prior.isChecked()
         if self._takes_text:
@@ -237,7 +317,7 @@ class GenerationPanel(QWidget):
                 "steps": self.steps.value(), "scheduler": self.scheduler.currentText(),
                 "conditioning": self.conditioning.value(), "guidance": self.guidance.value(),
                 "prompt": self.prompt.text(), "negative": self.negative.text(),
-                "n_images": self.n_images.value()}
+                "n_images": self.n_images.value(), "edit_offered": self.mode_enabled(EDIT)}
 
     def restore(self, state: dict) -> None:
         """Apply ``saved_state`` output; unknown or bad values are skipped."""
@@ -246,14 +326,20 @@ class GenerationPanel(QWidget):
                 index = self.model.findData(state["model"])
                 if index >= 0:
                     self.model.setCurrentIndex(index)
-            if state.get("mode") is not None and self.mode.findData(state["mode"]) >= 0:
-                self.mode.setCurrentIndex(self.mode.findData(state["mode"]))
+            # A mode chosen before this model offered edit mode gives way to edit mode, the
+            # default for a model that has one; a mode chosen among all three is kept.
+            mode = state.get("mode")
+            keep = (mode is not None and self.mode_enabled(mode)
+                    and (state.get("edit_offered") or not self.mode_enabled(EDIT)))
+            if keep:
+                self.mode.setCurrentIndex(self.mode.findData(mode))
             self.prior.setChecked(bool(state.get("prior", True)))
             self.random_seed.setChecked(bool(state.get("random_seed", True)))
             self.seed.setValue(int(state.get("seed", 0)))
-            self.steps.setValue(int(state.get("steps", self.steps.value())))
-            if state.get("scheduler") in SCHEDULERS:
-                self.scheduler.setCurrentText(state["scheduler"])
+            if keep:  # steps and scheduler were the saved mode's
+                self.steps.setValue(int(state.get("steps", self.steps.value())))
+                if state.get("scheduler") in SCHEDULERS:
+                    self.scheduler.setCurrentText(state["scheduler"])
             self.conditioning.setValue(float(state.get("conditioning", self.conditioning.value())))
             self.guidance.setValue(float(state.get("guidance", self.guidance.value())))
             self.prompt.setText(str(state.get("prompt", self.prompt.text())))

@@ -24,9 +24,12 @@ from PySide6.QtWidgets import (
 from xraystudio.gui.canvas.overlay import COLORS
 from xraystudio.gui.canvas.view import CanvasView
 from xraystudio.masks import STRUCTURES
+from xraystudio.synthesis.edit import REMOVE_LAYER
 
 
 def layer_title(name: str) -> str:
+    if name == REMOVE_LAYER:
+        return "Remove (edit mode, X)"
     return name.replace("_", " ").capitalize()
 
 
@@ -74,6 +77,7 @@ class LayersPanel(QWidget):
         self.display.currentIndexChanged.connect(self._on_display)
         self.show_masks.toggled.connect(self._on_show)
         self.clear_button.clicked.connect(self._clear_active)
+        canvas.layersChanged.connect(lambda: self.set_layers(self.canvas.masks.names))
         self.set_layers(list(STRUCTURES))
 
     def set_layers(self, names: list[str]) -> None:
@@ -83,7 +87,8 @@ class LayersPanel(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for i, name in enumerate(names):
-            item = QListWidgetItem(swatch(name), f"{i + 1}  {layer_title(name)}")
+            number = f"{i + 1}  " if i < len(STRUCTURES) else "    "  # keys 1-6 choose
+            item = QListWidgetItem(swatch(name), f"{number}{layer_title(name)}")
             item.setData(Qt.ItemDataRole.UserRole, name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Unchecked if name in self.canvas.overlay_style.hidden

@@ -7,8 +7,9 @@ and drags on the canvas show up here without the canvas knowing about the panel.
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QBrush, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
@@ -25,9 +26,36 @@ from PySide6.QtWidgets import (
 
 from xraystudio.errors import MaskError
 from xraystudio.gui.canvas.view import CanvasView
-from xraystudio.masks import NODULE, Rect
+from xraystudio.masks import NODULE, MaskStack, Nodule, Rect
 
-COLUMNS = ("#", "x (px)", "y (px)", "Ø (mm)")
+COLUMNS = ("#", "x (px)", "y (px)", "Ø (mm)", "Edit")
+STATUS_COLUMN = len(COLUMNS) - 1
+IN_SOURCE, PAINTED, MOVED, REMOVED = "in source", "painted", "moved", "removed"
+STATUS_TIPS = {
+    IN_SOURCE: "The radiograph has this nodule; edit mode keeps it as it is",
+    PAINTED: "Not in the radiograph: edit mode inserts it",
+    MOVED: "A nodule of the radiograph, moved or resized: edit mode removes it where it was "
+           "and inserts it here",
+    REMOVED: "Deleted from the radiograph's nodules: edit mode removes it (Ctrl+Z brings it back)",
+}
+
+
+def nodule_rows(masks: MaskStack) -> list[tuple[Nodule, str]]:
+    """Every current nodule with its edit status, then the deleted source nodules."""
+    source = {n.id: n for n in masks.source_nodules}
+    rows = []
+    for n in masks.nodules:
+        s = source.get(n.id)
+        if s is None:
+            status = PAINTED
+        elif np.allclose((n.x, n.y, n.diameter_mm), (s.x, s.y, s.diameter_mm), atol=1e-3):
+            status = IN_SOURCE
+        else:
+            status = MOVED
+        rows.append((n, status))
+    current = {n.id for n in masks.nodules}
+    rows += [(n, REMOVED) for n in masks.source_nodules if n.id not in current]
+    return rows
 
 
 class NodulesPanel(QWidget):
@@ -41,6 +69,8 @@ class NodulesPanel(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(
+            STATUS_COLUMN, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.stamp_size = QDoubleSpinBox()
@@ -89,11 +119,13 @@ class NodulesPanel(QWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        nodules = self.canvas.masks.nodules if self.canvas.study is not None else []
+        rows = nodule_rows(self.canvas.masks) if self.canvas.study is not None else []
+        grey = QBrush(self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
         self._filling = True
-        self.table.setRowCount(len(nodules))
-        for row, n in enumerate(nodules):
-            values = (str(n.id), f"{n.x:.0f}", f"{n.y:.0f}", f"{n.diameter_mm:.1f}")
+        self.table.setRowCount(len(rows))
+        for row, (n, status) in enumerate(rows):
+            values = (str(n.id), f"{n.x:.0f}", f"{n.y:.0f}", f"{n.diameter_mm:.1f}", status)
+            removed = status == REMOVED
             for col, text in enumerate(values):
                 item = self.table.item(row, col)
                 if item is None:
@@ -101,14 +133,29 @@ class NodulesPanel(QWidget):
                     self.table.setItem(row, col, item)
                 item.setText(text)
                 item.setData(Qt.ItemDataRole.UserRole, n.id)
-                flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
-                if col:
-                    flags |= Qt.ItemFlag.ItemIsEditable
+                item.setData(Qt.ItemDataRole.UserRole + 1, status)
+                item.setToolTip(STATUS_TIPS[status])
+                item.setData(Qt.ItemDataRole.ForegroundRole, grey if removed else None)
+                font = item.font()
+                font.setItalic(removed)
+                item.setFont(font)
+                flags = Qt.ItemFlag.ItemIsEnabled
+                if not removed:
+                    flags |= Qt.ItemFlag.ItemIsSelectable
+                    if 0 < col < STATUS_COLUMN:
+                        flags |= Qt.ItemFlag.ItemIsEditable
                 item.setFlags(flags)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                item.setTextAlignment((Qt.AlignmentFlag.AlignLeft if col == STATUS_COLUMN
+                                       else Qt.AlignmentFlag.AlignRight)
+                                      | Qt.AlignmentFlag.AlignVCenter)
         self._filling = False
-        self.empty_hint.setVisible(not nodules)
+        self.empty_hint.setVisible(not rows)
         self._select_row(self.canvas.selected_nodule)
+
+    def statuses(self) -> dict[int, str]:
+        """Nodule id -> its Edit column (as shown)."""
+        return {self.table.item(r, 0).data(Qt.ItemDataRole.UserRole):
+                self.table.item(r, STATUS_COLUMN).text() for r in range(self.table.rowCount())}
 
     def selected_id(self) -> int | None:
         rows = self.table.selectionModel().selectedRows()
@@ -120,7 +167,9 @@ class NodulesPanel(QWidget):
         self._filling = True
         self.table.clearSelection()
         for row in range(self.table.rowCount()):
-            if self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) == nodule_id:
+            item = self.table.item(row, 0)
+            if item.data(Qt.ItemDataRole.UserRole) == nodule_id and \
+                    item.data(Qt.ItemDataRole.UserRole + 1) != REMOVED:
                 self.table.selectRow(row)
                 break
         self._filling = False
@@ -139,7 +188,9 @@ class NodulesPanel(QWidget):
         if self._filling:
             return
         nodule_id = item.data(Qt.ItemDataRole.UserRole)
-        key = {1: "x", 2: "y", 3: "diameter_mm"}[item.column()]
+        key = {1: "x", 2: "y", 3: "diameter_mm"}.get(item.column())
+        if key is None:
+            return
         try:
             value = float(item.text().replace(",", "."))
             h, w = self.canvas.masks.shape

@@ -1,5 +1,10 @@
 """Results: ground truth and generated images side by side with linked zoom and pan, metrics
 under each, optional condition and difference views, and a strip of every result of the study.
+
+An edit-mode result is shown as source | edited | difference, all at the source's full
+resolution and zoomed together (Zoom to edits frames the changed pixels); its difference is
+amplified, and says by how much, since it is zero outside the edits; its figures are measured in
+the edit windows; Save result… writes it in the source's format (see gui.edit_results).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from PySide6.QtWidgets import (
 
 from xraystudio.gui.canvas.image_item import RadiographItem
 from xraystudio.gui.canvas.overlay import COLORS
+from xraystudio.gui.edit_results import changed_box, difference_gain, save_edit_result
 from xraystudio.gui.engine_process import GeneratedImage
 from xraystudio.gui.pixels import OPAQUE, grey_to_rgb32
 from xraystudio.gui.qimage import ArrayImage
+from xraystudio.image import XRayImage
 from xraystudio.io.atomic import write_text
 from xraystudio.io.images import write_png16
 
@@ -44,6 +51,16 @@ def metrics_text(m: dict[str, float]) -> str:
     def db(v: float) -> str:
         return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
 
+    if "changed_px" in m:  # an edit result: measured in its windows, at full resolution
+        n = int(m.get("edit_windows", 0))
+        text = f"In the {n} edit window{'' if n == 1 else 's'}"
+        if "psnr_edit" in m:
+            text += f": PSNR {db(m['psnr_edit'])}"
+        if "ssim_edit" in m:
+            text += f" · SSIM {m['ssim_edit']:.3f}"
+        area = f" ({m['changed_mm2']:.0f} mm²)" if "changed_mm2" in m else ""
+        return (text + f"   |   {int(m['changed_px']):,} px changed{area}; every other pixel "
+                "is the source's")
     text = f"PSNR {db(m['psnr'])} · SSIM {m['ssim']:.3f}"
     if "psnr_lungs" in m:
         text += f"   |   lungs: PSNR {db(m['psnr_lungs'])} · SSIM {m['ssim_lungs']:.3f}"
@@ -65,9 +82,10 @@ def condition_rgb(result: GeneratedImage) -> np.ndarray:
     return OPAQUE | (u8[..., 0] << 16) | (u8[..., 1] << 8) | u8[..., 2]
 
 
-def difference_rgb(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Generated minus reference: blue where darker, red where brighter, white where equal."""
-    d = np.clip((generated - reference) * 2.0, -1.0, 1.0)
+def difference_rgb(generated: np.ndarray, reference: np.ndarray, gain: float = 2.0) -> np.ndarray:
+    """Generated minus reference times ``gain``: blue where darker, red where brighter, white
+    where equal."""
+    d = np.clip((generated - reference) * np.float32(gain), -1.0, 1.0)
     pos, neg = np.clip(d, 0, 1), np.clip(-d, 0, 1)
     r = (255 * (1 - neg)).astype(np.uint32)
     g = (255 * (1 - np.maximum(pos, neg))).astype(np.uint32)
@@ -124,6 +142,7 @@ class CompareView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.reference: np.ndarray | None = None
+        self.source: XRayImage | None = None  # the radiograph, for saving edit results
         self.result: GeneratedImage | None = None
         self._syncing = False
         self.truth = LinkedView("Ground truth")
@@ -134,6 +153,9 @@ class CompareView(QWidget):
         self.show_condition = QCheckBox("Condition")
         self.show_difference = QCheckBox("Difference")
         self.fit_button = QPushButton("Fit")
+        self.zoom_edits_button = QPushButton("Zoom to edits")
+        self.zoom_edits_button.setToolTip("Frame the pixels the edit changed (all views)")
+        self.zoom_edits_button.setVisible(False)
         self.save_button = QPushButton("Save result…")
         self.save_button.setEnabled(False)
         self.hint = QLabel("Generate images to compare them with the radiograph.")
@@ -154,6 +176,7 @@ class CompareView(QWidget):
         controls.addWidget(self.show_condition)
         controls.addWidget(self.show_difference)
         controls.addWidget(self.fit_button)
+        controls.addWidget(self.zoom_edits_button)
         controls.addWidget(self.save_button)
         layout = QVBoxLayout(self)
         layout.addLayout(row, 1)
@@ -161,15 +184,24 @@ class CompareView(QWidget):
         self.show_condition.toggled.connect(self._update_visibility)
         self.show_difference.toggled.connect(self._update_visibility)
         self.fit_button.clicked.connect(self.fit)
+        self.zoom_edits_button.clicked.connect(self.zoom_to_edits)
         self._update_visibility()
 
-    def set_reference(self, display: np.ndarray | None, pixels: np.ndarray | None = None) -> None:
+    def set_reference(self, display: np.ndarray | None, pixels: np.ndarray | None = None,
+                      source: XRayImage | None = None) -> None:
         """The radiograph the results are compared with (display values in [0, 1]).
 
-        ``pixels`` are its RGB32 words when already computed off the UI thread.
+        ``pixels`` are its RGB32 words when already computed off the UI thread; ``source`` is
+        the radiograph itself (edit results are saved in its format).
         """
         self.reference = display
+        self.source = source
         self.result = None
+        self.truth.title.setText("Ground truth")
+        self.show_condition.setEnabled(True)
+        self.show_difference.setEnabled(True)
+        self.zoom_edits_button.setVisible(False)
+        self._update_visibility()
         self.save_button.setEnabled(False)
         self.generated.caption.clear()
         for view in self.views:
@@ -184,33 +216,69 @@ class CompareView(QWidget):
             self.fit()
 
     def show_result(self, result: GeneratedImage, number: int) -> None:
+        was_edit = self.result is not None and self.result.is_edit
         first = self.result is None
         self.result = result
-        self.hint.setText(f"Result #{number} · seed {result.seed}")
+        edit = result.is_edit
+        self.hint.setText(f"Result #{number} · seed {result.seed}"
+                          + (" · edit of this radiograph, full resolution" if edit else ""))
         size = result.image.shape
-        self.generated.title.setText(f"Generated #{number}")
+        self.truth.title.setText("Source" if edit else "Ground truth")
+        self.generated.title.setText(f"Edited #{number}" if edit else f"Generated #{number}")
         self.generated.show_pixels(ArrayImage.wrap(result.pixels, QImage.Format.Format_RGB32), size)
         self.generated.caption.setText(metrics_text(result.metrics))
         self.save_button.setEnabled(True)
+        # An edit's model input is per window (not an image-sized picture); its difference is
+        # the point of the comparison, so it is always shown.
+        self.show_condition.setEnabled(not edit)
+        self.show_difference.setEnabled(not edit)
+        self.zoom_edits_button.setVisible(edit)
         self._update_visibility()
-        if first:
+        if edit and not was_edit:
+            self.zoom_to_edits()
+        elif first or was_edit and not edit:
             self.fit()
 
     def _update_visibility(self) -> None:
-        self.condition.holder.setVisible(self.show_condition.isChecked())
-        self.difference.holder.setVisible(self.show_difference.isChecked())
         r = self.result
+        edit = r is not None and r.is_edit
+        show_condition = self.show_condition.isChecked() and not edit
+        show_difference = self.show_difference.isChecked() or edit
+        self.condition.holder.setVisible(show_condition)
+        self.difference.holder.setVisible(show_difference)
         if r is None:
             return
-        if self.show_condition.isChecked():
+        if show_condition:
             pixels = ArrayImage.wrap(condition_rgb(r), QImage.Format.Format_RGB32)
             self.condition.show_pixels(pixels, r.image.shape)
             self.condition.caption.setText(f"{r.condition.shape[0]} channels at "
                                            f"{r.condition.shape[2]} px")
-        if self.show_difference.isChecked() and self.reference is not None:
+        if show_difference and self.reference is not None:
+            if edit:
+                inside = r.changed
+                gain = difference_gain(r.image[inside] - self.reference[inside])
+                self.difference.title.setText(f"Difference (edited − source) × {gain:.3g}")
+                self.difference.caption.setText(
+                    f"red: brighter, blue: darker, amplified {gain:.3g}×; white: identical "
+                    "(every pixel outside the edits)")
+            else:
+                gain = 2.0
+                self.difference.title.setText("Difference (generated − truth)")
+                self.difference.caption.setText("red: brighter than the truth, blue: darker")
             self.difference.show_pixels(ArrayImage.wrap(
-                difference_rgb(r.image, self.reference), QImage.Format.Format_RGB32), r.image.shape)
-            self.difference.caption.setText("red: brighter than the truth, blue: darker")
+                difference_rgb(r.image, self.reference, gain), QImage.Format.Format_RGB32),
+                r.image.shape)
+        self._sync_from(self.truth)
+
+    def zoom_to_edits(self) -> None:
+        """Frame the changed pixels of the shown edit result (with their surroundings)."""
+        r = self.result
+        box = changed_box(r.changed) if r is not None and r.is_edit else None
+        if box is None:
+            self.fit()
+            return
+        y0, x0, y1, x1 = box
+        self.truth.fitInView(QRectF(x0, y0, x1 - x0, y1 - y0), Qt.AspectRatioMode.KeepAspectRatio)
         self._sync_from(self.truth)
 
     def fit(self) -> None:
@@ -228,13 +296,20 @@ class CompareView(QWidget):
                 view.centerOn(center)
         self._syncing = False
 
-    def save(self, path: str | Path) -> tuple[Path, Path]:
-        """Write the shown result as a 16-bit PNG and its provenance as JSON beside it."""
-        assert self.result is not None
-        png = write_png16(Path(path).with_suffix(".png"), self.result.image)
+    def save(self, path: str | Path) -> list[Path]:
+        """Write the shown result and its provenance as JSON beside it; returns the paths.
+
+        A generated image is a 16-bit PNG; an edit result is the edited radiograph at full size
+        in the source's format (DICOM: .dcm and a display .png; an image: a PNG of its depth).
+        """
+        r = self.result
+        assert r is not None
+        if r.is_edit and self.source is not None:
+            return save_edit_result(r.values, self.source, r.provenance, path)
+        png = write_png16(Path(path).with_suffix(".png"), r.image)
         meta = png.with_suffix(".json")
-        write_text(meta, json.dumps(self.result.provenance, indent=2, default=str) + "\n")
-        return png, meta
+        write_text(meta, json.dumps(r.provenance, indent=2, default=str) + "\n")
+        return [png, meta]
 
 
 class ResultsStrip(QListWidget):
@@ -291,9 +366,9 @@ class ResultsStrip(QListWidget):
 
     @staticmethod
     def _label(r: GeneratedImage, number: int) -> str:
-        psnr = r.metrics.get("psnr")
+        psnr = r.metrics.get("psnr_edit", r.metrics.get("psnr"))
         figure = "" if psnr is None else (" · ∞ dB" if math.isinf(psnr) else f" · {psnr:.1f} dB")
-        return f"#{number} seed {r.seed}{figure}"
+        return f"#{number} {'edit ' if r.is_edit else ''}seed {r.seed}{figure}"
 
     def _on_row(self, row: int) -> None:
         if 0 <= row < len(self.results):

@@ -1,0 +1,162 @@
+"""The results of the open study as the window handles them: the strip and the compared result,
+new results stored in the project, stored ones read back when a study opens, and Save result….
+
+Moved out of the main window, which only wires it. An edit-mode result travels with its exact
+edited values; the project keeps what changed (``results/<rid>.edit.npz``), and reading a stored
+result back rebuilds the full edit from the open source, so a reopened project saves the same
+full-resolution file in the source's format as the session that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog
+
+from xraystudio.errors import XRayStudioError
+from xraystudio.gui.engine_process import GeneratedImage
+from xraystudio.gui.workers import StoredResult, StudyResultsThread
+
+if TYPE_CHECKING:
+    from xraystudio.gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+def save_filter(result: GeneratedImage, source_format: str | None) -> tuple[str, str]:
+    """(file suffix, dialog filter) for saving ``result``: an edit of a DICOM is a DICOM."""
+    if result.is_edit and source_format == "DICOM":
+        return ".dcm", "DICOM (*.dcm)"
+    return ".png", "PNG (*.png)"
+
+
+class ResultsController(QObject):
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.w = window
+        self.loader: StudyResultsThread | None = None
+
+    # ------------------------------------------------------------ new results
+    def add_generated(self, results: list[GeneratedImage], masks, select: bool) -> None:
+        """Show new results in the strip and store them in the project (in the background)."""
+        w = self.w
+        first_new = len(w.strip.results)
+        w.strip.add(results)
+        w.projects.add_results(results, masks, lambda ids: self._on_stored(results, ids))
+        if select:
+            w.strip.setCurrentRow(first_new)
+
+    def _on_stored(self, results: list[GeneratedImage], ids: list[str]) -> None:
+        """Results were committed to the project: link the strip's items to their ids."""
+        strip = self.w.strip
+        for r, rid in zip(results, ids):
+            for i, shown in enumerate(strip.results):
+                if shown is r:
+                    strip.result_ids[i] = rid
+                    break
+
+    def compare(self, result: GeneratedImage, number: int) -> None:
+        self.w.compare.show_result(result, number)
+        self.w.save_result_action.setEnabled(True)
+
+    # ------------------------------------------------------------------ save
+    def save_suffix(self) -> str:
+        """The file type Save result… writes for the compared result (.dcm or .png)."""
+        result, study = self.w.compare.result, self.w.study
+        if result is None:
+            return ""
+        return save_filter(result, study.image.format if study else None)[0]
+
+    def save_result(self) -> None:
+        w = self.w
+        result = w.compare.result
+        if result is None:
+            return
+        study = w.study
+        suffix, file_filter = save_filter(result, study.image.format if study else None)
+        name = (f"{study.name if study else 'result'}_{'edit_' if result.is_edit else ''}"
+                f"seed{result.seed}{suffix}")
+        path, _ = QFileDialog.getSaveFileName(w, "Save the result",
+                                              str(Path(w.settings.last_folder) / name), file_filter)
+        if path:
+            self.save_to(path)
+
+    def save_to(self, path: str | Path) -> list[Path] | None:
+        """Write the compared result to ``path`` (its format follows the result); the paths
+        written, or None after an error message."""
+        try:
+            written = self.w.compare.save(path)
+        except (XRayStudioError, OSError) as exc:
+            self.w.show_error("Cannot save the result", str(exc))
+            return None
+        names = [p.name for p in written]
+        self.w.statusBar().showMessage(
+            "Saved " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1
+                        else names[0]), 5000)
+        return written
+
+    # ---------------------------------------------------------- stored ones
+    def load_project_results(self) -> None:
+        """Fill the strip with the study's stored results, read in the background."""
+        self.stop()
+        w = self.w
+        sid, project = w.projects.study_id, w.projects.project
+        if sid is None or project is None or w.study is None:
+            return
+        items = [StoredResult(r.id, project.result_path(r.id), project.edit_path(r.id),
+                              r.provenance) for r in project.results(study=sid)]
+        if not items:
+            return
+        thread = StudyResultsThread(items, w.study.image, w)
+        thread.loaded.connect(self._on_loaded)
+        thread.finished.connect(lambda: self._loader_done(thread))
+        self.loader = thread
+        thread.start()
+
+    def stop(self, wait_ms: int = 0) -> None:
+        if self.loader is not None:
+            self.loader.stop()
+            self.loader.loaded.disconnect(self._on_loaded)
+            if wait_ms:
+                self.loader.wait(wait_ms)
+            self.loader = None
+
+    def _loader_done(self, thread: StudyResultsThread) -> None:
+        if self.loader is thread:
+            self.loader = None
+        thread.deleteLater()
+
+    def _on_loaded(self, rid: str, image: np.ndarray, pixels: np.ndarray, edit) -> None:
+        w = self.w
+        project = w.projects.project
+        if project is None or rid in w.strip.result_ids:
+            return
+        rec = project.result(rid)
+        if rec.study_id != w.projects.study_id or image.shape != (w.study.shape
+                                                                  if w.study else None):
+            return
+        values, changed = edit if edit is not None else (None, None)
+        result = GeneratedImage(image=image, condition=np.zeros((0, 1, 1), np.float32), layers=[],
+                                seed=int(rec.parameters.get("seed") or 0),
+                                metrics=dict(rec.provenance.get("metrics") or {}),
+                                provenance=rec.provenance, pixels=pixels, values=values,
+                                changed=changed)
+        w.strip.add([result], [rid])
+        if w.compare.result is None:
+            w.strip.setCurrentRow(0)
+
+    def show_project_result(self, rid: str) -> None:
+        """A result chosen in the gallery is compared when it belongs to the open study."""
+        w = self.w
+        if w.strip.select_id(rid):
+            return
+        project = w.projects.project
+        if project is not None and w.projects.study_id is not None:
+            if project.result(rid).study_id != w.projects.study_id:
+                w.statusBar().showMessage(
+                    f"{rid} belongs to study {project.result(rid).study_id}; open it to compare",
+                    5000)
