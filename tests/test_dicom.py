@@ -194,11 +194,22 @@ def test_multiframe_is_refused() -> None:
         read_dicom(get_testdata_file("OBXXXX1A_2frame.dcm"))
 
 
-def test_undecodable_codec_names_the_transfer_syntax() -> None:
-    # 4 bytes of the JPEG 2000 code stream replaced by a sequence delimiter: no decoder reads it.
+def test_undecodable_codec_names_the_transfer_syntax(tmp_path: Path) -> None:
+    # A JPEG 2000 code stream overwritten after its header: no decoder reads it.
+    path = make_dicom(tmp_path / "j2k.dcm", transfer_syntax=JPEG2000Lossless)
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\xff\x4f\xff\x51") + 120
+    data[start:-10] = bytes(0xFF * (k % 2) for k in range(start, len(data) - 10))
+    path.write_bytes(bytes(data))
     with pytest.raises(ImageLoadError, match="JPEG 2000") as info:
-        read_dicom(get_testdata_file("JPEG2000-embedded-sequence-delimiter.dcm"))
+        read_dicom(path)
     assert "\n" not in str(info.value) and "-v" in str(info.value)
+
+
+def test_code_stream_that_disagrees_with_the_header_is_damaged() -> None:
+    # 4 bytes of the code stream replaced by a sequence delimiter: its SIZ size is nonsense.
+    with pytest.raises(ImageLoadError, match="damaged"):
+        read_dicom(get_testdata_file("JPEG2000-embedded-sequence-delimiter.dcm"))
 
 
 # ------------------------------------------------------------ real files

@@ -142,5 +142,73 @@ def register() -> bool:
                 decoder.add_plugin(PLUGIN, (__name__, "decode_frame"))
             except ValueError:
                 pass  # added before (by another import of this module) or not served
+        _guard_gdcm()
         _registered = True
         return True
+
+
+def _guard_gdcm() -> None:
+    """Move GDCM behind every other plugin and guard it (see xraystudio.io.gdcm_guard)."""
+    from pydicom.pixels import get_decoder
+
+    from xraystudio.io import gdcm_guard
+
+    for ts in (*_FUNCTIONS, uid.RLELossless):
+        try:
+            decoder = get_decoder(uid.UID(ts))
+        except (NotImplementedError, ValueError):
+            continue
+        if "gdcm" not in decoder._available or decoder._available["gdcm"] is gdcm_guard.decode_frame:  # noqa: SLF001
+            continue
+        decoder.remove_plugin("gdcm")
+        decoder.add_plugin("gdcm", (gdcm_guard.__name__, "decode_frame"))
+
+
+def codestream_shape(transfer_syntax: str, frame: bytes) -> tuple[int, int, int, int] | None:
+    """(rows, columns, components, precision) the compressed frame itself declares, read from
+    its JPEG/JPEG-LS SOF or JPEG 2000 SIZ marker; ``None`` when it cannot be parsed.
+
+    Decoders trust these while the buffer they fill is sized from the DICOM header: GDCM aborts
+    the whole process (an uncaught C++ exception) when the two disagree, so the reader compares
+    them first.
+    """
+    from pydicom.pixels.utils import _get_jpg_parameters
+
+    if transfer_syntax in (uid.JPEG2000Lossless, uid.JPEG2000, uid.HTJ2KLossless,
+                           uid.HTJ2KLosslessRPCL, uid.HTJ2K):
+        return _j2k_shape(frame)
+    if transfer_syntax in _FUNCTIONS:
+        try:
+            info = _get_jpg_parameters(frame)
+        except Exception:  # noqa: BLE001 (a damaged stream)
+            return None
+        if not info or "height" not in info:
+            return None
+        return (int(info["height"]), int(info["width"]), int(info.get("components", 1)),
+                int(info.get("precision", 0)))
+    return None
+
+
+def _j2k_shape(frame: bytes) -> tuple[int, int, int, int] | None:
+    import struct
+
+    offset = 0
+    if frame[4:8] == b"jP  ":  # a JP2 file: find the codestream box
+        offset = 12
+        while offset + 8 <= len(frame):
+            length = int.from_bytes(frame[offset:offset + 4], "big")
+            if frame[offset + 4:offset + 8] == b"jp2c":
+                offset += 8
+                break
+            if length < 8:
+                return None
+            offset += length
+        else:
+            return None
+    siz = frame[offset:offset + 42]
+    if len(siz) < 42 or siz[:4] != b"\xff\x4f\xff\x51":
+        return None
+    x, y, x0, y0 = struct.unpack(">IIII", siz[8:24])
+    components = int.from_bytes(siz[40:42], "big")
+    precision = (frame[offset + 42] & 0x7F) + 1 if len(frame) > offset + 42 else 0
+    return y - y0, x - x0, components, precision

@@ -8,23 +8,20 @@ to one ImageLoadError whose message says what is wrong and what to do.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
-import tempfile
-import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from xraystudio.errors import ImageLoadError
+from xraystudio.io.quiet import c_stderr, quiet
 from xraystudio.image import Window, XRayImage, auto_windows
 
 log = logging.getLogger(__name__)
 
 GREY = ("MONOCHROME1", "MONOCHROME2")
+LIBRARY_LOGGERS = ("pydicom", "highdicom")
 
 
 def read_dicom(path: str | os.PathLike) -> XRayImage:
@@ -39,7 +36,7 @@ def read_dicom(path: str | os.PathLike) -> XRayImage:
         raise ImageLoadError(f"{path}: no such file")
     details: list[str] = []
     try:
-        with _quiet(details):
+        with quiet(details, LIBRARY_LOGGERS):
             return _read(path, details)
     except ImageLoadError as exc:
         exc.details = list(details)  # type: ignore[attr-defined]
@@ -48,7 +45,10 @@ def read_dicom(path: str | os.PathLike) -> XRayImage:
         raise ImageLoadError(f"{path.name}: too large to read into memory") from exc
     except _HeaderError as exc:
         raise ImageLoadError(f"{path.name}: the DICOM header is damaged: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 (a damaged header raises anything)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 (a damaged header raises anything; a Rust
+        # decoder's panic, pyo3's PanicException, is a BaseException)
         raise ImageLoadError(
             f"{path.name}: the DICOM file is damaged and cannot be read "
             f"({type(exc).__name__}: {_one_line(exc)})"
@@ -83,14 +83,15 @@ def _read(path: Path, details: list[str]) -> XRayImage:
     _check_image(ds, path)
     ts = _transfer_syntax(ds)
     _check_size(ds, path)
+    _check_codestream(ds, path, codecs)
     try:
-        with _c_stderr(details), codecs.watch() as used:
+        with c_stderr(details), codecs.watch() as used:
             stored = ds.pixel_array
         decoder = ("imagecodecs" if used else "pydicom plugins") if "Compression" in ts or \
             "JPEG" in ts or "RLE" in ts else ""
-    except MemoryError:
+    except (MemoryError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 (pylibjpeg-rle panics on a damaged stream)
         if _truncated(details):
             raise ImageLoadError(_truncated_message(path)) from exc
         raise ImageLoadError(_decode_message(path, ts, exc)) from exc
@@ -174,6 +175,36 @@ def _check_size(ds, path: Path) -> None:
             )
 
 
+def _check_codestream(ds, path: Path, codecs) -> None:
+    """The compressed image's own size and depth must fit the header's (see
+    codecs.codestream_shape: GDCM aborts the process when they do not)."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None or not ts.is_encapsulated or "PixelData" not in ds:
+        return
+    from pydicom.encaps import generate_frames
+
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except StopIteration:
+        raise ImageLoadError(f"{path.name}: its compressed pixel data holds no image") from None
+    except Exception as exc:  # noqa: BLE001 (damaged item tags or offsets)
+        raise ImageLoadError(
+            f"{path.name}: its compressed pixel data is damaged ({_one_line(exc)[:160]})"
+        ) from exc
+    shape = codecs.codestream_shape(ts, frame)
+    if shape is None:
+        return  # not parsed here: the decoders judge it
+    rows, cols, components, precision = shape
+    header = (_int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "SamplesPerPixel", 1) or 1)
+    if (rows, cols, components) != header or precision > _int(ds, "BitsAllocated"):
+        raise ImageLoadError(
+            f"{path.name}: the file is damaged: its header describes a {header[1]} x "
+            f"{header[0]} image ({header[2]} sample(s), {_int(ds, 'BitsAllocated')} bits "
+            f"allocated) but its compressed pixel data one of {cols} x {rows} ({components} "
+            f"sample(s), {precision} bits)"
+        )
+
+
 def _truncated(details: list[str]) -> bool:
     return any("End of file reached" in d or "unexpected end of file" in d.lower()
                for d in details)
@@ -190,78 +221,6 @@ def _has_pixel_tag(path: Path) -> bool:
     with open(path, "rb") as f:
         data = f.read()
     return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
-
-
-class _Records(logging.Handler):
-    """Routes the ``pydicom`` logger's records: to the list of the thread reading a file, else
-    to this module's logger at DEBUG. pydicom logs each failing plugin's traceback at ERROR."""
-
-    local = threading.local()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        sink = getattr(self.local, "sink", None)
-        text = _FORMAT.format(record)
-        if sink is not None:
-            sink.append(text)
-        else:
-            log.debug("%s", text)
-
-
-_FORMAT = logging.Formatter("%(name)s %(levelname)s: %(message)s")
-_handler_lock = threading.Lock()
-_stderr_lock = threading.Lock()
-_handler: _Records | None = None
-
-
-@contextlib.contextmanager
-def _quiet(details: list[str]):
-    """Keep pydicom's log records and every warning raised while reading in ``details``."""
-    global _handler
-    with _handler_lock:
-        if _handler is None:
-            _handler = _Records()
-            pydicom_log = logging.getLogger("pydicom")
-            pydicom_log.addHandler(_handler)
-            pydicom_log.propagate = False
-    previous = getattr(_Records.local, "sink", None)
-    _Records.local.sink = details
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                yield
-            finally:
-                for w in caught:
-                    text = f"{w.category.__name__}: {w.message}"
-                    if not any(str(w.message) in d for d in details):
-                        details.append(text)
-    finally:
-        _Records.local.sink = previous
-
-
-@contextlib.contextmanager
-def _c_stderr(details: list[str]):
-    """What C decoders print on file descriptor 2 (OpenJPEG, GDCM) goes to ``details``."""
-    fd = 2  # the descriptor C libraries write to, whatever sys.stderr is
-    try:
-        os.fstat(fd)
-    except OSError:
-        yield  # no stderr at all (a GUI started without a console): nothing to keep off it
-        return
-    with _stderr_lock, tempfile.TemporaryFile() as tmp:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        saved = os.dup(fd)
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read(20000).decode("utf-8", "replace").strip()
-            if text:
-                details.extend(f"decoder output: {line}" for line in text.splitlines())
 
 
 def _read_without_preamble(path: Path):
@@ -398,9 +357,12 @@ def _windows(ds, notes: list[str]) -> list[Window]:
             function = "LINEAR"
         for i, (c, w) in enumerate(zip(centers, widths)):
             try:
-                out.append(Window(float(c), float(w), function,
+                center, width = float(c), float(w)
+                if not (abs(center) < 1e30 and 0 < width < 1e30):  # nan, inf, 1e308, <= 0
+                    raise ValueError("out of range")
+                out.append(Window(center, width, function,
                                   str(names[i]) if i < len(names) else f"File window {i + 1}"))
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError):
                 notes.append(f"ignored its malformed window {c}/{w}")
     for i, item in enumerate(ds.get("VOILUTSequence", []) or []):
         try:

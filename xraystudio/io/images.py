@@ -6,6 +6,7 @@ luma) with a note, because a radiograph saved as RGB by a viewer is still a grey
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import numpy as np
 from xraystudio.errors import ImageLoadError
 from xraystudio.image import Window, XRayImage, auto_windows
 from xraystudio.io.atomic import atomic_path
+from xraystudio.io.quiet import quiet
+
+log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -24,15 +28,24 @@ def read_image(path: str | os.PathLike) -> XRayImage:
     if not path.is_file():
         raise ImageLoadError(f"{path}: no such file")
     notes: list[str] = []
+    details: list[str] = []
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            arr, fmt = _read_tiff(path), "TIFF"
-        else:
-            arr, fmt = _read_pillow(path)
+        # Pillow and tifffile warn and log about damaged files: kept off the terminal (-v).
+        with quiet(details, ("PIL", "tifffile")):
+            if path.suffix.lower() in TIFF_SUFFIXES or _is_tiff(path):
+                arr, fmt = _read_tiff(path), "TIFF"
+            else:
+                arr, fmt = _read_pillow(path)
     except ImageLoadError:
         raise
-    except Exception as exc:
-        raise ImageLoadError(f"{path.name}: the image file is damaged or unsupported ({exc})") from exc
+    except MemoryError as exc:
+        raise ImageLoadError(f"{path.name}: too large to read into memory") from exc
+    except Exception as exc:  # noqa: BLE001 (a damaged file raises anything)
+        text = " ".join(str(exc).split())[:300]
+        raise ImageLoadError(f"{path.name}: the image file is damaged or unsupported ({text})") from exc
+    finally:
+        for line in details:
+            log.info("%s: %s", path.name, line)
     if arr.ndim == 3:
         arr, note = _to_grey(arr)
         notes.append(note)
@@ -56,6 +69,7 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
     try:
         with Image.open(path) as im:
             fmt = im.format or path.suffix.lstrip(".").upper()
+            _check_pixels(path, im.size[0] * im.size[1])
             if getattr(im, "n_frames", 1) > 1:
                 raise ImageLoadError(f"{path.name}: has {im.n_frames} frames; open a single image")
             if im.mode in ("P", "PA"):
@@ -68,6 +82,10 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
                 im = im.convert("RGB")
             im.load()
             return np.asarray(im), fmt
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, checked at open
+        raise ImageLoadError(
+            f"{path.name}: the file claims an image larger than this app reads ({exc})"
+        ) from None
     except UnidentifiedImageError:
         raise ImageLoadError(
             f"{path.name}: not a DICOM, PNG, JPEG or TIFF image; open a chest radiograph file"
@@ -77,11 +95,34 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
-    arr = tifffile.imread(path)
+    with tifffile.TiffFile(path) as tif:
+        if not tif.pages:
+            raise ImageLoadError(f"{path.name}: the TIFF file holds no image")
+        page = tif.pages[0]
+        _check_pixels(path, int(np.prod(page.shape)) if page.shape else 0)
+        arr = page.asarray()
     arr = np.squeeze(arr)
     if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
         arr = np.moveaxis(arr, 0, -1)
     return arr
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _check_pixels(path: Path, count: int) -> None:
+    """Refuse a header claiming more pixels than the app reads before anything is decoded."""
+    from xraystudio.io.dicom import MAX_PIXELS
+
+    if count > MAX_PIXELS:
+        raise ImageLoadError(
+            f"{path.name}: the file claims {count / 1e6:.0f} million pixels, more than the "
+            f"{MAX_PIXELS // (1 << 20)} megapixels this app reads"
+        )
+    if count <= 0:
+        raise ImageLoadError(f"{path.name}: the file holds an empty image")
 
 
 def _to_grey(arr: np.ndarray) -> tuple[np.ndarray, str]:
