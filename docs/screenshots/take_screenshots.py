@@ -1,11 +1,15 @@
 """Take the README's screenshots of the real window (run under Xvfb for a real X11 window).
 
     xvfb-run -a python docs/screenshots/take_screenshots.py [--study PNG|DCM] [--model DIR]
+                                                            [--only edit] [--out DIR]
 
 Opens the bundled synthetic sample study (resources/sample/, made by the built-in model; its
 masks come from the segmenter) with its masks, then generates with the built-in model and saves
-main_window.png, generating.png and compare.png here. Screenshots never show the JSRT or other
-data of ../shared: their terms forbid redistribution.
+main_window.png, generating.png and compare.png here. When the model has an edit model
+(``edit/``), it then stamps a nodule in the patient's left lung, edits the radiograph and saves
+edit_compare.png: source | edited | difference at full resolution, zoomed to the edit.
+``--only edit`` takes that one alone. Screenshots never show the JSRT or other data of
+../shared: their terms forbid redistribution.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ def main() -> None:
     parser.add_argument("--study", help="radiograph to open (default: the bundled sample)")
     parser.add_argument("--model", help="model folder (default: the built-in model)")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--only", choices=["edit"], help="take only this screenshot")
+    parser.add_argument("--out", type=Path, default=HERE, help="where to save (default: here)")
     args = parser.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
 
     from PySide6.QtCore import QPointF, QSettings, Qt
     from PySide6.QtTest import QTest
@@ -58,13 +66,18 @@ def main() -> None:
     vp = canvas.viewport()
     QTest.mouseMove(vp, canvas.mapFromScene(QPointF(0.62 * image.shape[1], 0.7 * image.shape[0])))
     wait(app, 0.3)
-    window.grab().save(str(HERE / "main_window.png"))
-
+    if not args.only:
+        window.grab().save(str(out / "main_window.png"))
     if args.model:
         window.add_model_folder(args.model)
     elif not builtin_model_dir().is_dir():
         raise SystemExit("the built-in model is missing; pass --model")
+    if args.only == "edit":
+        edit_shot(app, window, image, out)
+        return
     g = window.generator
+    if g.edit_mode:  # these shots show the whole-image modes (the model's default one)
+        g.mode.setCurrentIndex(g.mode.findData("guided" if g.mode_enabled("guided") else "layout"))
     g.steps.setValue(args.steps)
     g.n_images.setValue(3)
     g.random_seed.setChecked(False)
@@ -77,7 +90,7 @@ def main() -> None:
     QTest.mouseClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      canvas.mapFromScene(QPointF(0.3 * w, 0.6 * h)))
     wait(app, 0.3)
-    window.grab().save(str(HERE / "generating.png"))
+    window.grab().save(str(out / "generating.png"))
 
     wait(app, 300, until=lambda: window.generation is None)
     window.tabs.setCurrentIndex(1)
@@ -86,7 +99,46 @@ def main() -> None:
     wait(app, 0.5)
     window.compare.fit()
     wait(app, 0.5)
-    window.grab().save(str(HERE / "compare.png"))
+    window.grab().save(str(out / "compare.png"))
+    if g.mode_enabled("edit"):
+        window.setWindowModified(False)
+        window.set_study(open_study(path))
+        wait(app, 0.5)
+        edit_shot(app, window, image, out)
+        return
+    window.setWindowModified(False)  # no "save changes?" question
+    window.close()
+
+
+def edit_shot(app, window, image, out: Path) -> None:
+    """Stamp a nodule in the patient's left lung, edit the radiograph, save edit_compare.png."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtTest import QTest
+
+    g = window.generator
+    if not g.mode_enabled("edit"):
+        raise SystemExit("the model has no edit model (edit/); pass --model")
+    g.mode.setCurrentIndex(g.mode.findData("edit"))
+    g.n_images.setValue(1)
+    g.random_seed.setChecked(False)
+    g.seed.setValue(1234)
+    window.set_tool(next(t for t in window.tools if t.name == "Nodule"))
+    window.nodules.stamp_size.setValue(14.0)
+    h, w = image.shape
+    canvas = window.canvas
+    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     canvas.mapFromScene(QPointF(0.68 * w, 0.42 * h)))
+    wait(app, 0.3)
+    window.generate()
+    wait(app, 300, until=lambda: window.generation is None)
+    if window.last_error is not None:
+        raise SystemExit(f"edit failed: {window.last_error.text()}")
+    window.tabs.setCurrentIndex(1)
+    window.strip.setCurrentRow(window.strip.count() - 1)
+    wait(app, 0.5)
+    window.compare.zoom_to_edits()
+    wait(app, 0.5)
+    window.grab().save(str(out / "edit_compare.png"))
     window.setWindowModified(False)  # no "save changes?" question
     window.close()
 

@@ -126,6 +126,9 @@ def test_nodule_list_marks_source_painted_moved_and_removed(qtbot, window, tmp_p
     w.study.masks.update_nodule(first, x=70)
     w.study.masks.remove_nodule(second)
     assert panel.statuses() == {first: "moved", painted: "painted", second: "removed"}
+    # the canvas outlines where edit mode will remove the radiograph's nodules
+    assert {n.id for n in w.canvas.removed_source_nodules()} == {first, second}
+    assert not w.canvas._removed.path().isEmpty()
     removed_row = [r for r in range(panel.table.rowCount())
                    if panel.table.item(r, 0).text() == str(second)][0]
     item = panel.table.item(removed_row, 1)
@@ -133,6 +136,7 @@ def test_nodule_list_marks_source_painted_moved_and_removed(qtbot, window, tmp_p
     assert "remove" in item.toolTip()
     w.undo()  # the deletion
     assert panel.statuses()[second] == "in source"
+    assert {n.id for n in w.canvas.removed_source_nodules()} == {first}
 
 
 def test_remove_tool_paints_its_own_layer_with_x_and_undoes(opened):
@@ -167,7 +171,7 @@ def _check_edit_result(w, source_values: np.ndarray):
     shown = [v for v in c.views if v.holder.isVisibleTo(c)]
     assert shown == [c.truth, c.generated, c.difference]
     assert c.difference.item is not None and "×" in c.difference.title.text()
-    assert not c.show_condition.isEnabled()
+    assert not c.show_condition.isVisibleTo(c) and c.zoom_edits_button.isVisibleTo(c)
     assert c.generated.transform().m11() == c.truth.transform().m11() > 0
     return r
 

@@ -35,6 +35,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 HATCHED = frozenset({REMOVE_LAYER})
 _FALLBACK = (200, 200, 200)
 FILL_ALPHA = 110  # interior of a filled layer; its edge is opaque
+HATCH_ALPHA = 220  # the stripes of a hatched layer
 
 
 @dataclasses.dataclass
@@ -61,6 +62,7 @@ class MaskOverlayItem(QGraphicsItem):
         self.masks = masks
         self.style = style or OverlayStyle()
         self._edge = edge_width(masks.shape)
+        self._stripe = max(3, round(max(masks.shape) / 150))  # ~3 screen px when fitted
         self._pixels = ArrayImage.blank(masks.shape, QImage.Format.Format_ARGB32_Premultiplied)
         self._palette = self._make_palette()
         self._unsubscribe = masks.subscribe(self._on_change)
@@ -80,7 +82,8 @@ class MaskOverlayItem(QGraphicsItem):
         pal = np.zeros(2 * len(names) + 1, np.uint32)
         for i, name in enumerate(names):
             rgb = COLORS.get(name, _FALLBACK)
-            pal[1 + i] = rgba_word(*rgb, FILL_ALPHA) if self.style.fill else 0
+            alpha = HATCH_ALPHA if name in HATCHED else FILL_ALPHA
+            pal[1 + i] = rgba_word(*rgb, alpha) if self.style.fill else 0
             pal[1 + len(names) + i] = rgba_word(*rgb, 255)
         return pal
 
@@ -120,7 +123,7 @@ class MaskOverlayItem(QGraphicsItem):
             fill = interior
             if name in HATCHED:
                 yy, xx = np.ogrid[rect.y0:rect.y1, rect.x0:rect.x1]
-                fill = interior & (((xx + yy) // (3 * e)) % 2 == 0)
+                fill = interior & (((xx + yy) // self._stripe) % 2 == 0)
             np.copyto(index, np.uint8(1 + i), where=fill)
             np.copyto(index, np.uint8(1 + len(names) + i), where=inside & ~interior)
         self._pixels.array[rect.slices] = self._palette[index]

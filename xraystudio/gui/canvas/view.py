@@ -17,17 +17,25 @@ from PySide6.QtGui import (
     QKeyEvent,
     QMouseEvent,
     QPainter,
+    QPainterPath,
     QPen,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsScene, QGraphicsView, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsEllipseItem,
+    QGraphicsPathItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QWidget,
+)
 
 from xraystudio.gui.canvas.image_item import DisplayLUT, WindowedImage
-from xraystudio.gui.canvas.overlay import MaskOverlayItem, OverlayStyle
+from xraystudio.gui.canvas.overlay import COLORS, MaskOverlayItem, OverlayStyle
 from xraystudio.gui.canvas.tools import Tool, ToolSettings
 from xraystudio.image import Window
 from xraystudio.masks import MaskStack
 from xraystudio.study import Study
+from xraystudio.synthesis.edit import REMOVE_LAYER
 
 BACKGROUND = QColor(24, 24, 27)
 MIN_SCALE, MAX_SCALE = 0.02, 40.0
@@ -85,6 +93,14 @@ class CanvasView(QGraphicsView):
         self._ring.setZValue(25)
         self._ring.setVisible(False)
         self.scene().addItem(self._ring)
+        # Where edit mode will remove a nodule of the radiograph (deleted or moved away).
+        self._removed = QGraphicsPathItem()
+        removed_pen = QPen(QColor(*COLORS[REMOVE_LAYER]), 1.5, Qt.PenStyle.DashLine)
+        removed_pen.setCosmetic(True)
+        self._removed.setPen(removed_pen)
+        self._removed.setZValue(24)
+        self._removed.setToolTip("A nodule of the radiograph that edit mode will remove")
+        self.scene().addItem(self._removed)
 
     # ------------------------------------------------------------------ study
     @property
@@ -109,6 +125,7 @@ class CanvasView(QGraphicsView):
         self.study = study
         self.selected_nodule = None
         self._ring.setVisible(False)
+        self._removed.setPath(QPainterPath())
         if study is None:
             self.setSceneRect(QRectF(0, 0, 1, 1))
             self.viewport().update()
@@ -120,6 +137,7 @@ class CanvasView(QGraphicsView):
         self.overlay.setZValue(10)
         self.scene().addItem(self.overlay)
         self._unsubscribe = study.masks.subscribe(lambda layer, rect: self._update_ring())
+        self._update_removed()
         h, w = study.shape
         self.setSceneRect(QRectF(0, 0, w, h))
         self.fit()
@@ -224,7 +242,28 @@ class CanvasView(QGraphicsView):
         n = self.masks.nodule(nodule_id)
         self.centerOn(QPointF(n.x, n.y))
 
+    def removed_source_nodules(self) -> list:
+        """The radiograph's nodules that edit mode will remove: deleted, moved or resized."""
+        if self.study is None:
+            return []
+        now = {n.id: n for n in self.masks.nodules}
+
+        def same(a, b) -> bool:  # as synthesis.edit.plan_from_masks compares them
+            return all(abs(u - v) <= 1e-3 for u, v in
+                       zip((a.x, a.y, a.diameter_mm), (b.x, b.y, b.diameter_mm)))
+
+        return [s for s in self.masks.source_nodules if s.id not in now or not same(now[s.id], s)]
+
+    def _update_removed(self) -> None:
+        path = QPainterPath()
+        for n in self.removed_source_nodules():
+            r = self.masks.mm_to_px(n.diameter_mm) / 2.0
+            path.addEllipse(QPointF(n.x, n.y), r, r)
+        self._removed.setPath(path)
+
     def _update_ring(self) -> None:
+        if self.study is not None and self.masks.source_nodules:
+            self._update_removed()
         ids = {n.id for n in self.masks.nodules} if self.study is not None else set()
         if self.selected_nodule not in ids:
             if self.selected_nodule is not None:

@@ -28,7 +28,7 @@ from xraystudio.errors import MaskError
 from xraystudio.gui.canvas.view import CanvasView
 from xraystudio.masks import NODULE, MaskStack, Nodule, Rect
 
-COLUMNS = ("#", "x (px)", "y (px)", "Ø (mm)", "Edit")
+COLUMNS = ("#", "x px", "y px", "Ø mm", "Edit")
 STATUS_COLUMN = len(COLUMNS) - 1
 IN_SOURCE, PAINTED, MOVED, REMOVED = "in source", "painted", "moved", "removed"
 STATUS_TIPS = {

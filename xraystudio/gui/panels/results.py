@@ -198,8 +198,8 @@ class CompareView(QWidget):
         self.source = source
         self.result = None
         self.truth.title.setText("Ground truth")
-        self.show_condition.setEnabled(True)
-        self.show_difference.setEnabled(True)
+        self.show_condition.setVisible(True)
+        self.show_difference.setVisible(True)
         self.zoom_edits_button.setVisible(False)
         self._update_visibility()
         self.save_button.setEnabled(False)
@@ -230,8 +230,8 @@ class CompareView(QWidget):
         self.save_button.setEnabled(True)
         # An edit's model input is per window (not an image-sized picture); its difference is
         # the point of the comparison, so it is always shown.
-        self.show_condition.setEnabled(not edit)
-        self.show_difference.setEnabled(not edit)
+        self.show_condition.setVisible(not edit)
+        self.show_difference.setVisible(not edit)
         self.zoom_edits_button.setVisible(edit)
         self._update_visibility()
         if edit and not was_edit:
