@@ -171,6 +171,9 @@ def _check_edit_result(w, source_values: np.ndarray):
     shown = [v for v in c.views if v.holder.isVisibleTo(c)]
     assert shown == [c.truth, c.generated, c.difference]
     assert c.difference.item is not None and "×" in c.difference.title.text()
+    words = c.difference.item.pixels.array
+    assert (words[outside] == 0xFFFFFFFF).all()  # white: identical
+    assert (words[r.changed] != 0xFFFFFFFF).any()
     assert not c.show_condition.isVisibleTo(c) and c.zoom_edits_button.isVisibleTo(c)
     assert c.generated.transform().m11() == c.truth.transform().m11() > 0
     return r
