@@ -79,7 +79,10 @@ class EditTrainer:
 
         if resume_dir is not None:
             unet = UNet2DModel.from_pretrained(resume_dir / "unet", use_safetensors=True)
-            ema_model = UNet2DModel.from_pretrained(resume_dir / "unet_ema", use_safetensors=True)
+            ema_dir = resume_dir / "unet_ema"
+            if not ema_dir.is_dir() and self.cfg.init_from:
+                ema_dir = Path(self.cfg.init_from) / "edit" / "unet"  # the shipped EMA weights
+            ema_model = UNet2DModel.from_pretrained(ema_dir, use_safetensors=True)
             ema = EMAModel(ema_model.parameters(), decay=self.cfg.ema_decay)
         else:
             unet = edit_unet(self.spec, self.cfg.edit_channels)
@@ -101,7 +104,9 @@ class EditTrainer:
             log.info("resuming the edit model at step %d from %s", step, resume_dir)
         unet, ema = self._build(resume_dir)
         opt = torch.optim.AdamW(unet.parameters(), lr=cfg.edit_lr, weight_decay=1e-4)
-        if resume_dir is not None:
+        if resume_dir is not None and (resume_dir / "optimizer.safetensors").is_file():
+            # A checkpoint committed to the repository has no optimizer state (it would triple
+            # its size): Adam then restarts its moments, the weights and schedule continue.
             ckpt.load_optimizer(opt, resume_dir / "optimizer")
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total))
         for _ in range(step):
