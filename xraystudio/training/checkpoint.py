@@ -69,7 +69,7 @@ def prune(folder: Path, stage: str, keep: int = 2) -> None:
 
 
 #: Stages in the order a run trains them, so "newest" means "furthest along".
-STAGE_ORDER = ("prior", "base", "controlnet", "edit")
+STAGE_ORDER = ("prior", "base", "controlnet")
 
 
 def _order(state: Path) -> tuple[int, int]:
