@@ -35,3 +35,7 @@ class ProjectError(XRayStudioError):
 
 class DatasetError(XRayStudioError):
     """A training or evaluation dataset does not follow its layout (missing folder, file or row)."""
+
+
+class SweepError(XRayStudioError):
+    """A parameter sweep is malformed: an unknown axis, a bad value or range, too many cells."""

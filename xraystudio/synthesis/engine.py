@@ -55,6 +55,9 @@ class GenerationRequest:
     control_end: float | None = None
     preview_every: int = 0  # 0: no previews; k: a preview every k steps
     prior: bool | None = None  # layout mode over the model's layout prior (None: if it has one)
+    #: guided mode: how much of the structure guide the model sees, 0 (none: as layout mode
+    #: without prior) to 1 (all, the default); the guide and its flag channel are scaled together.
+    guide_strength: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +193,12 @@ class Engine:
             s["prompt"] = self.spec.prompt if req.prompt is None else req.prompt
             s["negative_prompt"] = (self.spec.negative_prompt if req.negative_prompt is None
                                     else req.negative_prompt)
+        if req.guide_strength is not None:
+            if mode != "guided":
+                raise GenerationError("guide strength applies to guided mode only")
+            if not 0 <= float(req.guide_strength) <= 1:
+                raise GenerationError("guide strength must be between 0 and 1")
+            s["guide_strength"] = float(req.guide_strength)
         if not 1 <= s["steps"] <= 1000:
             raise GenerationError("steps must be between 1 and 1000")
         if not 0 <= s["control_start"] < s["control_end"] <= 1:
@@ -202,6 +211,8 @@ class Engine:
         """The model input; with ``prior`` (layout mode) the guide is the layout prior's picture."""
         display = req.image.display() if (mode == "guided" and req.image is not None) else None
         cond = build_condition(self.spec, req.masks, display)
+        if display is not None and req.guide_strength is not None and self.spec.supports_guide:
+            cond[len(self.spec.layers):] *= np.float32(req.guide_strength)
         if prior:
             from xraystudio.synthesis.prior import with_prior_guide
 
