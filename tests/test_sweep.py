@@ -248,3 +248,61 @@ def test_guide_strength_scales_the_guide(engine):
 
     with pytest.raises(GenerationError, match="guided mode only"):
         engine.generate(GenerationRequest(masks, image, mode="layout", guide_strength=0.5))
+
+
+# ------------------------------------------------------------------- CLI
+def _study_files(tmp_path):
+    from xraystudio.io.masks_io import save_masks
+
+    masks, image = study()
+    src = tmp_path / "case.png"
+    Image.fromarray((image.display() * 255).astype(np.uint8)).save(src)
+    save_masks(masks, tmp_path / "case.masks.npz")
+    return src, tmp_path / "case.masks.npz"
+
+
+def test_cli_sweep_round_trip(engine, tmp_path, capsys):
+    from xraystudio.cli import main
+
+    src, masks = _study_files(tmp_path)
+    out = tmp_path / "out"
+    code = main(["sweep", str(src), "--masks", str(masks), "--model", engine.model.source,
+                 "--x", "conditioning_scale=0.5:1.5:3", "--y", "seed=1,2",
+                 "--z", "layer.heart=on,off", "--steps", "2", "--threads", "1",
+                 "--no-faithfulness", "--spacing", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "12/12 cells (done)" in printed
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [int(r["cell"]) for r in rows] == list(range(1, 13))
+    assert [r["seed"] for r in rows[:6]] == ["1", "1", "1", "2", "2", "2"]
+    assert rows[7]["layer.heart"] == "off" and rows[7]["conditioning_scale"] == "1"
+    assert all(r["status"] == "done" and r["psnr"] and r["result"] for r in rows)
+    for r in rows:
+        cell = out / r["result"]
+        assert cell.is_file()
+        prov = json.loads(cell.with_suffix(".json").read_text())
+        assert prov["synthetic"] and prov["sweep"]["cell"] == int(r["cell"]) - 1
+        assert prov["parameters"]["seed"] == int(r["seed"])
+    record = SweepRecord.from_dict(json.loads((out / "sweep.json").read_text()))
+    assert record.status == "done" and record.sweep.shape == (3, 2, 2)
+    with Image.open(out / "sweep_grid.png") as im:
+        assert im.size[0] >= 3 * 192 and im.size[1] >= 4 * 192
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--x", "cfg=1,2"], "unknown sweep axis 'cfg'"),
+    (["--x", "seed=1,2", "--y", "seed=3"], "given twice"),
+    (["--x", "layer.spleen=on,off"], "no mask layer 'spleen'"),
+    (["--x", "seed=1", "--metric", "beauty"], "--metric must be one of"),
+])
+def test_cli_sweep_bad_input_is_one_error_line(engine, tmp_path, capsys, argv, message):
+    from xraystudio.cli import main
+
+    src, masks = _study_files(tmp_path)
+    code = main(["sweep", str(src), "--masks", str(masks), "--model", engine.model.source,
+                 "--out", str(tmp_path / "o"), "--spacing", "1", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and message in err[-1]
+    assert not any("Traceback" in line for line in err)

@@ -21,6 +21,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "inspect_cmd",
     "convert_cmd",
     "generate_cmd",
+    "sweep_cmd",
     "train_cmd",
     "evaluate_cmd",
     "segment_cmd",

@@ -72,7 +72,7 @@ def grid_image(record: SweepRecord, images: list[np.ndarray | None], cell_px: in
             break
     cell_h = max(1, round(cell_px * aspect))
     font, small, big = _font(14), _font(12), _font(16)
-    caption_h = 34
+    caption_h = 48
     pad = 6
     row_label_w = 0 if ny == 1 and len(axes) < 2 else 120
     header_h = 24
@@ -110,9 +110,11 @@ def grid_image(record: SweepRecord, images: list[np.ndarray | None], cell_px: in
                 image = images[index] if index < len(images) else None
                 if image is not None:
                     canvas.paste(_cell_picture(image, cell_px), (x0, y0))
-                    draw.text((x0 + 2, y0 + cell_h + 3), metric_text(cell.metrics, metric),
-                              fill=TEXT, font=small)
-                    draw.text((x0 + 2, y0 + cell_h + 18), f"#{index + 1} · seed {cell.seed}",
+                    figures = metric_text(cell.metrics, metric).split(" · ")
+                    lines = [" · ".join(figures[:2]), " · ".join(figures[2:])]
+                    draw.text((x0 + 2, y0 + cell_h + 3), lines[0], fill=TEXT, font=small)
+                    draw.text((x0 + 2, y0 + cell_h + 17), lines[1], fill=TEXT, font=small)
+                    draw.text((x0 + 2, y0 + cell_h + 31), f"#{index + 1} · seed {cell.seed}",
                               fill=DIM, font=small)
                 else:
                     draw.rectangle([x0, y0, x0 + cell_px - 1, y0 + cell_h - 1], fill=MISSING)
