@@ -306,3 +306,32 @@ def test_cli_sweep_bad_input_is_one_error_line(engine, tmp_path, capsys, argv, m
     assert code == 2
     assert err[-1].startswith("error: ") and message in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+def test_sweeps_are_kept_in_the_project_and_reopen(tmp_path):
+    from xraystudio.curation.project import Project
+    from xraystudio.errors import ProjectError
+    from xraystudio.study import Study
+
+    src, _ = _study_files(tmp_path)
+    project = Project.create(tmp_path / "p")
+    sid = project.add_study(Study.open(src))
+    record = SweepRecord.new(Sweep(parse_axes(["seed=1,2"]), seed=3), study=sid)
+    record.cells[0].status, record.cells[0].result = "done", "r00001"
+    record.cells[0].metrics = {"psnr": 12.5, "ssim": math.nan}
+    swid = project.save_sweep(record.to_dict())
+    assert swid == "s0001" and project.sweeps(study=sid)[0]["id"] == swid
+    record.id = swid
+    record.status = "cancelled"
+    assert project.save_sweep(record.to_dict()) == swid  # an update, not a second sweep
+    with pytest.raises(ProjectError, match="no study"):
+        project.save_sweep({**record.to_dict(), "id": "", "study": "nope"})
+    project.close()
+    again = Project.open(tmp_path / "p")
+    back = SweepRecord.from_dict(again.sweep(swid))
+    assert back.status == "cancelled" and back.cells[0].result == "r00001"
+    assert back.cells[0].metrics["psnr"] == 12.5 and math.isnan(back.cells[0].metrics["ssim"])
+    again.save_as(tmp_path / "copy")
+    assert [s["id"] for s in again.sweeps()] == [swid]
+    assert (tmp_path / "copy" / "sweeps" / f"{swid}.json").is_file()
+    again.close()

@@ -9,6 +9,8 @@ Layout::
     PROJECT/results/<rid>.png                 the synthetic image, 16-bit grey
     PROJECT/results/<rid>.json                provenance, study, mask hash, decision, star, note
     PROJECT/results/<rid>.edit.npz            edit mode: which pixels changed and their values
+    PROJECT/sweeps/<swid>.json                a sweep: axes, settings, its cells' figures and the
+                                              result id of each finished cell (explore.sweep)
 
 Why many small files: each user action rewrites only what it changes (one decision is one small
 JSON) atomically, so saving after every action stays cheap with thousands of results, and a killed
@@ -64,6 +66,8 @@ PROJECT_JSON = "project.json"
 SESSION_JSON = "session.json"
 #: An edit-mode result's changed pixels, beside its PNG (``results/<rid>.edit.npz``).
 EDIT_SUFFIX = ".edit.npz"
+#: Sweeps of the conditioning explorer, one JSON each (``sweeps/<swid>.json``).
+SWEEPS = "sweeps"
 #: Curation states of a result; "none" means not decided yet.
 DECISIONS: tuple[str, ...] = ("none", "accepted", "rejected")
 
@@ -274,6 +278,7 @@ class Project:
         self.created: str = str(meta.get("created", ""))
         self._studies = studies
         self._results = results
+        self._sweeps: dict[str, dict[str, Any]] = _read_sweeps(folder / SWEEPS)
         self.recovery = recovery
         self._listeners: list[Listener] = []
         self._closed = False
@@ -654,6 +659,40 @@ class Project:
         self._results[result_id] = record
         self._changed("result_changed", result_id, action)
 
+    # --------------------------------------------------------------------------------- sweeps
+    def save_sweep(self, record: Mapping[str, Any]) -> str:
+        """Store (or update) a sweep record (``explore.sweep.SweepRecord.to_dict()``); returns
+        its id, given here when the record has none. One small atomic JSON per sweep, rewritten
+        as its cells finish, so a sweep interrupted by a crash reopens with the cells it had."""
+        self._check_open()
+        data = json.loads(json.dumps(dict(record)))
+        sid = data.get("study")
+        if sid is not None and sid not in self._studies:
+            raise ProjectError(f"no study {sid!r} in project {self.folder}")
+        if not data.get("id"):
+            numbers = [int(k[1:]) for k in self._sweeps if k[1:].isdigit()]
+            numbers += [int(p.stem[1:]) for p in (self.folder / SWEEPS).glob("s*.json")
+                        if p.stem[1:].isdigit()]
+            data["id"] = f"s{max(numbers, default=0) + 1:04d}"
+        sweep_id = str(data["id"])
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", sweep_id):
+            raise ProjectError(f"bad sweep id {sweep_id!r}")
+        write_text(self.folder / SWEEPS / f"{sweep_id}.json", json.dumps(data, indent=2) + "\n")
+        self._sweeps[sweep_id] = data
+        self._changed("sweep_saved", sweep_id, f"saved sweep {sweep_id}")
+        return sweep_id
+
+    def sweeps(self, study: str | None = None) -> list[dict[str, Any]]:
+        """Sweep records in creation order, of one study or all."""
+        return [copy_json(d) for d in self._sweeps.values()
+                if study is None or d.get("study") == study]
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        try:
+            return copy_json(self._sweeps[sweep_id])
+        except KeyError:
+            raise ProjectError(f"no sweep {sweep_id!r} in project {self.folder}") from None
+
     # ------------------------------------------------------------------------ save / save as
     def save(self) -> None:
         """Write the project file again. Every change is already saved when it is made; this
@@ -673,7 +712,7 @@ class Project:
         moved = {sid: self._moved_record(rec, target) for sid, rec in self._studies.items()}
         try:
             with atomic_folder(target) as tmp:
-                for sub in ("studies", "results"):
+                for sub in ("studies", "results", SWEEPS):
                     if (self.folder / sub).is_dir():
                         shutil.copytree(self.folder / sub, tmp / sub,
                                         ignore=shutil.ignore_patterns(".*"))
@@ -744,6 +783,25 @@ class Project:
         session = {"pid": os.getpid(), "host": socket.gethostname(), "last_action": action,
                    "time": _now()}
         write_text(self.folder / SESSION_JSON, json.dumps(session) + "\n")
+
+
+def copy_json(data: Any) -> Any:
+    return json.loads(json.dumps(data))
+
+
+def _read_sweeps(folder: Path) -> dict[str, dict[str, Any]]:
+    sweeps: dict[str, dict[str, Any]] = {}
+    for path in _visible(folder, "*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read sweep record %s: %s", path, exc)
+            continue
+        if isinstance(data, dict) and data.get("id") == path.stem:
+            sweeps[path.stem] = data
+        else:
+            log.warning("skipped malformed sweep record %s", path)
+    return sweeps
 
 
 def _relative_to(path: Path, folder: Path) -> str | None:
