@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "evaluate_cmd",
     "segment_cmd",
     "train_segmenter_cmd",
+    "fit_layout_cmd",
     "export_cmd",
 )
 

@@ -1,0 +1,387 @@
+"""Nodule layouts like a dataset's: how many, how large, where in the lungs, how conspicuous.
+
+Synthetic training data is only as useful as its layouts are realistic: nodules in the wrong
+places or of the wrong sizes teach a detector the wrong prior. The sampler learns, from a
+JSRT-style dataset, a few small summary statistics and keeps nothing of the images or masks:
+
+- the number of nodules per nodule case (JSRT has exactly one per case);
+- the diameter in mm, as a Gaussian kernel density in log-mm clipped to the observed range
+  (stored as a density on a grid, so the file holds no per-case values);
+- which lung (right/left frequency);
+- the position as a smoothed 12 x 12 histogram in lung-normalised coordinates: each lung's
+  bounding box maps to [0, 1]², u running lateral → medial and v top → bottom, so the right and
+  left lungs (mirror images) share one density;
+- conspicuity (JSRT subtlety 1-5) conditional on the size bin, since large nodules are obvious.
+
+Sampling needs only the lung masks of the target study, at any size and spacing: every disc lies
+whole inside the lungs (with an edge margin) and clear of existing nodules and of each other.
+It uses numpy and scipy only (no Qt, no torch), so the GUI, the CLI and ``synthesize`` share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xraystudio.errors import DatasetError, MaskError, ModelError
+from xraystudio.io.atomic import write_text
+from xraystudio.masks import LUNGS
+
+if TYPE_CHECKING:
+    from xraystudio.io.datasets import JsrtDataset
+    from xraystudio.masks import MaskStack
+
+log = logging.getLogger(__name__)
+
+LAYOUT_SAMPLER_FILE = "layout_sampler.json"
+FORMAT = "xraystudio-layout-sampler"
+VERSION = 1
+GRID = 12  # spatial histogram bins per axis
+SIZE_GRID = 128  # points of the stored size density
+SIZE_BIN_EDGES_MM = (10.0, 15.0, 20.0)  # subtlety is conditioned on these size bins
+SUBTLETIES = (1, 2, 3, 4, 5)
+EDGE_MARGIN_MM = 2.0  # a sampled disc keeps this far inside the lung outline
+GAP_MM = 3.0  # and this far from any other nodule's disc
+TRIES_PER_SIZE = 100  # positions tried for one drawn size and lung
+ROUNDS = 5  # sizes and lungs drawn per nodule before giving up
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledNodule:
+    """A proposed nodule: centre in pixels of the target masks, diameter in mm, JSRT subtlety."""
+
+    x: float
+    y: float
+    diameter_mm: float
+    subtlety: int | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class LayoutSampler:
+    """Fitted layout statistics; :meth:`fit` learns them, :meth:`sample` draws layouts."""
+
+    def __init__(self, stats: dict[str, Any], where: str = "layout sampler statistics") -> None:
+        self.stats = _validate(stats, where)
+        self._count_values = np.asarray(self.stats["count"]["values"], int)
+        self._count_probs = _normalised(self.stats["count"]["probs"])
+        self._lung_probs = {k: float(v) for k, v in self.stats["lung"].items()}
+        self._log_grid = np.asarray(self.stats["size"]["log_mm_grid"], float)
+        density = np.asarray(self.stats["size"]["density"], float)
+        steps = np.diff(self._log_grid) * (density[1:] + density[:-1]) / 2
+        cdf = np.concatenate([[0.0], np.cumsum(steps)])
+        self._size_cdf = cdf / cdf[-1]
+        self._spatial = _normalised(np.asarray(self.stats["spatial"]["density"], float).ravel())
+        self._subtlety_edges = np.asarray(self.stats["subtlety"]["size_bin_edges_mm"], float)
+        probs = self.stats["subtlety"]["probs"]
+        self._subtlety_probs = None if probs is None else [_normalised(p) for p in probs]
+
+    # ------------------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, dataset: JsrtDataset, case_ids: list[str] | None = None) -> LayoutSampler:
+        """Learn the statistics from the nodule cases among ``case_ids`` (all cases if None).
+
+        Pass the training split (``dataset.split()[0]``) so that nothing of the validation
+        cases leaks into a model folder that is evaluated on them.
+        """
+        wanted = set(dataset.ids if case_ids is None else case_ids)
+        unknown = wanted - set(dataset.ids)
+        if unknown:
+            raise DatasetError(f"no case(s) {', '.join(sorted(unknown)[:5])} in {dataset.root}")
+        infos = [c for c in dataset.cases if c.id in wanted and c.nodule]
+        if not infos:
+            raise DatasetError(f"{dataset.root}: none of the chosen cases has a nodule to learn from")
+        sizes, uv, lungs, subtlety = [], [], [], []
+        outside = 0
+        for info in infos:
+            masks = dataset.load(info.id).masks
+            where = _lung_coordinates(masks, info.x_px, info.y_px)
+            if where is None:
+                log.warning("case %s has no lung masks; its nodule is not used", info.id)
+                continue
+            lung, u, v, inside = where
+            outside += not inside
+            sizes.append(float(info.size_mm))
+            uv.append((u, v))
+            lungs.append(lung)
+            subtlety.append(info.subtlety)
+        if not sizes:
+            raise DatasetError(f"{dataset.root}: no nodule case has lung masks")
+        if outside:
+            log.info("%d of %d nodule centres lie outside the lung masks (behind the heart or "
+                     "the diaphragm); they count for the nearest lung", outside, len(sizes))
+        stats = {
+            "format": FORMAT,
+            "version": VERSION,
+            "fitted_on": {"dataset": dataset.root.name, "cases": len(wanted),
+                          "nodules": len(sizes), "centres_outside_lungs": outside},
+            # The JSRT layout holds one nodule per nodule case, so counts are all 1 there.
+            "count": {"values": [1], "probs": [1.0]},
+            "lung": {name: lungs.count(name) / len(lungs) for name in LUNGS},
+            "size": _fit_sizes(np.asarray(sizes)),
+            "spatial": {"bins": GRID, "axes": ["v (top to bottom)", "u (lateral to medial)"],
+                        "density": _fit_spatial(np.asarray(uv)).round(6).tolist()},
+            "subtlety": _fit_subtlety(np.asarray(sizes), subtlety),
+            "edge_margin_mm": EDGE_MARGIN_MM,
+            "gap_mm": GAP_MM,
+        }
+        return cls(stats)
+
+    # ------------------------------------------------------------------------------ file I/O
+    def save(self, path: str | os.PathLike) -> None:
+        write_text(path, json.dumps(self.stats, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LayoutSampler:
+        path = Path(path)
+        try:
+            stats = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"cannot read the layout sampler {path}: {exc}") from exc
+        return cls(stats, str(path))
+
+    # ------------------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        masks: MaskStack,
+        spacing_mm: float,
+        rng: np.random.Generator,
+        n: int | None = None,
+        min_n: int = 1,
+        existing: Sequence[tuple[float, float, float]] = (),
+    ) -> list[SampledNodule]:
+        """A layout of ``n`` nodules (drawn from the count distribution if None, at least
+        ``min_n``) inside the lungs of ``masks``, whose pixels are ``spacing_mm`` apart.
+
+        Each nodule keeps clear of ``existing`` (x, y, diameter_mm) and of those placed before
+        it. Rejection sampling is bounded; if fewer than ``n`` fit, the rest are dropped with a
+        warning, and fewer than ``min_n`` is a :class:`MaskError`. The result depends only on
+        the state of ``rng``.
+        """
+        from scipy import ndimage
+
+        if spacing_mm <= 0:
+            raise MaskError(f"pixel spacing must be positive, got {spacing_mm}")
+        if n is None:
+            n = max(int(rng.choice(self._count_values, p=self._count_probs)), min_n)
+        boxes = {name: _bbox(masks[name]) for name in LUNGS if name in masks}
+        boxes = {name: box for name, box in boxes.items() if box is not None}
+        if not boxes:
+            raise MaskError("the study has no lung masks: segment or paint the lungs first")
+        # Distance (px) from each lung pixel to the nearest pixel outside both lungs.
+        inside = ndimage.distance_transform_edt(np.pad(masks.union(boxes), 1))[1:-1, 1:-1]
+        lungs = list(boxes)
+        lung_p = _normalised([self._lung_probs.get(name, 0.0) + 1e-6 for name in lungs])
+        placed: list[tuple[float, float, float]] = [tuple(map(float, e)) for e in existing]
+        out: list[SampledNodule] = []
+        for _ in range(n):
+            nodule = self._place(rng, inside, boxes, lungs, lung_p, placed, spacing_mm)
+            if nodule is None:
+                break
+            out.append(nodule)
+            placed.append((nodule.x, nodule.y, nodule.diameter_mm))
+        if len(out) < min_n:
+            raise MaskError(
+                f"only {len(out)} of {n} nodule(s) fit in the lungs clear of the other nodules; "
+                "the lungs are too small or too crowded"
+            )
+        if len(out) < n:
+            log.warning("only %d of %d nodules fit in the lungs; the layout has fewer",
+                        len(out), n)
+        return out
+
+    def _place(self, rng: np.random.Generator, inside: np.ndarray,
+               boxes: dict[str, tuple[int, int, int, int]], lungs: list[str],
+               lung_p: np.ndarray, placed: list[tuple[float, float, float]],
+               spacing_mm: float) -> SampledNodule | None:
+        margin_px = self.stats["edge_margin_mm"] / spacing_mm
+        gap_px = self.stats["gap_mm"] / spacing_mm
+        h, w = inside.shape
+        for _ in range(ROUNDS):
+            diameter = self._draw_size(rng)
+            lung = lungs[int(rng.choice(len(lungs), p=lung_p))]
+            y0, x0, y1, x1 = boxes[lung]
+            r = diameter / spacing_mm / 2
+            for _ in range(TRIES_PER_SIZE):
+                cell = int(rng.choice(self._spatial.size, p=self._spatial))
+                v = (cell // GRID + rng.random()) / GRID
+                u = (cell % GRID + rng.random()) / GRID
+                across = u if lung == "right_lung" else 1.0 - u  # image x: right lung is on the left
+                x = x0 + across * (x1 - x0)
+                y = y0 + v * (y1 - y0)
+                yi, xi = min(int(round(y)), h - 1), min(int(round(x)), w - 1)
+                # The disc's pixels are within r of (x, y), hence within r + 0.71 of (xi, yi).
+                if inside[yi, xi] < r + margin_px + 1.0:
+                    continue
+                if any(math.hypot(x - px, y - py) < r + pd / spacing_mm / 2 + gap_px
+                       for px, py, pd in placed):
+                    continue
+                return SampledNodule(float(x), float(y), float(diameter),
+                                     self._draw_subtlety(rng, diameter))
+        return None
+
+    def _draw_size(self, rng: np.random.Generator) -> float:
+        return float(np.exp(np.interp(rng.random(), self._size_cdf, self._log_grid)))
+
+    def _draw_subtlety(self, rng: np.random.Generator, diameter_mm: float) -> int | None:
+        if self._subtlety_probs is None:
+            return None
+        probs = self._subtlety_probs[int(np.searchsorted(self._subtlety_edges, diameter_mm))]
+        return int(rng.choice(SUBTLETIES, p=probs))
+
+
+def default_sampler(model_dir: str | os.PathLike) -> LayoutSampler | None:
+    """The sampler shipped beside a model (``model_dir/layout_sampler.json``), None if none.
+
+    A file that is there but broken raises :class:`ModelError` rather than passing for absent.
+    """
+    path = Path(model_dir) / LAYOUT_SAMPLER_FILE
+    return LayoutSampler.load(path) if path.is_file() else None
+
+
+# ---------------------------------------------------------------------------------- fitting
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) of a mask's pixels, with y1/x1 the last pixel; None when empty."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if ys.size == 0:
+        return None
+    return int(ys[0]), int(xs[0]), int(ys[-1]), int(xs[-1])
+
+
+def _lung_coordinates(masks: MaskStack, x: float, y: float) -> tuple[str, float, float, bool] | None:
+    """(lung, u, v, inside): the lung a point belongs to and its lung-normalised position.
+
+    A centre outside both masks (JSRT has a few behind the heart) goes to the lung whose
+    outline is nearest; u, v are clipped to [0, 1].
+    """
+    best = None
+    for name in LUNGS:
+        if name not in masks:
+            continue
+        layer = np.asarray(masks[name])
+        ys, xs = np.nonzero(layer)
+        if ys.size == 0:
+            continue
+        yi = min(max(int(round(y)), 0), layer.shape[0] - 1)
+        xi = min(max(int(round(x)), 0), layer.shape[1] - 1)
+        inside = bool(layer[yi, xi])
+        distance = 0.0 if inside else float(np.min((xs - x) ** 2 + (ys - y) ** 2))
+        if best is None or distance < best[0]:
+            best = (distance, name, inside, (int(ys.min()), int(xs.min()),
+                                             int(ys.max()), int(xs.max())))
+    if best is None:
+        return None
+    _, name, inside, (y0, x0, y1, x1) = best
+    across = (x - x0) / max(x1 - x0, 1)
+    u = across if name == "right_lung" else 1.0 - across
+    v = (y - y0) / max(y1 - y0, 1)
+    return name, float(np.clip(u, 0, 1)), float(np.clip(v, 0, 1)), inside
+
+
+def _fit_sizes(sizes: np.ndarray) -> dict[str, Any]:
+    """Gaussian KDE in log-mm (Silverman's bandwidth), on a grid over the observed range."""
+    logs = np.log(sizes)
+    lo, hi = float(logs.min()), float(logs.max())
+    spread = min(float(np.std(logs)), float(np.subtract(*np.percentile(logs, [75, 25]))) / 1.34)
+    bandwidth = 0.9 * (spread or float(np.std(logs)) or 0.1) * len(logs) ** -0.2
+    if hi - lo < 1e-6:  # one size only: a narrow band around it
+        lo, hi = lo - bandwidth, hi + bandwidth
+    grid = np.linspace(lo, hi, SIZE_GRID)
+    density = np.exp(-0.5 * ((grid[:, None] - logs[None, :]) / bandwidth) ** 2).sum(axis=1)
+    density /= np.trapezoid(density, grid)
+    return {"log_mm_grid": grid.round(6).tolist(), "density": density.round(6).tolist(),
+            "bandwidth_log_mm": round(bandwidth, 6), "min_mm": float(sizes.min()),
+            "max_mm": float(sizes.max()), "median_mm": float(np.median(sizes))}
+
+
+def _fit_spatial(uv: np.ndarray) -> np.ndarray:
+    """A 12 x 12 histogram of (v, u), smoothed by one bin, with a small floor so that no part
+    of the lung is impossible; normalised to sum 1."""
+    from scipy import ndimage
+
+    cells = np.minimum((uv * GRID).astype(int), GRID - 1)
+    hist = np.zeros((GRID, GRID))
+    np.add.at(hist, (cells[:, 1], cells[:, 0]), 1.0)
+    smooth = ndimage.gaussian_filter(hist, sigma=1.0, mode="nearest")
+    smooth /= smooth.sum()
+    smooth += 0.02 / smooth.size
+    return smooth / smooth.sum()
+
+
+def _fit_subtlety(sizes: np.ndarray, subtlety: list[int | None]) -> dict[str, Any]:
+    """P(subtlety | size bin), with half a count added to every level of every bin."""
+    known = [(s, t) for s, t in zip(sizes, subtlety) if t in SUBTLETIES]
+    if not known:
+        return {"size_bin_edges_mm": list(SIZE_BIN_EDGES_MM), "probs": None}
+    counts = np.full((len(SIZE_BIN_EDGES_MM) + 1, len(SUBTLETIES)), 0.5)
+    for size, level in known:
+        counts[int(np.searchsorted(SIZE_BIN_EDGES_MM, size)), level - 1] += 1
+    probs = counts / counts.sum(axis=1, keepdims=True)
+    return {"size_bin_edges_mm": list(SIZE_BIN_EDGES_MM), "levels": list(SUBTLETIES),
+            "probs": probs.round(6).tolist(), "counts": (counts - 0.5).astype(int).tolist()}
+
+
+# ---------------------------------------------------------------------------------- checking
+def _normalised(p: Sequence[float] | np.ndarray) -> np.ndarray:
+    p = np.asarray(p, float)
+    return p / p.sum()
+
+
+def _validate(stats: Any, where: str) -> dict[str, Any]:
+    """The statistics if well formed, else a ModelError saying what is wrong."""
+    def fail(what: str) -> ModelError:
+        return ModelError(f"{where} is not a usable layout sampler: {what}")
+
+    if not isinstance(stats, dict) or stats.get("format") != FORMAT:
+        raise fail(f"it has no \"format\": \"{FORMAT}\"")
+    if stats.get("version") != VERSION:
+        raise fail(f"version {stats.get('version')!r} is not {VERSION}")
+    try:
+        counts = stats["count"]
+        _probabilities(counts["probs"], len(counts["values"]), "count.probs")
+        if any(int(v) != v or v < 1 for v in counts["values"]):
+            raise ValueError("count.values must be whole numbers of at least 1")
+        if set(stats["lung"]) - set(LUNGS):
+            raise ValueError(f"lung keys must be among {', '.join(LUNGS)}")
+        _probabilities(list(stats["lung"].values()), len(stats["lung"]), "lung")
+        grid = np.asarray(stats["size"]["log_mm_grid"], float)
+        density = np.asarray(stats["size"]["density"], float)
+        if grid.ndim != 1 or grid.size < 2 or density.shape != grid.shape \
+                or not np.all(np.diff(grid) > 0):
+            raise ValueError("size.log_mm_grid must increase and match size.density")
+        _probabilities(density, grid.size, "size.density")
+        spatial = np.asarray(stats["spatial"]["density"], float)
+        if spatial.shape != (GRID, GRID):
+            raise ValueError(f"spatial.density must be {GRID} x {GRID}")
+        _probabilities(spatial.ravel(), GRID * GRID, "spatial.density")
+        edges = stats["subtlety"]["size_bin_edges_mm"]
+        if stats["subtlety"]["probs"] is not None:
+            rows = stats["subtlety"]["probs"]
+            if len(rows) != len(edges) + 1:
+                raise ValueError("subtlety.probs needs one row per size bin")
+            for row in rows:
+                _probabilities(row, len(SUBTLETIES), "subtlety.probs")
+        for key in ("edge_margin_mm", "gap_mm"):
+            if not (math.isfinite(stats[key]) and stats[key] >= 0):
+                raise ValueError(f"{key} must be a non-negative number")
+    except KeyError as exc:
+        raise fail(f"it lacks {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    return stats
+
+
+def _probabilities(values: Any, length: int, name: str) -> None:
+    p = np.asarray(values, float)
+    if p.shape != (length,) or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError(f"{name} must be {length} non-negative numbers, not all zero")
