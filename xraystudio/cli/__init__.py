@@ -28,6 +28,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "train_segmenter_cmd",
     "fit_layout_cmd",
     "export_cmd",
+    "benchmark_cmd",
 )
 
 

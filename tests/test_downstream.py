@@ -1,0 +1,159 @@
+"""The downstream benchmark: metrics on hand-made masks, the three arms, leakage, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fake_synthetic import write_fake_synthetic
+from synthetic_data import write_dataset
+from xraystudio import metrics
+from xraystudio.cli import main
+from xraystudio.errors import DatasetError
+from xraystudio.evaluation import downstream_data as data
+from xraystudio.evaluation.downstream import markdown_table, summarise
+from xraystudio.io.datasets import JsrtDataset
+from xraystudio.training.nodule_segmenter import NoduleTraining, sample_batch
+
+
+def disc(shape: tuple[int, int], x: float, y: float, r: float) -> np.ndarray:
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (xx - x) ** 2 + (yy - y) ** 2 <= r * r
+
+
+# --------------------------------------------------------------------------------- metrics
+def test_detections_count_hits_and_false_positives() -> None:
+    truth = disc((64, 64), 16, 16, 5) | disc((64, 64), 48, 48, 5)
+    pred = disc((64, 64), 18, 16, 4)            # overlaps the first nodule
+    pred |= disc((64, 64), 16, 50, 3)           # overlaps nothing: a false positive
+    pred[2, 60] = True                          # one-pixel speckle
+    found = metrics.detections(pred, truth)
+    assert found == {"nodules": 2, "hits": 1, "false_positives": 2}
+    found = metrics.detections(pred, truth, min_area=5)
+    assert found == {"nodules": 2, "hits": 1, "false_positives": 1}
+    assert metrics.detections(np.zeros_like(truth), truth)["hits"] == 0
+    assert metrics.detections(truth, truth) == {"nodules": 2, "hits": 2, "false_positives": 0}
+
+
+def test_keep_components_and_dice() -> None:
+    mask = disc((32, 32), 10, 10, 4)
+    mask[30, 30] = True
+    kept = metrics.keep_components(mask, 3)
+    assert not kept[30, 30] and kept[10, 10] and kept.sum() == mask.sum() - 1
+    half = mask.copy()
+    half[:, 10:] = False
+    assert metrics.dice(mask, mask) == 1.0
+    assert metrics.dice(kept, half) == pytest.approx(2 * half.sum() / (kept.sum() + half.sum()))
+
+
+def test_summarise_and_markdown() -> None:
+    runs = [{"dice": d, "sensitivity": s, "fp_per_normal": f, "fp_per_nodule_image": 0.0}
+            for d, s, f in ((0.4, 0.5, 1.0), (0.6, 0.7, 3.0))]
+    summary = summarise(runs)
+    assert summary["dice"]["mean"] == pytest.approx(0.5)
+    assert summary["dice"]["sd"] == pytest.approx(np.std([0.4, 0.6], ddof=1))
+    assert summary["fp_per_normal"]["seeds"] == [1.0, 3.0]
+    table = markdown_table({"data": {"train_cases": 10, "synthetic_images": 4},
+                            "summary": {"real": summary, "synthetic": summary}})
+    assert "0.500 ± 0.141 (0.40, 0.60)" in table and "10 + 4" in table
+
+
+# ------------------------------------------------------------------------------ data and arms
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str], list[str]]:
+    root = tmp_path_factory.mktemp("downstream")
+    jsrt = write_dataset(root / "jsrt", n=12, size=128)
+    train, val = JsrtDataset(jsrt).split()
+    synthetic = write_fake_synthetic(jsrt, root / "synthetic", train[:4], per_case=2)
+    return jsrt, synthetic, train, val
+
+
+def test_blob_arm_matches_the_synthetic_folder(tiny) -> None:
+    jsrt, synthetic, train, val = tiny
+    dataset = JsrtDataset(jsrt)
+    items, nodule_value = data.read_synthetic(synthetic, dataset, val)
+    assert len(items) == 8 and nodule_value == 6
+    real, nodules = data.real_pool(dataset, train, 128)
+    assert len(nodules) == sum(dataset.load(i).info.nodule for i in train)
+    syn = data.synthetic_pool(items, nodule_value, dataset, 128)
+    blob = data.blob_pool(items, dataset, nodules, 128)
+    assert len(blob) == len(syn) == 8 and blob.ids == syn.ids
+    for k, item in enumerate(items):
+        n = item.nodules[0]
+        assert blob.masks[k][int(n.y), int(n.x)] and syn.masks[k][int(n.y), int(n.x)]
+        # The blob raised the image where it was inserted, by a real nodule's contrast.
+        source = dataset.load(item.case).image
+        assert blob.images[k][int(n.y), int(n.x)] / 255 > source[int(n.y), int(n.x)]
+    # Same layouts: the blob labels hold the same nodules as the synthetic ones.
+    assert blob.nodule_count == syn.nodule_count
+    again = data.blob_pool(items, dataset, nodules, 128)
+    assert np.array_equal(again.images, blob.images)  # deterministic
+
+
+def test_draw_contrast_prefers_same_subtlety_and_size() -> None:
+    real = [data.RealNodule(10, 3, 0.1), data.RealNodule(11, 3, 0.11), data.RealNodule(30, 3, 0.5),
+            data.RealNodule(10, 5, 0.9)]
+    rng = np.random.default_rng(0)
+    got = {data.draw_contrast(real, 10.5, 3, rng) for _ in range(50)}
+    assert got <= {0.1, 0.11, 0.5}
+    assert 0.9 not in got
+    # Too few of a subtlety: any subtlety, nearest sizes.
+    assert data.draw_contrast(real, 10, 1, rng) in {0.1, 0.11, 0.5, 0.9}
+
+
+def test_batches_mix_real_and_extra_with_nodule_patches(tiny) -> None:
+    jsrt, synthetic, train, val = tiny
+    dataset = JsrtDataset(jsrt)
+    real, _ = data.real_pool(dataset, train, 128)
+    cfg = NoduleTraining(size=128, patch=32, batch=8, positive_fraction=1.0)
+    x, y, mean, std = sample_batch(cfg, real, real, np.random.default_rng(0))
+    assert x.shape == y.shape == (8, 48, 48) and mean.shape == (8,)
+    inner = y[:, 8:40, 8:40]
+    assert inner.any(axis=(1, 2)).all()  # every patch holds a nodule when asked to
+
+
+def test_leaking_validation_case_is_refused(tiny, tmp_path: Path, capsys) -> None:
+    jsrt, _, train, val = tiny
+    leak = write_fake_synthetic(jsrt, tmp_path / "leak", [train[0], val[0]])
+    with pytest.raises(DatasetError, match="leak"):
+        data.read_synthetic(leak, JsrtDataset(jsrt), val)
+    code = main(["benchmark", "downstream", str(jsrt), "--synthetic", str(leak), "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and val[0] in err[0]
+
+
+def test_bad_synthetic_folder_is_one_error_line(tiny, tmp_path: Path, capsys) -> None:
+    jsrt, _, _, _ = tiny
+    code = main(["benchmark", "downstream", str(jsrt), "--synthetic", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:")
+    assert "dataset.json" in err[0]
+
+
+def test_three_arms_same_compute_and_complete_report(tiny, tmp_path: Path, capsys) -> None:
+    jsrt, synthetic, train, val = tiny
+    out = tmp_path / "report.json"
+    code = main(["benchmark", "downstream", str(jsrt), "--synthetic", str(synthetic),
+                 "--seeds", "2", "--steps", "3", "--batch", "4", "--size", "128", "--patch", "32",
+                 "--threads", "1", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "real + synthetic" in printed and "real + blob insertion" in printed
+    report = json.loads(out.read_text())
+    assert report["complete"]
+    assert report["data"]["blob_images"] == report["data"]["synthetic_images"] == 8
+    assert report["data"]["train_cases"] == len(train) and report["data"]["val_cases"] == len(val)
+    assert report["settings"]["training"]["steps"] == 3
+    assert report["settings"]["tuned_on_validation"] is False
+    for arm in ("real", "blob", "synthetic"):
+        runs = report["runs"][arm]
+        assert [r["seed"] for r in runs] == [0, 1]
+        assert set(runs[0]["per_case"]) == set(val)
+        for key in ("dice", "sensitivity", "fp_per_normal"):
+            assert len(report["summary"][arm][key]["seeds"]) == 2
+            assert 0 <= report["summary"][arm][key]["mean"]
+    assert set(report["bar"]) == {"dice", "sensitivity", "fp_per_normal", "met"}
+    assert report["timing"]["seconds_per_step"] > 0

@@ -1,0 +1,239 @@
+"""Does the product's synthetic data help a nodule segmenter? Three arms, several seeds.
+
+Each seed trains the same small nodule segmenter (:mod:`xraystudio.training.nodule_segmenter`,
+same steps, batch, patches, lr and widths) three times: on the real training cases only, on
+real + blob-inserted images, and on real + the synthetic folder (see
+:mod:`xraystudio.evaluation.downstream_data`); the blob and synthetic arms have the same images
+and nodule layouts, so they differ only in how the nodules were drawn. Each model is scored on
+the held-out validation split of ``JsrtDataset.split``:
+
+- Dice of the thresholded prediction against the nodule disc, per nodule case, averaged;
+- sensitivity: validation nodules overlapped by a predicted component;
+- false positives per normal image: predicted components on the validation normal cases.
+
+Nothing is tuned: the threshold (0.5), the smallest component counted (a 3 mm disc) and the
+training settings are fixed before any model is scored, and the validation split only reports.
+Seeds run in the outer loop and the report is rewritten after every run, so an interrupted
+benchmark still holds complete, paired seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xraystudio import __version__, metrics
+from xraystudio.errors import DatasetError
+from xraystudio.evaluation import downstream_data as data
+from xraystudio.io.atomic import write_text
+from xraystudio.io.datasets import JsrtDataset
+from xraystudio.training.nodule_segmenter import (
+    NoduleTraining, Pool, predict, train_nodule_segmenter,
+)
+
+log = logging.getLogger(__name__)
+
+ARMS: tuple[str, ...] = ("real", "blob", "synthetic")
+ARM_TITLES = {"real": "real only", "blob": "real + blob insertion", "synthetic": "real + synthetic"}
+METRICS: tuple[str, ...] = ("dice", "sensitivity", "fp_per_normal")
+METRIC_TITLES = {"dice": "nodule Dice", "sensitivity": "sensitivity",
+                 "fp_per_normal": "FP / normal image"}
+
+
+@dataclasses.dataclass
+class DownstreamConfig:
+    data_dir: Path
+    synthetic_dir: Path
+    seeds: int = 3
+    training: NoduleTraining = dataclasses.field(default_factory=NoduleTraining)
+    threshold: float = 0.5
+    min_diameter_mm: float = 3.0
+    out: Path | None = None
+    threads: int | None = None
+
+
+def evaluate_model(
+    prob: np.ndarray, val: Pool, nodule_case: np.ndarray, threshold: float, min_diameter_mm: float
+) -> dict[str, Any]:
+    """The three figures (and per-case detail) of one model's probabilities on the val pool."""
+    dice, hits, nodules, fp_normal, fp_nodule = [], 0, 0, [], []
+    per_case = {}
+    for i, case_id in enumerate(val.ids):
+        min_area = max(1, int(math.pi * (min_diameter_mm / val.spacing_mm[i] / 2) ** 2))
+        pred = metrics.keep_components(prob[i] >= threshold, min_area)
+        found = metrics.detections(pred, val.masks[i])
+        row: dict[str, Any] = {"false_positives": found["false_positives"]}
+        if nodule_case[i]:
+            row["dice"] = metrics.dice(pred, val.masks[i])
+            row["hits"], row["nodules"] = found["hits"], found["nodules"]
+            dice.append(row["dice"])
+            hits += found["hits"]
+            nodules += found["nodules"]
+            fp_nodule.append(found["false_positives"])
+        else:
+            fp_normal.append(found["false_positives"])
+        per_case[case_id] = row
+    return {
+        "dice": float(np.mean(dice)) if dice else math.nan,
+        "sensitivity": hits / nodules if nodules else math.nan,
+        "fp_per_normal": float(np.mean(fp_normal)) if fp_normal else math.nan,
+        "fp_per_nodule_image": float(np.mean(fp_nodule)) if fp_nodule else math.nan,
+        "per_case": per_case,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, sample sd and the per-seed values of each figure over an arm's seeds."""
+    out: dict[str, Any] = {}
+    for key in (*METRICS, "fp_per_nodule_image"):
+        values = [r[key] for r in runs]
+        out[key] = {
+            "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "seeds": values,
+        }
+    return out
+
+
+def bar(summary: dict[str, Any]) -> dict[str, Any]:
+    """Issue 13's bar, on the means: synthetic beats blob on Dice and sensitivity, no more FPs."""
+    if not {"blob", "synthetic"} <= summary.keys():
+        return {"met": None}
+    s, b = summary["synthetic"], summary["blob"]
+    result = {
+        "dice": s["dice"]["mean"] > b["dice"]["mean"],
+        "sensitivity": s["sensitivity"]["mean"] > b["sensitivity"]["mean"],
+        "fp_per_normal": s["fp_per_normal"]["mean"] <= b["fp_per_normal"]["mean"],
+    }
+    return {**result, "met": all(result.values())}
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table: per arm, images added, then mean ± sd (and each seed) per figure."""
+    head = "| training data | images (real + added) | " + " | ".join(
+        METRIC_TITLES[m] for m in METRICS) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(METRICS))]
+    counts = report["data"]
+    for arm, summary in report["summary"].items():
+        added = 0 if arm == "real" else counts[f"{arm}_images"]
+        cells = [ARM_TITLES[arm], f"{counts['train_cases']} + {added}"]
+        for m in METRICS:
+            v = summary[m]
+            seeds = ", ".join(f"{x:.2f}" for x in v["seeds"])
+            cells.append(f"{v['mean']:.3f} ± {v['sd']:.3f} ({seeds})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], Pool, np.ndarray, dict]:
+    from tqdm import tqdm
+
+    dataset = JsrtDataset(cfg.data_dir)
+    train_ids, val_ids = dataset.split()
+    if not train_ids or not val_ids:
+        raise DatasetError(f"{cfg.data_dir} has too few cases for a train/validation split")
+    items, nodule_value = data.read_synthetic(cfg.synthetic_dir, dataset, val_ids)
+    size = cfg.training.size
+    total = len(train_ids) + len(val_ids) + 2 * len(items)
+    with tqdm(total=total, desc="loading", unit="image", disable=not progress,
+              dynamic_ncols=True) as bar_:
+        def tick(done: int, count: int) -> None:
+            bar_.update(1)
+
+        real, nodules = data.real_pool(dataset, train_ids, size, progress=tick)
+        val, _ = data.real_pool(dataset, val_ids, size, name="val", progress=tick)
+        synthetic = data.synthetic_pool(items, nodule_value, dataset, size, progress=tick)
+        blob = data.blob_pool(items, dataset, nodules, size, progress=tick)
+    by_id = {c.id: c for c in dataset.cases}
+    nodule_case = np.array([by_id[i].nodule for i in val_ids])
+    counts = {
+        "dataset": str(dataset.root), "synthetic_dir": str(Path(cfg.synthetic_dir)),
+        "train_cases": len(train_ids),
+        "train_nodule_cases": sum(by_id[i].nodule for i in train_ids),
+        "val_cases": len(val_ids), "val_nodule_cases": int(nodule_case.sum()),
+        "val_normal_cases": int((~nodule_case).sum()),
+        "synthetic_images": len(synthetic), "synthetic_nodules_labelled": synthetic.nodule_count,
+        "synthetic_nodules_inserted": sum(len(i.nodules) for i in items),
+        "synthetic_source_cases": len({i.case for i in items}),
+        "blob_images": len(blob), "blob_nodules_labelled": blob.nodule_count,
+        "blob_contrast_pool": len(data.positive_contrasts(nodules)),
+    }
+    return {"real": real, "blob": blob, "synthetic": synthetic}, val, nodule_case, counts
+
+
+def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, Any]:
+    """Load, train and score every arm for every seed; returns (and writes) the report."""
+    import torch
+    from tqdm import tqdm
+
+    cfg.training.check()
+    if cfg.seeds < 1:
+        raise DatasetError("--seeds must be at least 1")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.monotonic()
+    pools, val, nodule_case, counts = _load(cfg, progress)
+    load_seconds = time.monotonic() - started
+    log.info("loaded %s in %.0f s", counts, load_seconds)
+    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    report: dict[str, Any] = {}
+    steps = cfg.training.steps
+    with tqdm(total=cfg.seeds * len(ARMS) * steps, desc="training", unit="step",
+              disable=not progress, dynamic_ncols=True) as bar_:
+        for seed in range(cfg.seeds):
+            for arm in ARMS:
+                bar_.set_description(f"seed {seed} {arm}")
+                t0 = time.monotonic()
+                extra = None if arm == "real" else pools[arm]
+                model = train_nodule_segmenter(
+                    cfg.training, pools["real"], extra, seed,
+                    on_step=lambda step, loss: (bar_.update(1), bar_.set_postfix(loss=f"{loss:.3f}")),
+                )
+                t1 = time.monotonic()
+                scores = evaluate_model(predict(model, val), val, nodule_case, cfg.threshold,
+                                        cfg.min_diameter_mm)
+                runs[arm].append({
+                    "seed": seed, **scores, "train_seconds": round(t1 - t0, 1),
+                    "seconds_per_step": round((t1 - t0) / steps, 4),
+                    "eval_seconds": round(time.monotonic() - t1, 1),
+                })
+                log.info("seed %d %s: Dice %.3f sensitivity %.3f FP/normal %.2f", seed, arm,
+                         scores["dice"], scores["sensitivity"], scores["fp_per_normal"])
+                report = _report(cfg, counts, runs, load_seconds, time.monotonic() - started)
+                if cfg.out is not None:
+                    write_text(cfg.out, json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _report(cfg: DownstreamConfig, counts: dict, runs: dict[str, list[dict[str, Any]]],
+            load_seconds: float, seconds: float) -> dict[str, Any]:
+    done = {arm: r for arm, r in runs.items() if r}
+    summary = {arm: summarise(r) for arm, r in done.items()}
+    train_seconds = [r["train_seconds"] for rs in done.values() for r in rs]
+    return {
+        "benchmark": "downstream", "xraystudio": __version__,
+        "complete": all(len(r) == cfg.seeds for r in runs.values()),
+        "data": counts,
+        "settings": {
+            "seeds": cfg.seeds, "training": cfg.training.to_dict(), "threshold": cfg.threshold,
+            "min_component_diameter_mm": cfg.min_diameter_mm, "split": "JsrtDataset.split()",
+            "tuned_on_validation": False, "threads": cfg.threads, "precision": "fp32",
+            "machine": platform.processor() or platform.machine(),
+        },
+        "summary": summary,
+        "bar": bar(summary),
+        "runs": done,
+        "timing": {
+            "load_seconds": round(load_seconds, 1), "total_seconds": round(seconds, 1),
+            "seconds_per_step": round(sum(train_seconds) / max(1, len(train_seconds))
+                                      / cfg.training.steps, 4),
+        },
+    }

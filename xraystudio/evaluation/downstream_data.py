@@ -1,0 +1,343 @@
+"""The training images of the downstream benchmark's three arms, at one working size.
+
+The arms differ only in what is added to the real training cases:
+
+- ``real``: nothing;
+- ``blob``: for every image of the synthetic folder, its source case with a simple blob
+  (:func:`~xraystudio.evaluation.edit_eval.blob_insert`) at each inserted nodule's position and
+  size, its contrast drawn from real *training* nodules of the same subtlety and similar size;
+- ``synthetic``: the folder written by ``xraystudio synthesize`` (nnU-Net v2 layout plus
+  ``metadata.jsonl``).
+
+So the blob and synthetic arms have the same number of images, the same source radiographs and
+the same nodule layouts: only the insertion method differs. A synthetic image whose source is a
+validation case would leak the held-out split into training, so reading the folder refuses it.
+
+Images are kept as 8-bit pixels at the working size (JSRT is 8-bit; at 512 px a case costs
+0.5 MB), with their per-image mean and standard deviation at that size, which the segmenter
+standardises by in training and at inference alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage import transform
+
+from xraystudio import metrics
+from xraystudio.errors import DatasetError
+from xraystudio.io.datasets import JsrtDataset
+from xraystudio.masks import NODULE
+from xraystudio.training.nodule_segmenter import Pool
+
+log = logging.getLogger(__name__)
+
+METADATA = "metadata.jsonl"
+DATASET_JSON = "dataset.json"
+#: Real nodules whose size is nearest an inserted one, among which a blob's contrast is drawn.
+CONTRAST_NEIGHBOURS = 5
+#: At least this many real nodules of a subtlety before contrasts are matched by subtlety.
+MIN_SAME_SUBTLETY = 3
+
+#: Called with (items done, items in all) while a pool loads.
+Progress = Callable[[int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Inserted:
+    """One nodule a synthetic image added to its source: centre (source pixels), size, subtlety."""
+
+    x: float
+    y: float
+    diameter_mm: float
+    subtlety: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticItem:
+    """One line of ``metadata.jsonl``, checked: files exist, the source case is a training case."""
+
+    id: str
+    image: Path
+    label: Path
+    case: str
+    nodules: tuple[Inserted, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class RealNodule:
+    """A real training nodule's size, subtlety and measured contrast (native pixels, [0, 1])."""
+
+    size_mm: float
+    subtlety: int | None
+    contrast: float
+
+
+# ----------------------------------------------------------------------- the synthetic folder
+def read_synthetic(
+    folder: str | Path, dataset: JsrtDataset, val_ids: Iterable[str]
+) -> tuple[list[SyntheticItem], int]:
+    """The items of a synthetic nnU-Net folder and the label value of ``nodule`` in it.
+
+    Refuses (``DatasetError``) a folder that is not such a dataset, an item whose files are
+    missing or that has no source case of ``dataset``, and above all any item made from a
+    validation case: training on it would measure the segmenter on its own training data.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"synthetic folder {root} does not exist")
+    for needed in (DATASET_JSON, METADATA):
+        if not (root / needed).is_file():
+            raise DatasetError(f"{root} is not a synthetic dataset of xraystudio: no {needed}")
+    try:
+        info = json.loads((root / DATASET_JSON).read_text(encoding="utf-8"))
+        nodule_value = int(info["labels"][NODULE])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{root / DATASET_JSON} has no label value for {NODULE!r}: {exc}") from None
+    if info.get("file_ending", ".png") != ".png":
+        raise DatasetError(f"{root}: only .png datasets are supported, not {info['file_ending']}")
+
+    items = [_item(root, line, n) for n, line in enumerate(_lines(root / METADATA), 1)]
+    if not items:
+        raise DatasetError(f"{root / METADATA} lists no images")
+    known, val = set(dataset.ids), set(val_ids)
+    leaking = sorted({i.case for i in items if i.case in val})
+    if leaking:
+        count = sum(i.case in val for i in items)
+        raise DatasetError(
+            f"{count} synthetic image(s) in {root} were made from validation case(s) "
+            f"{', '.join(leaking[:5])}{' ...' if len(leaking) > 5 else ''}: training on them would "
+            "leak the held-out split; synthesize from the training split only"
+        )
+    unknown = sorted({i.case for i in items if i.case not in known})
+    if unknown:
+        raise DatasetError(
+            f"synthetic images in {root} come from case(s) {', '.join(unknown[:5])} that "
+            f"{dataset.root} does not have; give the dataset they were made from"
+        )
+    seen: set[str] = set()
+    for i in items:
+        if i.id in seen:
+            raise DatasetError(f"{root / METADATA} lists image {i.id!r} twice")
+        seen.add(i.id)
+    return items, nodule_value
+
+
+def _lines(path: Path) -> list[dict]:
+    out = []
+    for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except ValueError as exc:
+            raise DatasetError(f"{path}, line {n}: not JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}, line {n}: not a JSON object")
+        out.append(row)
+    return out
+
+
+def _item(root: Path, row: dict, n: int) -> SyntheticItem:
+    where = f"{root / METADATA}, item {n}"
+    try:
+        item_id, image, label = str(row["id"]), root / row["image"], root / row["label"]
+        case = row["source"]["case"]
+        nodules = tuple(
+            Inserted(float(d["x"]), float(d["y"]), float(d["diameter_mm"]),
+                     None if d.get("subtlety") is None else int(d["subtlety"]))
+            for d in row.get("nodules", [])
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{where}: missing or malformed field {exc}") from None
+    if not isinstance(case, str) or not case:
+        raise DatasetError(
+            f"{where} ({item_id}) has no source case: the benchmark needs edit-mode images of "
+            "the dataset's own radiographs"
+        )
+    for path in (image, label):
+        if not path.is_file():
+            raise DatasetError(f"{where} ({item_id}): file {path} is missing")
+    return SyntheticItem(item_id, image, label, case, nodules)
+
+
+# --------------------------------------------------------------------------------- the pools
+def _read_png(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+
+
+def _as_float(pixels: np.ndarray, path: Path) -> np.ndarray:
+    if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
+        raise DatasetError(f"{path} is not an 8- or 16-bit grey PNG ({pixels.dtype}, {pixels.shape})")
+    return pixels.astype(np.float32) / np.iinfo(pixels.dtype).max
+
+
+def _to_size(image: np.ndarray, size: int) -> np.ndarray:
+    """Anti-aliased resize to size² (the same for every arm, so none gets sharper pixels)."""
+    out = transform.resize(image, (size, size), order=1, anti_aliasing=True, preserve_range=True)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _mask_to_size(mask: np.ndarray, size: int) -> np.ndarray:
+    return _to_size(mask.astype(np.float32), size) >= 0.5
+
+
+def _centres(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.zeros((0, 2), np.float32)
+    return np.asarray(ndimage.center_of_mass(mask, lab, range(1, n + 1)), np.float32)
+
+
+class _PoolBuilder:
+    """Collects (image, mask, spacing) at native size and keeps them at the working size."""
+
+    def __init__(self, name: str, size: int, count: int) -> None:
+        self.name, self.size = name, size
+        self.ids: list[str] = []
+        self.images = np.empty((count, size, size), np.uint8)
+        self.masks = np.empty((count, size, size), bool)
+        self.centres: list[np.ndarray] = []
+        self.mean = np.empty(count, np.float32)
+        self.std = np.empty(count, np.float32)
+        self.spacing = np.empty(count, np.float32)
+
+    def add(self, item_id: str, image: np.ndarray, mask: np.ndarray, spacing_mm: float) -> None:
+        i = len(self.ids)
+        small = _to_size(image, self.size)
+        self.images[i] = np.round(small * 255).astype(np.uint8)
+        stored = self.images[i] / np.float32(255)
+        self.mean[i], self.std[i] = stored.mean(), max(float(stored.std()), 1e-3)
+        self.masks[i] = _mask_to_size(mask, self.size)
+        self.centres.append(_centres(self.masks[i]))
+        self.spacing[i] = spacing_mm * image.shape[1] / self.size
+        self.ids.append(item_id)
+
+    def build(self) -> Pool:
+        n = len(self.ids)
+        return Pool(self.name, self.ids, self.images[:n], self.masks[:n], self.centres,
+                    self.mean[:n], self.std[:n], self.spacing[:n])
+
+
+def real_pool(
+    dataset: JsrtDataset, ids: list[str], size: int, name: str = "real",
+    progress: Progress | None = None,
+) -> tuple[Pool, list[RealNodule]]:
+    """Real cases (nodule label = the JSRT disc) and the measured contrasts of their nodules."""
+    builder = _PoolBuilder(name, size, len(ids))
+    nodules: list[RealNodule] = []
+    for k, case_id in enumerate(ids):
+        case = dataset.load(case_id)
+        builder.add(case_id, case.image, np.asarray(case.masks[NODULE]), case.spacing_mm[1])
+        info = case.info
+        if info.nodule:
+            radius = info.size_mm / case.spacing_mm[1] / 2
+            nodules.append(RealNodule(info.size_mm, info.subtlety,
+                                      metrics.nodule_contrast(case.image, info.x_px, info.y_px, radius)))
+        if progress:
+            progress(k + 1, len(ids))
+    return builder.build(), nodules
+
+
+def synthetic_pool(
+    items: list[SyntheticItem], nodule_value: int, dataset: JsrtDataset, size: int,
+    progress: Progress | None = None,
+) -> Pool:
+    """The synthetic folder's images with the nodule label of their label maps."""
+    spacing = {c.id: c.spacing_mm for c in dataset.cases}
+    builder = _PoolBuilder("synthetic", size, len(items))
+    for k, item in enumerate(items):
+        image = _as_float(_read_png(item.image), item.image)
+        label = _read_png(item.label)
+        if label.shape != image.shape:
+            raise DatasetError(f"{item.label} is {label.shape} but its image is {image.shape}")
+        builder.add(item.id, image, label == nodule_value, spacing[item.case])
+        if progress:
+            progress(k + 1, len(items))
+    return builder.build()
+
+
+def blob_pool(
+    items: list[SyntheticItem], dataset: JsrtDataset, real: list[RealNodule], size: int,
+    progress: Progress | None = None,
+) -> Pool:
+    """The blob arm: each synthetic item's source with blobs at its inserted nodules.
+
+    The blob image is stored at the source's bit depth, as a synthetic image is; the label is
+    the source's own nodule disc plus a disc per blob.
+    """
+    from xraystudio.evaluation.edit_eval import blob_insert
+
+    real = positive_contrasts(real)
+    if not real:
+        raise DatasetError("the training split has no nodule with a measurable contrast to "
+                           "draw blob contrasts from")
+    builder = _PoolBuilder("blob", size, len(items))
+    for k, item in enumerate(items):
+        case = dataset.load(item.case)
+        levels = _levels(dataset.root / "images" / f"{item.case}.png")
+        spacing = case.spacing_mm[1]
+        image, label = case.image.astype(np.float64), np.asarray(case.masks[NODULE]).copy()
+        rng = np.random.default_rng(_stable_seed(item.id))
+        yy, xx = np.ogrid[: image.shape[0], : image.shape[1]]
+        for n in item.nodules:
+            radius = n.diameter_mm / spacing / 2
+            target = draw_contrast(real, n.diameter_mm, n.subtlety, rng)
+            image = blob_insert(image, n.x, n.y, radius, target / _blob_gain(radius))
+            label |= (xx - n.x) ** 2 + (yy - n.y) ** 2 <= radius**2
+        image = np.round(np.clip(image, 0, 1) * levels) / levels
+        builder.add(item.id, image.astype(np.float32), label, spacing)
+        if progress:
+            progress(k + 1, len(items))
+    return builder.build()
+
+
+def draw_contrast(
+    real: list[RealNodule], diameter_mm: float, subtlety: int | None, rng: np.random.Generator
+) -> float:
+    """A real training nodule's contrast, of the same subtlety (when enough) and similar size."""
+    pool = [r for r in real if r.subtlety == subtlety] if subtlety is not None else []
+    if len(pool) < MIN_SAME_SUBTLETY:
+        pool = real
+    nearest = sorted(pool, key=lambda r: abs(r.size_mm - diameter_mm))[:CONTRAST_NEIGHBOURS]
+    return nearest[int(rng.integers(len(nearest)))].contrast
+
+
+def positive_contrasts(real: list[RealNodule]) -> list[RealNodule]:
+    """Nodules whose measured contrast is positive: a blob must stand out to be a nodule at all.
+
+    Very subtle real nodules can measure at or below zero against their ring (a rib beside
+    them); a blob of zero or negative contrast would teach the segmenter to label plain lung.
+    """
+    return [r for r in real if r.contrast > 0]
+
+
+def _blob_gain(radius: float) -> float:
+    """Measured contrast of a blob of contrast 1, so blobs match the measured real contrasts."""
+    from xraystudio.evaluation.edit_eval import blob_insert
+
+    side = int(6 * radius) + 5
+    centre = side // 2
+    blob = blob_insert(np.zeros((side, side)), centre, centre, radius, 1.0)
+    return metrics.nodule_contrast(blob, centre, centre, radius)
+
+
+def _levels(path: Path) -> int:
+    with Image.open(path) as im:
+        return 65535 if im.mode.startswith("I") else 255
+
+
+def _stable_seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
