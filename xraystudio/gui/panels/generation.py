@@ -83,6 +83,8 @@ class GenerationPanel(QWidget):
     generateRequested = Signal()
     cancelRequested = Signal()
     addModelRequested = Signal()
+    #: The chosen model's folder, after every change of model (also by set_models).
+    modelChanged = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -219,6 +221,7 @@ class GenerationPanel(QWidget):
 
     def _on_model(self, _index: int) -> None:
         ref = self.model.currentData() or ""
+        self.modelChanged.emit(model_folder(ref))
         spec = read_spec(ref)
         if spec is None:
             self.model_note.setText(

@@ -3,9 +3,17 @@
 Selecting a row selects the nodule on the canvas (and the other way round); editing a cell moves
 or resizes it as one undo step; Delete removes it. The table follows the MaskStack, so undo, redo
 and drags on the canvas show up here without the canvas knowing about the panel.
+
+"Suggest nodules" adds a layout drawn by the layout sampler shipped beside the chosen model
+(sizes, places and numbers like the model's training data) as ordinary nodules, in one undo
+step, so a user can start from a realistic layout and edit it. The panel follows the generation
+panel's model choice itself, so the main window needs no wiring for it.
 """
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -17,6 +25,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMainWindow,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -24,9 +33,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xraystudio.errors import MaskError
+from xraystudio.errors import MaskError, ModelError
 from xraystudio.gui.canvas.view import CanvasView
+from xraystudio.gui.panels.generation import GenerationPanel, model_folder
 from xraystudio.masks import NODULE, MaskStack, Nodule, Rect
+from xraystudio.synthesis.layout_sampler import LAYOUT_SAMPLER_FILE, LayoutSampler, default_sampler
+from xraystudio.synthesis.model import builtin_model_dir
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("#", "x px", "y px", "Ø mm", "Edit")
 STATUS_COLUMN = len(COLUMNS) - 1
@@ -64,6 +78,10 @@ class NodulesPanel(QWidget):
         self.canvas = canvas
         self._filling = False
         self._unsubscribe = None
+        self._model_folder: Path = builtin_model_dir()
+        self._sampler: LayoutSampler | None = None
+        self._sampler_problem = ""
+        self._following: GenerationPanel | None = None
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("noduleTable")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -81,12 +99,15 @@ class NodulesPanel(QWidget):
         self.stamp_size.setToolTip("Diameter of new nodules (nodule tool, N)")
         self.delete_button = QPushButton("Delete")
         self.delete_button.setEnabled(False)
+        self.suggest_button = QPushButton("Suggest nodules")
+        self.suggest_button.setObjectName("suggestNodules")
         self.empty_hint = QLabel("No nodules. Press N and click in a lung to stamp one.")
         self.empty_hint.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("New nodule Ø", self.stamp_size)
         row = QHBoxLayout()
+        row.addWidget(self.suggest_button)
         row.addStretch(1)
         row.addWidget(self.delete_button)
         layout = QVBoxLayout(self)
@@ -99,20 +120,87 @@ class NodulesPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.itemChanged.connect(self._on_edit)
         self.delete_button.clicked.connect(self.delete_selected)
+        self.suggest_button.clicked.connect(self.suggest_nodules)
         delete = QShortcut(QKeySequence.StandardKey.Delete, self.table)
         delete.setContext(Qt.ShortcutContext.WidgetShortcut)
         delete.activated.connect(self.delete_selected)
         canvas.noduleSelected.connect(self._select_row)
         canvas.noduleDragged.connect(self.refresh)
+        self.set_model_folder(self._model_folder)
 
     def attach(self) -> None:
-        """Follow the canvas' current study."""
+        """Follow the canvas' current study (and, from now on, the window's model choice)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         if self.canvas.study is not None:
             self._unsubscribe = self.canvas.masks.subscribe(self._on_change)
+        self._follow_model_choice()
         self.refresh()
+        self._update_suggest()
+
+    # ------------------------------------------------------------ suggestions
+    def _follow_model_choice(self) -> None:
+        """Take the layout sampler of the model chosen in the window's generation panel."""
+        generation = self.window().findChild(GenerationPanel)
+        if generation is None or generation is self._following:
+            return
+        self._following = generation
+        generation.modelChanged.connect(self.set_model_folder)
+        self.set_model_folder(model_folder(generation.model.currentData() or ""))
+
+    def set_model_folder(self, folder: Path) -> None:
+        """Use the layout sampler beside the model in ``folder``, if it has one."""
+        self._model_folder = Path(folder)
+        try:
+            self._sampler = default_sampler(self._model_folder)
+            self._sampler_problem = "" if self._sampler else (
+                f"The chosen model has no layout sampler ({LAYOUT_SAMPLER_FILE} in "
+                f"{self._model_folder}); make one with xraystudio fit-layout")
+        except ModelError as exc:
+            self._sampler, self._sampler_problem = None, str(exc)
+        self._update_suggest()
+
+    def _update_suggest(self) -> None:
+        if self._sampler is None:
+            self.suggest_button.setEnabled(False)
+            self.suggest_button.setToolTip(self._sampler_problem)
+        elif self.canvas.study is None:
+            self.suggest_button.setEnabled(False)
+            self.suggest_button.setToolTip("Open a radiograph to suggest nodules in its lungs")
+        else:
+            self.suggest_button.setEnabled(True)
+            self.suggest_button.setToolTip(
+                "Add nodules with the sizes, places and subtlety of the model's training data, "
+                "inside the lungs and clear of the other nodules (Ctrl+Z takes them back)")
+
+    def suggest_nodules(self) -> None:
+        """Add one sampled layout to the study's masks as editable nodules, in one undo step."""
+        if self._sampler is None or self.canvas.study is None:
+            return
+        masks = self.canvas.masks
+        seed = np.random.SeedSequence()
+        existing = [(n.x, n.y, n.diameter_mm) for n in masks.nodules]
+        try:
+            layout = self._sampler.sample(masks, float(np.mean(masks.spacing_mm)),
+                                          np.random.default_rng(seed), existing=existing)
+        except MaskError as exc:
+            self._status(f"No nodules suggested: {exc}")
+            return
+        masks.begin("Suggest nodules")
+        added = [masks.add_nodule(n.x, n.y, n.diameter_mm) for n in layout]
+        masks.commit()
+        log.info("suggested nodules %s (seed %d)", [n.to_dict() for n in layout], seed.entropy)
+        self.canvas.edited.emit()
+        self.canvas.select_nodule(added[-1].id)
+        self._status(f"Suggested {len(added)} nodule(s): "
+                     + ", ".join(f"{n.diameter_mm:.0f} mm" for n in layout)
+                     + "; edit them in the list, Ctrl+Z removes them")
+
+    def _status(self, message: str) -> None:
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(message, 10000)
 
     def _on_change(self, layer: str, rect: Rect) -> None:
         if layer == NODULE:
