@@ -137,11 +137,13 @@ def test_places_follow_the_fitted_places(fitted, upper) -> None:
     assert 0.35 < np.mean(lungs) < 0.65
 
 
-def test_masks_of_another_size_and_spacing(fitted) -> None:
+@pytest.mark.parametrize("size", [256, 1600])  # 1600 px: the coarse inside-the-lungs grid
+def test_masks_of_another_size_and_spacing(fitted, size) -> None:
     sampler, _, masks = fitted
-    big = resize_masks(masks, (256, 256))
-    layout = sampler.sample(big, SPACING / 2, np.random.default_rng(5), n=3)
-    assert _inside_lungs(big, layout)
+    big = resize_masks(masks, (size, size))
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        assert _inside_lungs(big, sampler.sample(big, SPACING * SIZE / size, rng, n=3))
 
 
 def test_too_small_lungs_no_lungs_and_fewer_nodules(fitted, caplog) -> None:

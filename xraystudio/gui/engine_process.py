@@ -195,6 +195,11 @@ def serve(jobs: mp.Queue, events: mp.Queue, cancel, threads: int | None) -> None
 
 def handle(job: Job | SegmentJob, cache: dict, events, cancel) -> None:
     """Run one job and put its events, ending with exactly one terminal event."""
+    if getattr(job, "kind", None) == "sweep":  # the conditioning explorer (gui.sweep_job)
+        from xraystudio.gui.sweep_job import handle_sweep
+
+        handle_sweep(job, cache, events, cancel)
+        return
     if isinstance(job, SegmentJob):
         try:
             events.put(("segmented", _segment(job, cache)))
@@ -252,15 +257,48 @@ def _segment(job: SegmentJob, cache: dict) -> Segmented:
     return Segmented(names, shared)
 
 
-def _run(job: Job, engines: dict, events: mp.Queue, cancel) -> list[GeneratedImage]:
-    from xraystudio.gui.pixels import to_uint8
-    from xraystudio.synthesis.engine import Engine, GenerationRequest, compare_with_source
+def engine_for(engines: dict, model_ref: str | None, device: str, events):
+    """The loaded engine of ``model_ref`` (kept in the process between jobs)."""
+    from xraystudio.synthesis.engine import Engine
 
-    key = ("engine", job.model_ref, job.device)
+    key = ("engine", model_ref, device)
     if key not in engines:
         events.put(("stage", "Loading the model…"))
-        engines[key] = Engine.load(job.model_ref, device=job.device)
-    engine = engines[key]
+        engines[key] = Engine.load(model_ref, device=device)
+    return engines[key]
+
+
+def generated(r, engine, image: XRayImage | None, masks: MaskStack,
+              metrics: dict | None = None) -> GeneratedImage:
+    """An engine Result as a GeneratedImage whose big arrays wait in shared memory (the
+    receiver unlinks them); measured against the source unless ``metrics`` are given."""
+    from xraystudio.synthesis.engine import compare_with_source
+
+    if r.values is not None:  # edit mode: measured in its windows, at full size
+        from xraystudio.gui.edit_results import edit_metrics
+
+        metrics = {**(metrics or {}), **edit_metrics(image.display(), r.image, r.changed,
+                                                     r.provenance,
+                                                     image.spacing_mm or masks.spacing_mm)}
+    elif metrics is None:
+        metrics = compare_with_source(r, image, masks) if image is not None else {}
+    shared = {}
+    for name in ("image", "values", "changed"):
+        array = getattr(r, name)
+        if array is not None:
+            shared[name], block = SharedArray.put(np.ascontiguousarray(array))
+            block.close()  # the receiver unlinks it
+    return GeneratedImage(
+        condition=r.condition, layers=list(engine.spec.layers), seed=r.seed,
+        metrics=metrics, provenance={**r.provenance, "metrics": metrics}, **shared,
+    )
+
+
+def _run(job: Job, engines: dict, events: mp.Queue, cancel) -> list[GeneratedImage]:
+    from xraystudio.gui.pixels import to_uint8
+    from xraystudio.synthesis.engine import GenerationRequest
+
+    engine = engine_for(engines, job.model_ref, job.device, events)
     if cancel.is_set():
         raise GenerationCancelled("generation cancelled")
     events.put(("stage", f"Generating with {engine.spec.name}…"))
@@ -272,29 +310,7 @@ def _run(job: Job, engines: dict, events: mp.Queue, cancel) -> list[GeneratedIma
     masks, image = job.unpack()
     request = GenerationRequest(masks=masks, image=image, **job.params)
     results = engine.generate(request, progress=progress, cancel=cancel)
-    out = []
-    source_display = None
-    for r in results:
-        if r.values is not None:  # edit mode: measured in its windows, at full size
-            from xraystudio.gui.edit_results import edit_metrics
-
-            if source_display is None:
-                source_display = image.display()
-            metrics = edit_metrics(source_display, r.image, r.changed, r.provenance,
-                                   image.spacing_mm or masks.spacing_mm)
-        else:
-            metrics = compare_with_source(r, image, masks) if image is not None else {}
-        shared = {}
-        for name in ("image", "values", "changed"):
-            array = getattr(r, name)
-            if array is not None:
-                shared[name], block = SharedArray.put(np.ascontiguousarray(array))
-                block.close()  # the receiver unlinks it
-        out.append(GeneratedImage(
-            condition=r.condition, layers=list(engine.spec.layers), seed=r.seed,
-            metrics=metrics, provenance={**r.provenance, "metrics": metrics}, **shared,
-        ))
-    return out
+    return [generated(r, engine, image, masks) for r in results]
 
 
 class EngineProcess:

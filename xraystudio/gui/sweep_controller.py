@@ -1,0 +1,443 @@
+"""The conditioning explorer as the window drives it: the Sweep tab, the run, the record.
+
+The sweep runs in the window's engine process (gui.sweep_job), one cell after another, while a
+thread here only waits on its events and makes display words, so the UI thread never computes
+more than a caption. Each finished cell becomes an ordinary result at once: it joins the results
+strip and the project (with provenance and the masks it was made from, curatable like any
+other), and the sweep record — saved in the project after every cell — names its result id, so
+a cancelled or crashed sweep keeps its finished cells and a reopened project shows the grid.
+The Generation panel's model and settings are the base of every cell; the axes override them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QFileDialog
+
+from xraystudio.errors import XRayStudioError
+from xraystudio.explore.axes import parse_axes
+from xraystudio.explore.sweep import BASE_KEYS, CellRecord, Sweep, SweepRecord
+from xraystudio.gui.engine_process import EngineProcess, Job, release
+from xraystudio.gui.panels.generation import read_spec
+from xraystudio.gui.panels.sweep import SweepPanel
+from xraystudio.gui.pixels import grey_to_rgb32
+from xraystudio.gui.sweep_job import SWEEP_TERMINAL, SweepJob
+from xraystudio.gui.workers import read_result_png
+from xraystudio.image import XRayImage
+from xraystudio.masks import MaskStack
+
+if TYPE_CHECKING:
+    from xraystudio.gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+#: Cell pictures in the grid are at most this many pixels on their longer side.
+CELL_PICTURE_PX = 768
+
+
+def cell_words(image: np.ndarray) -> np.ndarray:
+    step = max(1, int(np.ceil(max(image.shape) / CELL_PICTURE_PX)))
+    return grey_to_rgb32(np.ascontiguousarray(image[::step, ::step]))
+
+
+class SweepThread(QThread):
+    """Sends one sweep to the engine process and relays its events (off the UI thread)."""
+
+    stage = Signal(str)
+    progressed = Signal(object)  # SweepProgress
+    cell = Signal(object, object, object, object)  # CellRecord, GeneratedImage|None, words,
+    # cell masks (MaskStack) or None when the study's
+    finished_sweep = Signal(dict)  # the record as the process ended it
+    failed = Signal(str)
+
+    def __init__(self, engine: EngineProcess, record: SweepRecord, masks: MaskStack,
+                 image: XRayImage | None, faithfulness: bool = True, parent=None) -> None:
+        super().__init__(parent)
+        self.engine, self.record, self.masks, self.image = engine, record, masks, image
+        self.faithfulness = faithfulness
+
+    def cancel(self) -> None:
+        self.engine.cancel()
+
+    def run(self) -> None:
+        job, blocks = Job.pack(self.record.sweep.model, self.masks, self.image, {})
+        try:
+            self.engine.submit(SweepJob(job, self.record.to_dict(), self.faithfulness))
+            self._relay()
+        except Exception as exc:  # never leave the window waiting
+            log.exception("sweep relay failed")
+            self.failed.emit(f"The sweep failed unexpectedly: {exc}")
+        finally:
+            release(blocks)
+
+    def _relay(self) -> None:
+        while True:
+            event = self.engine.next_event(timeout=0.25)
+            if event is None:
+                continue
+            kind = event[0]
+            if kind == "stage":
+                self.stage.emit(event[1])
+            elif kind == "sweep_progress":
+                self.progressed.emit(event[1])
+            elif kind == "sweep_cell":
+                rec, result, masks = CellRecord.from_dict(event[1]), event[2], event[3]
+                words = None
+                if result is not None:
+                    result.take()
+                    result.pixels = grey_to_rgb32(result.image)
+                    words = cell_words(result.image)
+                if masks is not None:
+                    masks = masks.take(self.masks.spacing_mm, self.masks.source_nodules)
+                self.cell.emit(rec, result, words, masks)
+            elif kind == "sweep_done":
+                self.finished_sweep.emit(event[1])
+            elif kind == "failed":
+                self.failed.emit(event[1])
+            if kind in SWEEP_TERMINAL:
+                return
+
+
+class CellImagesThread(QThread):
+    """Reads a reopened sweep's cell images from the project's result PNGs."""
+
+    loaded = Signal(int, object, object)  # cell index, float image, words
+
+    def __init__(self, items: list[tuple[int, Path]], parent=None) -> None:
+        super().__init__(parent)
+        self.items = items
+        self.stopped = False
+
+    def run(self) -> None:
+        for index, path in self.items:
+            if self.stopped:
+                return
+            image = read_result_png(path)
+            if image is not None:
+                self.loaded.emit(index, image, cell_words(image))
+
+
+class ExportThread(QThread):
+    """Writes the grid PNG, CSV and JSON off the UI thread (resizing full-size cells)."""
+
+    done = Signal(list)
+    failed = Signal(str)
+
+    def __init__(self, folder: Path, record: SweepRecord, images: list, metric: str | None,
+                 parent=None) -> None:
+        super().__init__(parent)
+        self.folder, self.record, self.images, self.metric = folder, record, images, metric
+
+    def run(self) -> None:
+        from xraystudio.explore import grid
+
+        try:
+            self.done.emit(grid.export(self.folder, self.record, self.images,
+                                       metric=self.metric or None))
+        except (XRayStudioError, OSError) as exc:
+            self.failed.emit(str(exc))
+
+
+class SweepController(QObject):
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.w = window
+        self.panel = SweepPanel()
+        self.tab_index = window.tabs.addTab(self.panel, "Sweep")
+        self.thread: SweepThread | None = None
+        self.loader: CellImagesThread | None = None
+        self.exporter: ExportThread | None = None
+        self.record: SweepRecord | None = None
+        self.images: dict[int, np.ndarray] = {}  # cell index -> image in [0, 1]
+        self.results: dict[int, object] = {}  # cell index -> GeneratedImage of this session
+        self._study = None
+        self._masks: MaskStack | None = None
+        self.faithfulness = True
+        self.sweep_tab_action = QAction("S&weep view", window)
+        self.sweep_tab_action.setShortcut("Ctrl+Shift+W")
+        self.sweep_tab_action.triggered.connect(self.show_tab)
+        window.addAction(self.sweep_tab_action)
+        p = self.panel
+        p.runRequested.connect(self.run)
+        p.cancelRequested.connect(self.cancel)
+        p.exportRequested.connect(self.choose_export)
+        p.cellClicked.connect(self.open_cell)
+        p.sweepChosen.connect(self.open_saved)
+        window.projects.projectChanged.connect(self.study_changed)
+        self.study_changed()
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None
+
+    def show_tab(self) -> None:
+        self.w.tabs.setCurrentIndex(self.tab_index)
+
+    # ----------------------------------------------------------------- run
+    def build(self) -> Sweep:
+        """The sweep the panel describes over the Generation panel's settings."""
+        w = self.w
+        axes = parse_axes(self.panel.axis_texts())
+        params = w.generator.params()
+        base = {k: v for k, v in params.items() if k in BASE_KEYS}
+        ref = w.generator.model_ref()
+        sweep = Sweep(axes, base, ref or None, params.get("seed"))
+        specs = {}
+        for r in (sweep.axis("model").values if sweep.axis("model") else [sweep.model]):
+            spec = read_spec(r or "")
+            if spec is None:
+                raise XRayStudioError(f"{r} is not a readable model folder")
+            specs[r] = spec
+        sweep.check(w.study.masks, specs)
+        return sweep
+
+    def run(self) -> None:
+        w = self.w
+        if w.study is None or self.running:
+            return
+        if w.generation is not None:
+            self.panel.show_message("A generation is running; the sweep can start when it is "
+                                    "done.", error=True)
+            return
+        try:
+            sweep = self.build()
+        except XRayStudioError as exc:
+            self.panel.show_message(str(exc), error=True)
+            return
+        record = SweepRecord.new(sweep, study=w.projects.study_id)
+        self._store(record)
+        self.show(record)
+        self._study = w.study
+        self._masks = w.study.masks.copy()
+        thread = SweepThread(w.engine, record, self._masks, w.study.image, self.faithfulness,
+                             parent=self)
+        thread.stage.connect(self.panel.show_message)
+        thread.progressed.connect(self.panel.show_progress)
+        thread.cell.connect(self._on_cell)
+        thread.finished_sweep.connect(self._on_done)
+        thread.failed.connect(self._on_failed)
+        thread.finished.connect(self._on_thread_finished)
+        self.thread = thread
+        self.panel.set_running(True)
+        w.generator.generate.setEnabled(False)
+        self.panel.show_message(f"Starting a sweep of {sweep.n_cells} cells…")
+        thread.start()
+
+    def cancel(self) -> None:
+        if self.thread is not None:
+            self.thread.cancel()
+            self.panel.show_message("Cancelling… the finished cells are kept")
+
+    def _on_cell(self, rec: CellRecord, result, words, masks) -> None:
+        record = self.record
+        if record is None or self._study is not self.w.study:
+            return
+        record.cells[rec.index] = rec
+        if result is not None:
+            self.images[rec.index] = result.image
+            self.results[rec.index] = result
+            self.panel.set_cell_pixels(rec.index, words, result.image.shape)
+            self._add_result(rec.index, result, masks if masks is not None else self._masks)
+        self.panel.refresh_captions()
+        self._store(record)
+
+    def _add_result(self, index: int, result, masks: MaskStack) -> None:
+        """The cell as an ordinary result: in the strip and, with a project, stored."""
+        w = self.w
+        w.strip.add([result])
+        record = self.record
+
+        def stored(ids: list[str], record=record) -> None:
+            w.results._on_stored([result], ids)
+            if ids and record is not None:
+                record.cells[index].result = ids[0]
+                self._store(record)
+
+        w.projects.add_results([result], masks, stored)
+
+    def _on_done(self, data: dict) -> None:
+        record = self.record
+        if record is None:
+            return
+        done = SweepRecord.from_dict(data)
+        record.status, record.finished = done.status, done.finished
+        for i, cell in enumerate(done.cells):  # figures as the process ended; ids are ours
+            cell.result = record.cells[i].result
+            record.cells[i] = cell
+        self._store(record)
+        n = len(record.done)
+        word = "Cancelled" if record.status == "cancelled" else "Done"
+        self.panel.show_message(f"{word}: {n} of {len(record.cells)} cells"
+                                + (" kept" if record.status == "cancelled" else ""))
+        self.panel.progress.setValue(1000 if record.status == "done" else
+                                     self.panel.progress.value())
+        self.panel.refresh_captions()
+        self._fill_saved()
+
+    def _on_failed(self, message: str) -> None:
+        if self.record is not None:
+            self.record.status, self.record.error = "failed", message
+            self._store(self.record)
+        self.panel.show_message(f"The sweep failed: {message}", error=True)
+
+    def _on_thread_finished(self) -> None:
+        thread, self.thread = self.thread, None
+        if thread is not None:
+            thread.deleteLater()
+        self.panel.set_running(False)
+        self.w.generator.generate.setEnabled(self.w.study is not None and
+                                             self.w.generation is None)
+
+    def _store(self, record: SweepRecord) -> None:
+        """Save the record in the project (giving it its id the first time)."""
+        projects = self.w.projects
+        if not projects.writable or record.study is None:
+            return
+        if record.study != projects.study_id:
+            return
+        try:
+            record.id = projects.project.save_sweep(record.to_dict())
+        except (XRayStudioError, OSError) as exc:
+            log.warning("cannot save the sweep: %s", exc)
+
+    # ------------------------------------------------------------ showing
+    def show(self, record: SweepRecord | None) -> None:
+        self.stop_loading()
+        self.record = record
+        self.images = {}
+        self.results = {}
+        self.panel.show_record(record)
+        if record is not None:
+            self.panel.set_axis_texts([a.text for a in record.sweep.axes])
+        self._fill_saved()
+
+    def _fill_saved(self) -> None:
+        items = []
+        project, sid = self.w.projects.project, self.w.projects.study_id
+        if project is not None and sid is not None:
+            for d in project.sweeps(study=sid):
+                shape = "×".join(str(n) for n in d.get("shape", []) if n > 1) or "1"
+                axes = ", ".join(a["name"] for a in d.get("axes", []))
+                items.append((d["id"], f"{d['id']}: {axes} ({shape}, {d.get('status')})"))
+        if self.record is not None and not self.record.id:
+            items.append(("", "this session (not in a project)"))
+        self.panel.set_saved(items, self.record.id if self.record else None)
+
+    def study_changed(self) -> None:
+        """A study was opened or closed (or the project changed): show its latest sweep."""
+        if self.running and self._study is not self.w.study:
+            self.cancel()
+        if self.running:
+            return
+        project, sid = self.w.projects.project, self.w.projects.study_id
+        latest = None
+        if project is not None and sid is not None:
+            saved = project.sweeps(study=sid)
+            latest = saved[-1]["id"] if saved else None
+        if latest is not None:
+            self.open_saved(latest)
+        else:
+            self.show(None)
+            self.panel.show_message("Choose up to three axes and run the sweep.")
+        self.panel.run.setEnabled(self.w.study is not None)
+
+    def open_saved(self, sweep_id: str) -> None:
+        """Show a sweep kept in the project, its cells read from their result PNGs."""
+        project = self.w.projects.project
+        if not sweep_id or project is None or self.running:
+            return
+        try:
+            record = SweepRecord.from_dict(project.sweep(sweep_id))
+        except XRayStudioError as exc:
+            self.panel.show_message(str(exc), error=True)
+            return
+        self.show(record)
+        self.panel.show_message(f"Sweep {record.id}: {len(record.done)} of "
+                                f"{len(record.cells)} cells ({record.status})")
+        items = []
+        for cell in record.cells:
+            if cell.result:
+                try:
+                    items.append((cell.index, project.result_path(cell.result)))
+                except XRayStudioError:
+                    continue
+        if items:
+            loader = CellImagesThread(items, self)
+            loader.loaded.connect(self._on_loaded)
+            loader.finished.connect(lambda t=loader: self._loader_done(t))
+            self.loader = loader
+            loader.start()
+
+    def _on_loaded(self, index: int, image: np.ndarray, words: np.ndarray) -> None:
+        if self.record is None:
+            return
+        self.images[index] = image
+        self.panel.set_cell_pixels(index, words, image.shape)
+
+    def _loader_done(self, thread: CellImagesThread) -> None:
+        if self.loader is thread:
+            self.loader = None
+        thread.deleteLater()
+
+    def stop_loading(self) -> None:
+        if self.loader is not None:
+            self.loader.stopped = True
+            self.loader.loaded.disconnect(self._on_loaded)
+            self.loader = None
+
+    def open_cell(self, index: int) -> None:
+        """Compare the cell's result with the source (the Compare tab)."""
+        w = self.w
+        record = self.record
+        if record is None:
+            return
+        rid = record.cells[index].result
+        mine = self.results.get(index)
+        row = next((i for i, r in enumerate(w.strip.results) if r is mine), None)
+        if row is not None:
+            w.strip.setCurrentRow(row)
+        elif not (rid and w.strip.select_id(rid)):
+            self.panel.show_message(f"Cell {index + 1} has no image yet")
+            return
+        w.tabs.setCurrentIndex(1)
+
+    # ------------------------------------------------------------- export
+    def choose_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.w, "Export the sweep grid to a folder",
+                                                  self.w.settings.last_folder)
+        if folder:
+            self.export_to(folder)
+
+    def export_to(self, folder: str | Path) -> ExportThread | None:
+        record = self.record
+        if record is None or self.exporter is not None:
+            return None
+        images = [self.images.get(c.index) for c in record.cells]
+        thread = ExportThread(Path(folder), record, images, self.panel.metric_key, self)
+        thread.done.connect(lambda paths: self.panel.show_message(
+            "Exported " + ", ".join(p.name for p in paths) + f" to {folder}"))
+        thread.failed.connect(lambda m: self.w.show_error("Cannot export the sweep", m))
+        thread.finished.connect(self._export_finished)
+        self.exporter = thread
+        thread.start()
+        return thread
+
+    def _export_finished(self) -> None:
+        thread, self.exporter = self.exporter, None
+        if thread is not None:
+            thread.deleteLater()
+
+    def shutdown(self) -> None:
+        """Before the window closes: stop the sweep (its finished cells are saved)."""
+        self.stop_loading()
+        if self.thread is not None:
+            self.thread.cancel()
+            self.thread.wait(15_000)
+        if self.exporter is not None:
+            self.exporter.wait(15_000)
