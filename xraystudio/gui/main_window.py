@@ -31,6 +31,7 @@ from xraystudio.gui.canvas.tools import Tool, all_tools
 from xraystudio.gui.canvas.view import CanvasView
 from xraystudio.gui.dialogs import help as help_dialog
 from xraystudio.gui.dialogs import restore as restore_dialog
+from xraystudio.gui import recent_menus
 from xraystudio.gui.dialogs.export import ExportDialog
 from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.panels.gallery import GalleryPanel
@@ -41,6 +42,7 @@ from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.results_controller import ResultsController
 from xraystudio.gui.settings import AppSettings
+from xraystudio.gui.sweep_controller import SweepController
 from xraystudio.gui.workers import (
     GenerationThread,
     OpenedStudy,
@@ -112,6 +114,7 @@ class MainWindow(QMainWindow):
                                        Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.findChild(QDockWidget, "resultsDock"), self.gallery_dock)
         self.findChild(QDockWidget, "resultsDock").raise_()
+        self.sweeps = SweepController(self)  # the Sweep tab: grid, runs, saved sweeps
 
         self.position = QLabel()
         self.zoom_label = QLabel()
@@ -216,7 +219,7 @@ class MainWindow(QMainWindow):
         file_menu = menu.addMenu("&File")
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.recent_menu.aboutToShow.connect(lambda: recent_menus.fill_recent(self))
         file_menu.addSeparator()
         for act in (self.load_masks_action, self.load_mask_folder_action, self.save_masks_action,
                     self.save_masks_as_action):
@@ -225,7 +228,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.new_project_action)
         file_menu.addAction(self.open_project_action)
         self.recent_projects_menu = file_menu.addMenu("Recent projec&ts")
-        self.recent_projects_menu.aboutToShow.connect(self._fill_recent_projects)
+        self.recent_projects_menu.aboutToShow.connect(
+            lambda: recent_menus.fill_recent_projects(self))
         file_menu.addAction(self.save_project_as_action)
         file_menu.addAction(self.close_project_action)
         file_menu.addAction(self.export_action)
@@ -240,7 +244,7 @@ class MainWindow(QMainWindow):
         view_menu = menu.addMenu("&View")
         for act in (self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action,
                     None, self.masks_action, self.outline_action, None, self.edit_tab_action,
-                    self.compare_tab_action, self.gallery_action):
+                    self.compare_tab_action, self.sweeps.sweep_tab_action, self.gallery_action):
             view_menu.addAction(act) if act else view_menu.addSeparator()
         view_menu.addSeparator()
         for dock in self.findChildren(QDockWidget):
@@ -424,6 +428,7 @@ class MainWindow(QMainWindow):
                                    prepared.reference_pixels if prepared else None,
                                    study.image if study else None)
         self.results.load_project_results()
+        self.sweeps.study_changed()
         if study is not None:
             study.masks.subscribe(self._on_masks_changed)
         self._fill_windows()
@@ -469,18 +474,6 @@ class MainWindow(QMainWindow):
             act.setEnabled(enabled)
         self.generator.generate.setEnabled(enabled and self.generation is None)
         self.save_result_action.setEnabled(self.compare.result is not None)
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        recent = self.settings.recent_files
-        for path in recent:
-            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_file(p)) \
-                .setToolTip(path)
-        if recent:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear list", self.settings.clear_recent)
-        else:
-            self.recent_menu.addAction("No recent files").setEnabled(False)
 
     @property
     def study(self) -> Study | None:
@@ -714,7 +707,7 @@ class MainWindow(QMainWindow):
 
     def generate(self) -> None:
         study = self.study
-        if study is None or self.generation is not None:
+        if study is None or self.generation is not None or self.sweeps.running:
             return
         self.settings.generation = self.generator.saved_state()
         self._generation_masks = study.masks.copy()
@@ -840,19 +833,6 @@ class MainWindow(QMainWindow):
     def close_project(self) -> None:
         self.projects.close()
 
-    def _fill_recent_projects(self) -> None:
-        menu = self.recent_projects_menu
-        menu.clear()
-        recent = self.settings.recent_projects
-        for folder in recent:
-            menu.addAction(Path(folder).name, lambda f=folder: self.open_project(f)) \
-                .setToolTip(folder)
-        if recent:
-            menu.addSeparator()
-            menu.addAction("Clear list", self.settings.clear_recent_projects)
-        else:
-            menu.addAction("No recent projects").setEnabled(False)
-
     def _on_project_changed(self) -> None:
         is_open = self.projects.is_open
         self.save_project_as_action.setEnabled(self.projects.writable)
@@ -908,6 +888,7 @@ class MainWindow(QMainWindow):
             return
         self.save_settings()
         self.gallery.shutdown()
+        self.sweeps.shutdown()
         self.results.stop(wait_ms=5000)
         if self.export_dialog is not None and self.export_dialog.thread is not None:
             self.export_dialog.thread.cancel()
