@@ -194,7 +194,7 @@ class NodulesPanel(QWidget):
         self.canvas.edited.emit()
         self.canvas.select_nodule(added[-1].id)
         self._status(f"Suggested {len(added)} nodule(s): "
-                     + ", ".join(f"{n.diameter_mm:.0f} mm" for n in layout)
+                     + ", ".join(f"{n.diameter_mm:.1f} mm" for n in layout)
                      + "; edit them in the list, Ctrl+Z removes them")
 
     def _status(self, message: str) -> None:
