@@ -50,6 +50,7 @@ class EditEvalConfig:
     insertions_per_normal: int = 6
     limit: int | None = None
     classifier_seeds: int = 3
+    tune_cases: int = 12  # as the edit model's training held out (TrainConfig.edit_tune_cases)
 
 
 def blob_insert(values: np.ndarray, x: float, y: float, radius_px: float, contrast: float) -> np.ndarray:
@@ -164,6 +165,10 @@ class EditEvaluator:
     def case_ids(self) -> list[str]:
         if self.cfg.split == "all":
             ids = self.dataset.ids
+        elif self.cfg.split == "tune":  # the training split's tuning cases the model never saw
+            from xraystudio.training.edit import tune_split
+
+            ids = tune_split(self.dataset, self.dataset.split()[0], self.cfg.tune_cases)[1]
         else:
             train, val = self.dataset.split()
             ids = val if self.cfg.split == "val" else train
@@ -316,7 +321,7 @@ class EditEvaluator:
             "changed_pixels_outside_edits": outside_total,
             "n_reinsertion": len(re), "n_insertion": len(ins), "n_removal": len(rem),
         }
-        if windows["real"] and windows["edit"]:
+        if windows["real"] and windows["edit"] and self.cfg.classifier_seeds:
             aucs = [two_sample_auc(windows["real"], windows["real_groups"], windows["edit"],
                                    windows["edit_groups"], seed=s)
                     for s in range(self.cfg.classifier_seeds)]

@@ -198,71 +198,126 @@ class EditOutput:
     conditions: list[np.ndarray]  # each site's model input, in site order
 
 
+@dataclasses.dataclass
+class EditTask:
+    """One radiograph to edit: what ``run_edits`` batches with others."""
+
+    image: XRayImage
+    masks: MaskStack | None
+    plan: EditPlan
+    seed: int
+
+
+class _EditState:
+    """The working copy of one radiograph while its sites are drawn, round by round."""
+
+    def __init__(self, task: EditTask, spec: EditSpec) -> None:
+        if task.plan.empty:
+            raise GenerationError("nothing to edit: stamp a nodule, move or delete one of the "
+                                  "radiograph's nodules, or paint over a region with the Remove "
+                                  "tool")
+        image, masks = task.image, task.masks
+        self.task, self.spec = task, spec
+        self.fmt = PixelFormat.of(image)
+        self.spacing_mm = _spacing(image, masks)
+        self.sites = plan_sites(task.plan, image.shape, self.spacing_mm, spec)
+        self.sign = np.float32(-1.0 if image.invert else 1.0)  # work with dense = bright
+        self.work = image.values * self.sign
+        lungs = masks.union(LUNGS) if masks is not None and any(n in masks for n in LUNGS) else None
+        self.lungs = lungs if lungs is not None and lungs.any() else None
+        self.changed = np.zeros(image.shape, bool)
+        self.groups = rounds(self.sites)
+        # Each site's noise comes from the seed and its place in the drawing order, so an image
+        # is the same whichever other images share its batch.
+        order = [id(site) for group in self.groups for site in group]
+        self.noise_seed = {key: task.seed * 1000 + k for k, key in enumerate(order)}
+        self.conditions: dict[int, np.ndarray] = {}
+
+    def prepare(self, site: Site) -> tuple[np.ndarray, tuple]:
+        """The model input for ``site`` and what ``apply`` needs to paste its result."""
+        spec = self.spec
+        w = site.box.cut(self.work)
+        weight = feather(site.core, site.band_px)
+        region = to_model(weight, spec) > 0
+        small = to_model(w, spec)
+        lo, hi = value_range(small, ~region)
+        s = site.box.spacing_mm
+        if site.nodule is not None:
+            x, y, diameter = site.nodule
+            cy = (y - site.box.y0 + 0.5) * spec.window / site.box.size - 0.5
+            cx = (x - site.box.x0 + 0.5) * spec.window / site.box.size - 0.5
+            nodule = soft_disc((spec.window,) * 2, cy, cx, diameter / 2 / s)
+        else:
+            nodule = np.zeros((spec.window,) * 2, np.float32)
+        lung_w = (None if self.lungs is None
+                  else to_model(site.box.cut(self.lungs.astype(np.float32)), spec))
+        cond = condition(normalise(small, lo, hi), region, nodule, lung_w, s, spec)
+        self.conditions[id(site)] = cond
+        return cond, (w, weight, small, lo, hi)
+
+    def apply(self, site: Site, window: tuple, generated: np.ndarray) -> None:
+        w, weight, small, lo, hi = window
+        drawn = resize(denormalise(generated, lo, hi), w.shape, smooth=True)
+        coarse = resize(small, w.shape, smooth=True) if w.shape != small.shape else w
+        if self.spec.detail_mm > 0:
+            sigma = self.spec.detail_mm / self.spacing_mm
+            drawn = ndimage.gaussian_filter(drawn, sigma, mode="nearest")
+            coarse = ndimage.gaussian_filter(coarse, sigma, mode="nearest")
+        _paste(self.work, self.changed, site.box, w + weight * (drawn - coarse), weight > 0)
+
+    def output(self) -> EditOutput:
+        values = self.task.image.values.copy()
+        values[self.changed] = self.fmt.quantise(self.work[self.changed] * self.sign)
+        return EditOutput(values, self.changed, self.sites, self.fmt,
+                          [self.conditions[id(s)] for s in self.sites])
+
+
 def run_edit(
     pipe, image: XRayImage, masks: MaskStack | None, plan: EditPlan, seed: int,
     steps: int | None = None, scheduler: str | None = None,
     on_step: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
 ) -> EditOutput:
     """Apply ``plan`` to ``image`` with the edit pipeline ``pipe`` (see edit_pipeline)."""
+    return run_edits(pipe, [EditTask(image, masks, plan, seed)], steps, scheduler, on_step,
+                     cancel)[0]
+
+
+def run_edits(
+    pipe, tasks: list[EditTask], steps: int | None = None, scheduler: str | None = None,
+    on_step: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+    max_windows: int | None = None,
+) -> list[EditOutput]:
+    """Edit several radiographs with shared model calls: the windows of every image's n-th
+    round go through the pipeline together (at most ``max_windows`` at once), so a GPU is kept
+    busy; each image comes out as ``run_edit`` alone would make it."""
     import torch
 
-    if plan.empty:
-        raise GenerationError("nothing to edit: stamp a nodule, move or delete one of the "
-                              "radiograph's nodules, or paint over a region with the Remove tool")
     spec: EditSpec = pipe.spec
-    fmt = PixelFormat.of(image)
-    spacing = _spacing(image, masks)
-    sites = plan_sites(plan, image.shape, spacing, spec)
-    sign = np.float32(-1.0 if image.invert else 1.0)  # work with dense = bright
-    work = image.values * sign
-    lungs = masks.union(LUNGS) if masks is not None and any(n in masks for n in LUNGS) else None
-    if lungs is not None and not lungs.any():
-        lungs = None
-    changed = np.zeros(image.shape, bool)
-    groups = rounds(sites)
+    states = [_EditState(task, spec) for task in tasks]
     steps = steps or spec.steps
-    total, done = len(groups) * steps, 0
-    rng_ids = iter(range(len(sites)))
-    all_conds: dict[int, np.ndarray] = {}
-    for group in groups:
-        conds, windows = [], []
-        for site in group:
-            w = site.box.cut(work)
-            weight = feather(site.core, site.band_px)
-            region = to_model(weight, spec) > 0
-            small = to_model(w, spec)
-            lo, hi = value_range(small, ~region)
-            s = site.box.spacing_mm
-            if site.nodule is not None:
-                x, y, diameter = site.nodule
-                cy = (y - site.box.y0 + 0.5) * spec.window / site.box.size - 0.5
-                cx = (x - site.box.x0 + 0.5) * spec.window / site.box.size - 0.5
-                nodule = soft_disc((spec.window,) * 2, cy, cx, diameter / 2 / s)
-            else:
-                nodule = np.zeros((spec.window,) * 2, np.float32)
-            lung_w = None if lungs is None else to_model(site.box.cut(lungs.astype(np.float32)), spec)
-            conds.append(condition(normalise(small, lo, hi), region, nodule, lung_w, s, spec))
-            windows.append((w, weight, small, lo, hi))
-        all_conds.update((id(site), c) for site, c in zip(group, conds))
-        generators = [torch.Generator("cpu").manual_seed(seed * 1000 + next(rng_ids)) for _ in group]
-
-        def step(i: int, n: int, base: int = done) -> bool:
+    calls = []
+    for r in range(max((len(s.groups) for s in states), default=0)):
+        entries = [(state, site) for state in states if r < len(state.groups)
+                   for site in state.groups[r]]
+        size = max_windows or len(entries)
+        calls.extend(entries[i:i + size] for i in range(0, len(entries), size))
+    total = len(calls) * steps
+    for k, call in enumerate(calls):
+        def step(i: int, n: int, base: int = k * steps) -> bool:
             if on_step is not None:
                 on_step(base + i, total)
             return cancel is not None and cancel.is_set()
 
-        out = pipe(torch.from_numpy(np.stack(conds)), generators, steps, scheduler, step)
+        prepared = [state.prepare(site) for state, site in call]
+        generators = [torch.Generator("cpu").manual_seed(state.noise_seed[id(site)])
+                      for state, site in call]
+        out = pipe(torch.from_numpy(np.stack([c for c, _ in prepared])), generators, steps,
+                   scheduler, step)
         if out is None:
             raise GenerationCancelled("edit cancelled; no image was kept")
-        done += steps
-        for site, (w, weight, small, lo, hi), gen in zip(group, windows, out[:, 0].cpu().numpy()):
-            drawn = resize(denormalise(gen, lo, hi), w.shape, smooth=True)
-            coarse = resize(small, w.shape, smooth=True) if w.shape != small.shape else w
-            new = w + weight * (drawn - coarse)
-            _paste(work, changed, site.box, new, weight > 0)
-    values = image.values.copy()
-    values[changed] = fmt.quantise(work[changed] * sign)
-    return EditOutput(values, changed, sites, fmt, [all_conds[id(s)] for s in sites])
+        for (state, site), (_, window), gen in zip(call, prepared, out[:, 0].cpu().numpy()):
+            state.apply(site, window, gen)
+    return [state.output() for state in states]
 
 
 def _paste(work: np.ndarray, changed: np.ndarray, box: WindowBox, new: np.ndarray,

@@ -42,10 +42,18 @@ class EditSpec:
     steps: int = 20
     scheduler: str = "dpm++"
     format_version: int = 1
+    #: Inside the region the source keeps its detail finer than this (a Gaussian of this sigma,
+    #: in mm) and the model replaces only the coarser band: X-ray densities add along the beam, so
+    #: a nodule is the patient's own fine texture under a smooth new opacity, and the model's
+    #: residual sampling grain stays out of the file. 0 keeps the model's every band. Chosen on
+    #: the tuning cases (benchmarks/tune_edit_detail.py).
+    detail_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.window % (8 * self.patch):
             raise ModelError("edit window must be a multiple of 8 x patch")
+        if self.detail_mm < 0:
+            raise ModelError("edit detail_mm must not be negative")
         if self.spacing_mm <= 0 or self.context < 1:
             raise ModelError("edit spacing must be positive and context at least 1")
 
