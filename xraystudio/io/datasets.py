@@ -346,3 +346,15 @@ def _upsert_row(path: Path, info: CaseInfo) -> None:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_cases_csv(root: str | os.PathLike, infos: list[CaseInfo]) -> Path:
+    """Write a whole cases.csv at once, atomically: for writers that made the case files in
+    several processes and list them only when all are there."""
+    path = Path(root) / CASES_CSV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(_row(info) for info in infos)
+    return path

@@ -1,0 +1,216 @@
+"""``xraystudio synthesize``: nnU-Net output by its rules, determinism by seed, resume after a
+kill without duplicates, settings fingerprint, batching, and the accelerate and Ray back-ends
+giving the same files as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthetic_data import write_dataset
+from xraystudio.cli import main
+from xraystudio.factory.items import find_sources, item_seed, plan_items, shard, units
+from xraystudio.factory.settings import SynthesisSettings
+from xraystudio.io.datasets import JsrtDataset
+from xraystudio.io.nnunet import check_nnunet_dataset
+from xraystudio.synthesis.tiny import make_tiny_edit_model, make_tiny_pixel_model
+
+NODULE_LABEL = 6
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path]:
+    from xraystudio.synthesis.layout_sampler import LAYOUT_SAMPLER_FILE, LayoutSampler
+
+    root = tmp_path_factory.mktemp("synth")
+    data = write_dataset(root / "data", n=6, size=128)
+    model = root / "tiny"
+    make_tiny_pixel_model(model)
+    make_tiny_edit_model(model)
+    LayoutSampler.fit(JsrtDataset(data)).save(model / LAYOUT_SAMPLER_FILE)
+    return data, model
+
+
+def _args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    return ["synthesize", str(data), "--out", str(out), "--model", str(model), "--steps", "2",
+            "-n", "2", "--batch", "2", "--threads", "1", *extra]
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    keep = ("imagesTr", "labelsTr", "items", "jsrt")
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.relative_to(out).parts[0] in keep
+            or p.name in ("metadata.jsonl", "dataset.json", "manifest.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def reference(setup, tmp_path_factory) -> Path:
+    data, model = setup
+    out = tmp_path_factory.mktemp("ref") / "out"
+    assert main(_args(data, model, out, "--jsrt")) == 0
+    return out
+
+
+def test_output_follows_the_nnunet_rules_and_records_provenance(setup, reference: Path) -> None:
+    data, _ = setup
+    assert check_nnunet_dataset(reference) == []
+    rows = [json.loads(line) for line in (reference / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
+    meta = json.loads((reference / "dataset.json").read_text())
+    assert meta["numTraining"] == 12 and meta["labels"]["nodule"] == NODULE_LABEL
+    for r in rows:
+        assert r["synthetic"] is True and r["nodules"] and r["provenance"]["edits"]
+        label = np.asarray(Image.open(reference / r["label"]))
+        for n in r["nodules"]:  # the inserted nodule is labelled where it was drawn
+            assert label[int(round(n["y"])), int(round(n["x"]))] == NODULE_LABEL
+        src = np.asarray(Image.open(data / "images" / f"{r['source']['case']}.png"))
+        img = np.asarray(Image.open(reference / r["image"]))
+        assert img.dtype == src.dtype and img.shape == src.shape
+        assert 0 < (img != src).sum() <= r["provenance"]["changed_pixels"]
+    # the JSRT-style copy opens as a dataset the product's trainers read
+    assert len(JsrtDataset(reference / "jsrt").cases) >= 1
+
+
+def test_nnunet_check_reports_broken_datasets(reference: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(reference, broken)
+    next((broken / "labelsTr").glob("*.png")).unlink()
+    first = next((broken / "imagesTr").glob("*.png"))
+    first.rename(first.with_name("bad-name.png"))
+    problems = check_nnunet_dataset(broken)
+    assert any("has no labelsTr" in p for p in problems)
+    assert any("not named" in p for p in problems) and any("numTraining" in p for p in problems)
+
+
+def test_item_seeds_come_from_the_master_seed_and_id_only(setup) -> None:
+    data, _ = setup
+    items = plan_items(find_sources(data), "edit", 3, master_seed=7)
+    assert [i.seed for i in items] == [item_seed(7, i.id) for i in items]
+    assert len({i.seed for i in items}) == len(items)
+    assert item_seed(8, items[0].id) != items[0].seed
+    all_units = units(items, 4)
+    shards = [shard(all_units, r, 3) for r in range(3)]
+    assert sorted(i.id for s in shards for u in s for i in u) == sorted(i.id for i in items)
+    removal = plan_items(find_sources(data), "remove", 5, master_seed=0)
+    assert len(removal) == 3 and all(i.source.nodules for i in removal)  # one per nodule case
+
+
+def test_rerun_is_idempotent_and_other_settings_refuse(setup, reference: Path, tmp_path: Path,
+                                                       capsys) -> None:
+    data, model = setup
+    out = tmp_path / "again"
+    shutil.copytree(reference, out)
+    before = _files(out)
+    capsys.readouterr()
+    assert main(_args(data, model, out, "--jsrt")) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["made"] == 0 and report["already_done"] == 12 and _files(out) == before
+    assert main(_args(data, model, out, "--jsrt", "--seed", "5")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "seed" in err[0]
+    assert main(["synthesize", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_kill_minus_9_then_resume_gives_the_same_files(setup, tmp_path: Path) -> None:
+    data, model = setup
+    out, clean = tmp_path / "killed", tmp_path / "clean"
+    args = _args(data, model, out, "-n", "8")
+    proc = subprocess.Popen([sys.executable, "-m", "xraystudio", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def done() -> int:
+        return len(list((out / "items").glob("*.json"))) if (out / "items").is_dir() else 0
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and done() < 3 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < done() < 48, "the run was not caught in the middle"
+    assert not (out / "metadata.jsonl").exists()
+    assert main(args) == 0
+    assert main(_args(data, model, clean, "-n", "8")) == 0
+    assert _files(out) == _files(clean)  # nothing duplicated, nothing different
+    assert len((out / "metadata.jsonl").read_text().splitlines()) == 48
+
+
+def test_batched_windows_give_the_same_images(setup) -> None:
+    from xraystudio.io.images import read_image
+    from xraystudio.synthesis.edit import EditPlan, EditTask, run_edit, run_edits
+    from xraystudio.synthesis.edit_pipeline import load_edit_model
+
+    data, model = setup
+    pipe = load_edit_model(model)
+    ds = JsrtDataset(data)
+    tasks = []
+    for k, cid in enumerate(ds.ids[:3]):
+        case = ds.load(cid)
+        image = read_image(data / "images" / f"{cid}.png").with_spacing(case.spacing_mm)
+        tasks.append(EditTask(image, case.masks, EditPlan([(40.0 + k, 60.0, 12.0)], []), k))
+    together = run_edits(pipe, tasks, steps=2)
+    for task, out in zip(tasks, together):
+        alone = run_edit(pipe, task.image, task.masks, task.plan, task.seed, steps=2)
+        assert np.abs(alone.values - out.values).max() <= 1  # at most one stored grey level
+
+
+@pytest.mark.slow
+def test_accelerate_with_two_cpu_processes_gives_the_single_process_files(
+        setup, reference: Path, tmp_path: Path) -> None:
+    data, model = setup
+    out = tmp_path / "acc"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "xraystudio",
+           *_args(data, model, out, "--jsrt", "--backend", "accelerate")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _files(out) == _files(reference)
+
+
+@pytest.mark.slow
+def test_ray_local_mode_gives_the_single_process_files(setup, reference: Path, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    from xraystudio.factory.run import synthesize_ray
+
+    data, model = setup
+    out = tmp_path / "ray"
+    settings = SynthesisSettings(input=data, out=out, per_input=2, batch=2, steps=2,
+                                 model=str(model), jsrt=True)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = synthesize_ray(settings, actors=2)
+    finally:
+        ray.shutdown()
+    assert summary.complete and summary.made == 12
+    assert _files(out) == _files(reference)
+
+
+def test_remove_mode_makes_nodule_free_counterparts(setup, tmp_path: Path) -> None:
+    data, model = setup
+    out = tmp_path / "removed"
+    assert main(_args(data, model, out, "--remove")) == 0
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["removed"] and not r["nodules"] for r in rows)
+    for r in rows:
+        assert NODULE_LABEL not in np.unique(np.asarray(Image.open(out / r["label"])))
+    assert check_nnunet_dataset(out) == []
+
+
+def test_layout_mode_draws_new_patients(setup, tmp_path: Path) -> None:
+    data, model = setup
+    out = tmp_path / "layout"
+    assert main(_args(data, model, out, "--mode", "layout", "--limit", "2")) == 0
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["mode"] == "layout" and r["nodules"] for r in rows)
+    assert check_nnunet_dataset(out) == []

@@ -1,0 +1,51 @@
+"""What a synthesis run makes; the part that decides the pixels is its fingerprint."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from xraystudio import __version__
+
+
+@dataclasses.dataclass
+class SynthesisSettings:
+    input: Path
+    out: Path
+    mode: str = "edit"  # edit | remove | layout (see factory.items.MODES)
+    per_input: int = 1
+    seed: int = 0
+    batch: int = 4  # items per pipeline call (a unit)
+    split: str = "all"  # for a JSRT-style input: all | train | val
+    limit: int | None = None  # first N inputs only
+    model: str | None = None  # model folder or name; None: the built-in model
+    sampler: Path | None = None  # layout sampler file; None: the one beside the model
+    steps: int | None = None
+    scheduler: str | None = None
+    device: str = "cpu"
+    jsrt: bool = False  # also write the JSRT-style layout (to train the product's models)
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SynthesisSettings:
+        d = dict(data)
+        for key in ("input", "out", "sampler"):
+            if d.get(key) is not None:
+                d[key] = Path(d[key])
+        return cls(**d)
+
+    def fingerprint(self, model: dict, sampler_sha: str | None) -> dict:
+        """Everything that changes an output file. Batch is part of it: the model sees a unit's
+        windows together, and a batch of another size may round differently in the last bit."""
+        return {
+            "format": 1,
+            "software": f"xraystudio {__version__}",
+            "model": model,
+            "sampler_sha256": sampler_sha,
+            "input": str(Path(self.input).resolve()),
+            **{k: getattr(self, k) for k in ("mode", "per_input", "seed", "batch", "split",
+                                             "limit", "steps", "scheduler", "jsrt")},
+        }

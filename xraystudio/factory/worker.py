@@ -1,0 +1,218 @@
+"""Make the images of one unit of work items and write each item's files.
+
+One ``Synthesizer`` per process (or Ray actor) holds the loaded model; it keeps nothing from one
+unit to the next, so memory stays flat however many images a run makes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from xraystudio import __version__
+from xraystudio.errors import GenerationError
+from xraystudio.factory.items import WorkItem
+from xraystudio.factory.output import JSRT, OutputFolder
+from xraystudio.factory.settings import SynthesisSettings
+from xraystudio.image import XRayImage
+from xraystudio.io.atomic import atomic_path
+from xraystudio.masks import ANATOMY, STRUCTURES, MaskStack
+
+log = logging.getLogger(__name__)
+
+LABELS: dict[str, int] = {"background": 0, **{n: i for i, n in enumerate(STRUCTURES, 1)}}
+DESCRIPTION = "Synthetic radiographs made by xraystudio synthesize; not for diagnosis."
+
+
+def label_map(masks: MaskStack) -> np.ndarray:
+    """One uint8 label per pixel, the structures painted in order (nodule last, on top)."""
+    labels = np.zeros(masks.shape, np.uint8)
+    for name in STRUCTURES:
+        if name in masks:
+            labels[np.asarray(masks[name])] = LABELS[name]
+    return labels
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclasses.dataclass
+class _Loaded:
+    image: XRayImage
+    masks: MaskStack
+    spacing_mm: float
+
+
+class Synthesizer:
+    def __init__(self, settings: SynthesisSettings) -> None:
+        from xraystudio.synthesis.engine import Engine
+        from xraystudio.synthesis.layout_sampler import LAYOUT_SAMPLER_FILE, LayoutSampler
+
+        self.settings = settings
+        self.folder = OutputFolder(settings.out)
+        self.engine = Engine.load(settings.model, device=settings.device)
+        sampler_file = settings.sampler or Path(self.engine.model.source) / LAYOUT_SAMPLER_FILE
+        self.sampler = None
+        self.sampler_sha = None
+        if settings.mode != "remove":
+            if not Path(sampler_file).is_file():
+                raise GenerationError(f"no layout sampler at {sampler_file}; pass --sampler FILE "
+                                      "(made by `xraystudio fit-layout`)")
+            self.sampler = LayoutSampler.load(sampler_file)
+            self.sampler_sha = _sha256(Path(sampler_file))
+        self._dataset = None
+
+    def model_identity(self) -> dict:
+        model = self.engine.model
+        out = {"name": self.engine.spec.name, "weights_sha256": model.weights_hash}
+        if self.settings.mode in ("edit", "remove"):
+            out["edit_weights_sha256"] = self.engine.edit_pipe.weights_hash
+        return out
+
+    def fingerprint(self) -> dict:
+        return self.settings.fingerprint(self.model_identity(), self.sampler_sha)
+
+    # ------------------------------------------------------------------------------ inputs
+    def _load(self, item: WorkItem) -> _Loaded:
+        src = item.source
+        if src.case is not None:
+            from xraystudio.io.datasets import JsrtDataset
+            from xraystudio.io.images import read_image
+
+            if self._dataset is None:
+                self._dataset = JsrtDataset(self.settings.input)
+            case = self._dataset.load(src.case)
+            image = read_image(src.path).with_spacing(case.spacing_mm)
+            return _Loaded(image, case.masks, float(np.mean(case.spacing_mm)))
+        from xraystudio.segmentation.segmenter import Segmenter
+        from xraystudio.study import Study
+
+        study = Study.open(src.path)
+        Segmenter.load().fill_stack(study.masks, study.image.display())
+        return _Loaded(study.image, study.masks, float(np.mean(study.spacing_mm)))
+
+    # ------------------------------------------------------------------------------- units
+    def run_unit(self, unit: list[WorkItem]) -> int:
+        """Make and write every item of ``unit`` not yet done; returns how many were made."""
+        todo = [i for i in unit if not self.folder.item_path(i.id).is_file()]
+        if not todo:
+            return 0
+        loaded = [self._load(i) for i in todo]
+        if self.settings.mode == "layout":
+            outputs = [self._layout(i, ld) for i, ld in zip(todo, loaded)]
+        else:
+            outputs = self._edit(todo, loaded)
+        for item, ld, (pixels, masks, inserted, removed, extra) in zip(todo, loaded, outputs):
+            self._write(item, ld, pixels, masks, inserted, removed, extra)
+        return len(todo)
+
+    def _layout_nodules(self, item: WorkItem, ld: _Loaded, existing) -> list:
+        rng = np.random.default_rng(item.seed)
+        return self.sampler.sample(ld.masks, ld.spacing_mm, rng, existing=existing)
+
+    def _edit(self, todo: list[WorkItem], loaded: list[_Loaded]) -> list:
+        from xraystudio.synthesis.edit import EditPlan, EditTask, run_edits
+
+        tasks, plans = [], []
+        for item, ld in zip(todo, loaded):
+            source_nodules = list(item.source.nodules)
+            if item.mode == "remove":
+                inserted, removed = [], source_nodules
+            else:
+                inserted = self._layout_nodules(item, ld, source_nodules)
+                removed = []
+            plan = EditPlan([(n.x, n.y, n.diameter_mm) for n in inserted], removed)
+            tasks.append(EditTask(ld.image, ld.masks, plan, item.seed))
+            plans.append((inserted, removed))
+        s = self.settings
+        outs = run_edits(self.engine.edit_pipe, tasks, s.steps, s.scheduler)
+        results = []
+        for (inserted, removed), ld, out in zip(plans, loaded, outs):
+            masks = ld.masks.copy()
+            for n in list(masks.nodules):
+                if (n.x, n.y, n.diameter_mm) in [tuple(r) for r in removed]:
+                    masks.remove_nodule(n.id)
+            for n in inserted:
+                masks.add_nodule(n.x, n.y, n.diameter_mm)
+            pixels = out.pixel_format.stored(out.values)
+            extra = {"edits": [site.describe() for site in out.sites],
+                     "changed_pixels": int(out.changed.sum())}
+            results.append((pixels, masks, inserted, removed, extra))
+        return results
+
+    def _layout(self, item: WorkItem, ld: _Loaded):
+        from xraystudio.synthesis.engine import GenerationRequest
+
+        masks = MaskStack.from_arrays(ld.masks.shape, {s: ld.masks[s] for s in ANATOMY
+                                                       if s in ld.masks}, ld.masks.spacing_mm)
+        inserted = self._layout_nodules(item, ld, ())
+        for n in inserted:
+            masks.add_nodule(n.x, n.y, n.diameter_mm)
+        s = self.settings
+        [result] = self.engine.generate(GenerationRequest(masks=masks, mode="layout",
+                                                          seed=item.seed, steps=s.steps,
+                                                          scheduler=s.scheduler))
+        pixels = np.rint(np.clip(result.image, 0, 1) * 255)
+        return pixels, masks, inserted, [], {}
+
+    # ------------------------------------------------------------------------------ output
+    def _write(self, item: WorkItem, ld: _Loaded, pixels: np.ndarray, masks: MaskStack,
+               inserted: list, removed: list, extra: dict) -> None:
+        dtype = np.uint8 if (self.settings.mode == "layout"
+                             or str(ld.image.metadata.get("dtype")) == "uint8") else np.uint16
+        info = np.iinfo(dtype)
+        img = np.clip(pixels, info.min, info.max).astype(dtype)
+        _save_png(self.folder.image_path(item.id), img)
+        _save_png(self.folder.label_path(item.id), label_map(masks))
+        nodules = [n.to_dict() for n in inserted]
+        source_nodules = [{"x": x, "y": y, "diameter_mm": d, "subtlety": None}
+                          for (x, y, d) in item.source.nodules if (x, y, d) not in removed]
+        if self.settings.jsrt and len(masks.nodules) <= 1:
+            self._write_jsrt(item.id, img, masks)
+        s = self.settings
+        self.folder.write_item({
+            "id": item.id,
+            "image": f"imagesTr/{item.id}_0000.png",
+            "label": f"labelsTr/{item.id}.png",
+            "synthetic": True,
+            "mode": item.mode,
+            "source": {"dataset": str(s.input), **item.source.to_dict()},
+            "nodules": nodules,
+            "source_nodules": source_nodules,
+            "removed": [{"x": x, "y": y, "diameter_mm": d} for (x, y, d) in removed],
+            "seed": item.seed,
+            "spacing_mm": ld.spacing_mm,
+            "size": [int(img.shape[1]), int(img.shape[0])],
+            "provenance": {
+                "software": f"xraystudio {__version__}",
+                "model": self.model_identity(),
+                "sampler_sha256": self.sampler_sha,
+                "parameters": {"mode": item.mode, "seed": item.seed, "steps": s.steps,
+                               "scheduler": s.scheduler, "batch": s.batch},
+                "source_pixel_hash": ld.image.pixel_hash(),
+                **extra,
+            },
+        })
+
+    def _write_jsrt(self, item_id: str, img: np.ndarray, masks: MaskStack) -> None:
+        root = self.folder.root / JSRT
+        _save_png(root / "images" / f"{item_id}.png", img)
+        for structure in ANATOMY:
+            layer = np.asarray(masks[structure]) if structure in masks else np.zeros(masks.shape, bool)
+            _save_png(root / "masks" / structure / f"{item_id}.png", layer.astype(bool))
+
+
+def _save_png(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
