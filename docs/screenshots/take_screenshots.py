@@ -1,14 +1,16 @@
 """Take the README's screenshots of the real window (run under Xvfb for a real X11 window).
 
     xvfb-run -a python docs/screenshots/take_screenshots.py [--study PNG|DCM] [--model DIR]
-                                                            [--only edit] [--out DIR]
+                                                            [--only edit|sweep] [--out DIR]
 
 Opens the bundled synthetic sample study (resources/sample/, made by the built-in model; its
 masks come from the segmenter) with its masks, then generates with the built-in model and saves
 main_window.png, generating.png and compare.png here. When the model has an edit model
 (``edit/``), it then stamps a nodule in the patient's left lung, edits the radiograph and saves
 edit_compare.png: source | edited | difference at full resolution, zoomed to the edit.
-``--only edit`` takes that one alone. Screenshots never show the JSRT or other data of
+Then it runs a 3 x 3 sweep in the Sweep tab (conditioning scale across, the heart
+mask on / off / dilated 10 mm down) and saves sweep.png: the grid with its PSNR heat-map.
+``--only edit`` or ``--only sweep`` takes that one alone. Screenshots never show the JSRT or other data of
 ../shared: their terms forbid redistribution.
 """
 
@@ -34,7 +36,7 @@ def main() -> None:
     parser.add_argument("--study", help="radiograph to open (default: the bundled sample)")
     parser.add_argument("--model", help="model folder (default: the built-in model)")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--only", choices=["edit"], help="take only this screenshot")
+    parser.add_argument("--only", choices=["edit", "sweep"], help="take only this screenshot")
     parser.add_argument("--out", type=Path, default=HERE, help="where to save (default: here)")
     args = parser.parse_args()
     out = args.out
@@ -78,6 +80,11 @@ def main() -> None:
     g = window.generator
     if g.edit_mode:  # these shots show the whole-image modes (the model's default one)
         g.mode.setCurrentIndex(g.mode.findData("guided" if g.mode_enabled("guided") else "layout"))
+    if args.only == "sweep":
+        sweep_shot(app, window, out, args.steps)
+        window.setWindowModified(False)
+        window.close()
+        return
     g.steps.setValue(args.steps)
     g.n_images.setValue(3)
     g.random_seed.setChecked(False)
@@ -100,6 +107,7 @@ def main() -> None:
     window.compare.fit()
     wait(app, 0.5)
     window.grab().save(str(out / "compare.png"))
+    sweep_shot(app, window, out, args.steps)
     if g.mode_enabled("edit"):
         window.setWindowModified(False)
         window.set_study(open_study(path))
@@ -108,6 +116,27 @@ def main() -> None:
         return
     window.setWindowModified(False)  # no "save changes?" question
     window.close()
+
+
+def sweep_shot(app, window, out: Path, steps: int) -> None:
+    """A 3 x 3 sweep in the Sweep tab, then sweep.png: the grid with a PSNR heat-map."""
+    g = window.generator
+    g.steps.setValue(steps)
+    g.random_seed.setChecked(False)
+    g.seed.setValue(1234)
+    panel = window.sweeps.panel
+    panel.set_axis_texts(["conditioning_scale=0.5:1.5:3", "layer.heart=on,off,+10mm"])
+    window.sweeps.show_tab()
+    panel.run.click()
+    wait(app, 600, until=lambda: not window.sweeps.running)
+    if window.sweeps.record is None or len(window.sweeps.record.done) != 9:
+        raise SystemExit(f"the sweep did not finish: {panel.status.text()}")
+    panel.metric.setCurrentIndex(panel.metric.findData("psnr"))
+    panel.heat.setChecked(True)
+    wait(app, 0.5)
+    panel.fit()
+    wait(app, 0.5)
+    window.grab().save(str(out / "sweep.png"))
 
 
 def edit_shot(app, window, image, out: Path) -> None:

@@ -159,6 +159,7 @@ class SweepController(QObject):
         self._study = None
         self._masks: MaskStack | None = None
         self.faithfulness = True
+        self.note = ""  # what the run changed of the settings, for the status line
         self.sweep_tab_action = QAction("S&weep view", window)
         self.sweep_tab_action.setShortcut("Ctrl+Shift+W")
         self.sweep_tab_action.triggered.connect(self.show_tab)
@@ -187,6 +188,16 @@ class SweepController(QObject):
         params = w.generator.params()
         base = {k: v for k, v in params.items() if k in BASE_KEYS}
         ref = w.generator.model_ref()
+        self.note = ""
+        if base.get("mode") == "edit" and not any(a.name == "mode" for a in axes):
+            from xraystudio.synthesis.edit import plan_from_masks
+
+            if plan_from_masks(w.study.masks).empty:
+                # Edit mode changes nothing without edits: sweep the whole-image default.
+                spec = read_spec(ref or "")
+                base["mode"] = spec.defaults.mode if spec is not None else "layout"
+                self.note = (f" (in {base['mode']} mode: edit mode has nothing to edit on "
+                             "this study)")
         sweep = Sweep(axes, base, ref or None, params.get("seed"))
         specs = {}
         for r in (sweep.axis("model").values if sweep.axis("model") else [sweep.model]):
@@ -226,7 +237,7 @@ class SweepController(QObject):
         self.thread = thread
         self.panel.set_running(True)
         w.generator.generate.setEnabled(False)
-        self.panel.show_message(f"Starting a sweep of {sweep.n_cells} cells…")
+        self.panel.show_message(f"Starting a sweep of {sweep.n_cells} cells{self.note}…")
         thread.start()
 
     def cancel(self) -> None:
