@@ -131,6 +131,10 @@ def sweep_shot(app, window, out: Path, steps: int) -> None:
     wait(app, 600, until=lambda: not window.sweeps.running)
     if window.sweeps.record is None or len(window.sweeps.record.done) != 9:
         raise SystemExit(f"the sweep did not finish: {panel.status.text()}")
+    from PySide6.QtWidgets import QDockWidget
+
+    for name in ("resultsDock", "galleryDock"):  # room for all three rows of the grid
+        window.findChild(QDockWidget, name).hide()
     panel.metric.setCurrentIndex(panel.metric.findData("psnr"))
     panel.heat.setChecked(True)
     wait(app, 0.5)

@@ -35,7 +35,7 @@ from xraystudio.gui.panels.results import LinkedView
 from xraystudio.gui.qimage import ArrayImage
 
 PLACEHOLDERS = ("conditioning_scale=0.5:1.5:3", "seed=1,2,3", "layer.heart=on,off")
-CELL_MIN = 160
+CELL_MIN = 120
 
 
 def heat_colour(t: float) -> str:
