@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--synthetic", required=True, metavar="DIR",
                    help="output folder of `xraystudio synthesize` (nnU-Net layout + metadata.jsonl)")
     d.add_argument("--seeds", type=int, default=3, help="training seeds per arm (default 3)")
-    d.add_argument("--steps", type=int, default=1000,
-                   help="optimizer steps per run, the same for every arm (default 1000)")
+    d.add_argument("--steps", type=int, default=800,
+                   help="optimizer steps per run, the same for every arm (default 800)")
     d.add_argument("--batch", type=int, default=16, help="patches per step (default 16)")
     d.add_argument("--size", type=int, default=512, help="working image size in px (default 512)")
     d.add_argument("--patch", type=int, default=128, help="training patch side in px (default 128)")

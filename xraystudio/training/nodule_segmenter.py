@@ -60,7 +60,7 @@ class NoduleTraining:
     size: int = 512
     patch: int = 128
     batch: int = 16
-    steps: int = 1000
+    steps: int = 800
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 50
