@@ -51,6 +51,10 @@ class EditEvalConfig:
     limit: int | None = None
     classifier_seeds: int = 3
     tune_cases: int = 12  # as the edit model's training held out (TrainConfig.edit_tune_cases)
+    #: The realism test's real class also takes the training split's real nodules: more real
+    #: windows give the classifier the power to tell blobs from nodules (only real pixels are
+    #: added; folds still split by case, and nothing edited comes from the training split).
+    real_from_train: bool = True
 
 
 def blob_insert(values: np.ndarray, x: float, y: float, radius_px: float, contrast: float) -> np.ndarray:
@@ -234,6 +238,15 @@ class EditEvaluator:
             done += 1
             if progress:
                 progress(done, total)
+        if self.cfg.real_from_train and self.cfg.split == "val":
+            for cid in self.dataset.split()[0]:
+                info = next(c for c in self.dataset.cases if c.id == cid)
+                if not info.nodule:
+                    continue
+                image = self.dataset.load(cid).image
+                windows["real"].append(classifier_window(image, info.x_px, info.y_px,
+                                                         info.size_mm / info.spacing_mm))
+                windows["real_groups"].append(cid)
         donors = self._donors()
         real_by_size = [(r["diameter_mm"], r["real_contrast"]) for r in rows["reinsertion"]]
         rng = np.random.default_rng(self.cfg.seed)
@@ -320,6 +333,7 @@ class EditEvaluator:
             if removal_c.size else None,
             "changed_pixels_outside_edits": outside_total,
             "n_reinsertion": len(re), "n_insertion": len(ins), "n_removal": len(rem),
+            "n_real_windows": len(windows["real"]),
         }
         if windows["real"] and windows["edit"] and self.cfg.classifier_seeds:
             aucs = [two_sample_auc(windows["real"], windows["real_groups"], windows["edit"],
