@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xraystudio.curation.export import LABEL_ORDER, label_map
+from xraystudio.io.nnunet import LABELS, label_map
 from xraystudio.io.datasets import JsrtDataset
 from xraystudio.masks import LUNGS
 
@@ -54,7 +54,7 @@ def write_fake_synthetic(
             })
     dataset_json = {
         "channel_names": {"0": "xray"},
-        "labels": {"background": 0, **{n: i for i, n in enumerate(LABEL_ORDER, 1)}},
+        "labels": LABELS,
         "numTraining": len(lines), "file_ending": ".png",
     }
     (out / "dataset.json").write_text(json.dumps(dataset_json, indent=1))

@@ -14,11 +14,14 @@ from PIL import Image
 
 from dicom_factory import make_dicom
 from xraystudio.cli import main
-from xraystudio.curation.export import LABEL_ORDER, export_project
+from xraystudio.curation.export import export_project
 from xraystudio.curation.project import Project
 from xraystudio.errors import ProjectError
 from xraystudio.io.datasets import JsrtDataset
+from xraystudio.io.nnunet import LABELS
 from xraystudio.study import Study
+
+LABEL_ORDER = [name for name in LABELS if name != "background"]
 
 
 def _birth_date(ds: pydicom.Dataset) -> None:

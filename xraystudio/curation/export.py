@@ -14,8 +14,8 @@ Every export is honest and safe by construction:
   ``overwrite=True``.
 
 nnU-Net labels are exclusive, but the masks overlap (clavicles over lungs, nodules inside a
-lung), so one label map is made by painting the structures in :data:`LABEL_ORDER`, each over the
-previous: nodule over clavicles over heart over lungs. The small, clinically important structure
+lung), so one label map is made by painting the structures in order (``io.nnunet.LABELS``),
+each over the previous: nodule over clavicles over heart over lungs. The small, clinically important structure
 wins where they overlap; the overlapped parts of larger structures are lost in that format (the
 DICOM SEG keeps every structure whole).
 """
@@ -36,14 +36,12 @@ from PIL import Image
 from xraystudio.curation.project import Project, ResultRecord, StudyRecord
 from xraystudio.errors import ProjectError
 from xraystudio.io.atomic import atomic_folder
-from xraystudio.masks import STRUCTURES, MaskStack
+from xraystudio.io.nnunet import dataset_json, label_map
+from xraystudio.masks import MaskStack
 
 log = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("nnunet", "jsrt", "dicom")
-#: nnU-Net label values are 1.. in this order (lungs, heart, clavicles, nodule); later
-#: structures are painted over earlier ones.
-LABEL_ORDER: tuple[str, ...] = STRUCTURES
 METADATA = "metadata.jsonl"
 NOT_FOR_DIAGNOSIS = "Synthetic radiographs made by xraystudio; not for diagnosis."
 
@@ -161,15 +159,6 @@ def _metadata(case: ExportCase, keep_link: bool) -> dict[str, Any]:
     return row
 
 
-def label_map(masks: MaskStack) -> np.ndarray:
-    """One uint8 label per pixel: 0 background, then :data:`LABEL_ORDER`, later over earlier."""
-    labels = np.zeros(masks.shape, np.uint8)
-    for value, name in enumerate(LABEL_ORDER, 1):
-        if name in masks:
-            labels[np.asarray(masks[name])] = value
-    return labels
-
-
 def _save_png(path: Path, pixels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format="PNG")
@@ -189,16 +178,9 @@ class _NnUnetWriter:
         return {"image": image, "label": label}
 
     def finish(self, rows: list[dict[str, Any]]) -> None:
-        dataset = {
-            "name": "xraystudio_synthetic",
-            "description": NOT_FOR_DIAGNOSIS,
-            "channel_names": {"0": "xray"},
-            "labels": {"background": 0, **{n: i for i, n in enumerate(LABEL_ORDER, 1)}},
-            "numTraining": len(rows),
-            "file_ending": ".png",
-            "overlap_resolution": "labels painted in increasing order, later over earlier",
-            "synthetic": True,
-        }
+        dataset = dataset_json(
+            len(rows), NOT_FOR_DIAGNOSIS, synthetic=True,
+            overlap_resolution="labels painted in increasing order, later over earlier")
         (self.root / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n",
                                                 encoding="utf-8")
 

@@ -86,8 +86,7 @@ class OutputFolder:
     def write_item(self, row: dict) -> None:
         write_text(self.item_path(row["id"]), _dumps(row) + "\n")
 
-    def finish(self, items: list[WorkItem], labels: dict[str, int], description: str,
-               jsrt: bool) -> bool:
+    def finish(self, items: list[WorkItem], description: str, jsrt: bool) -> bool:
         """Write the dataset files if every item is done; False (and nothing) otherwise."""
         from xraystudio.io.nnunet import dataset_json
 
@@ -99,7 +98,7 @@ class OutputFolder:
                 stale.unlink(missing_ok=True)
         rows = [json.loads(self.item_path(i.id).read_text(encoding="utf-8")) for i in items]
         write_text(self.root / METADATA, "".join(_dumps(r) + "\n" for r in rows))
-        meta = dataset_json(labels, len(rows), description, synthetic=True,
+        meta = dataset_json(len(rows), description, synthetic=True,
                             overlap_resolution="labels painted in increasing order, later over "
                                                "earlier")
         write_text(self.root / "dataset.json", json.dumps(meta, indent=2) + "\n")

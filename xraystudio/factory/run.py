@@ -48,7 +48,7 @@ def _plan(settings: SynthesisSettings):
 def synthesize(settings: SynthesisSettings, rank: int = 0, world: int = 1,
                progress: ProgressCallback | None = None) -> RunSummary:
     """This process's share (``rank`` of ``world``) of the run, in this process."""
-    from xraystudio.factory.worker import DESCRIPTION, LABELS, Synthesizer
+    from xraystudio.factory.worker import DESCRIPTION, Synthesizer
 
     started = time.perf_counter()
     items, all_units = _plan(settings)
@@ -65,7 +65,7 @@ def synthesize(settings: SynthesisSettings, rank: int = 0, world: int = 1,
         made += worker.run_unit(unit)
         if progress is not None:
             progress(skipped + made, share)
-    complete = folder.finish(items, LABELS, DESCRIPTION, settings.jsrt)
+    complete = folder.finish(items, DESCRIPTION, settings.jsrt)
     return RunSummary(len(items), share, skipped, made, time.perf_counter() - started, complete)
 
 
@@ -110,7 +110,7 @@ def synthesize_ray(settings: SynthesisSettings, actors: int | None = None,
     named by ``RAY_ADDRESS`` or starts a local one."""
     import ray
 
-    from xraystudio.factory.worker import DESCRIPTION, LABELS, Synthesizer
+    from xraystudio.factory.worker import DESCRIPTION, Synthesizer
 
     started = time.perf_counter()
     items, all_units = _plan(settings)
@@ -131,6 +131,6 @@ def synthesize_ray(settings: SynthesisSettings, actors: int | None = None,
             made += int(row["made"])
             if progress is not None:
                 progress(skipped + made, len(items))
-    complete = folder.finish(items, LABELS, DESCRIPTION, settings.jsrt)
+    complete = folder.finish(items, DESCRIPTION, settings.jsrt)
     return RunSummary(len(items), len(items), skipped, made, time.perf_counter() - started,
                       complete)

@@ -21,21 +21,12 @@ from xraystudio.factory.output import JSRT, OutputFolder
 from xraystudio.factory.settings import SynthesisSettings
 from xraystudio.image import XRayImage
 from xraystudio.io.atomic import atomic_path
-from xraystudio.masks import ANATOMY, STRUCTURES, MaskStack
+from xraystudio.io.nnunet import label_map
+from xraystudio.masks import ANATOMY, MaskStack
 
 log = logging.getLogger(__name__)
 
-LABELS: dict[str, int] = {"background": 0, **{n: i for i, n in enumerate(STRUCTURES, 1)}}
 DESCRIPTION = "Synthetic radiographs made by xraystudio synthesize; not for diagnosis."
-
-
-def label_map(masks: MaskStack) -> np.ndarray:
-    """One uint8 label per pixel, the structures painted in order (nodule last, on top)."""
-    labels = np.zeros(masks.shape, np.uint8)
-    for name in STRUCTURES:
-        if name in masks:
-            labels[np.asarray(masks[name])] = LABELS[name]
-    return labels
 
 
 def _sha256(path: Path) -> str:

@@ -16,16 +16,30 @@ from pathlib import Path
 
 import numpy as np
 
+from xraystudio.masks import STRUCTURES, MaskStack
+
+#: Label values: 0 background, then the structures in order (lungs, heart, clavicles, nodule);
+#: nnU-Net labels are exclusive, so later structures are painted over earlier ones and the small,
+#: clinically important nodule wins where masks overlap.
+LABELS: dict[str, int] = {"background": 0, **{n: i for i, n in enumerate(STRUCTURES, 1)}}
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
-def dataset_json(labels: dict[str, int], num_training: int, description: str,
-                 **extra: object) -> dict:
+def label_map(masks: MaskStack) -> np.ndarray:
+    """One uint8 label per pixel (:data:`LABELS`), later structures over earlier ones."""
+    labels = np.zeros(masks.shape, np.uint8)
+    for name in STRUCTURES:
+        if name in masks:
+            labels[np.asarray(masks[name])] = LABELS[name]
+    return labels
+
+
+def dataset_json(num_training: int, description: str, **extra: object) -> dict:
     return {
         "name": "xraystudio_synthetic",
         "description": description,
         "channel_names": {"0": "xray"},
-        "labels": labels,
+        "labels": LABELS,
         "numTraining": num_training,
         "file_ending": ".png",
         **extra,
