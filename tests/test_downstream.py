@@ -138,22 +138,44 @@ def test_three_arms_same_compute_and_complete_report(tiny, tmp_path: Path, capsy
     out = tmp_path / "report.json"
     code = main(["benchmark", "downstream", str(jsrt), "--synthetic", str(synthetic),
                  "--seeds", "2", "--steps", "3", "--batch", "4", "--size", "128", "--patch", "32",
-                 "--threads", "1", "--out", str(out)])
+                 "--threads", "1", "--tune-cases", "2", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "real + synthetic" in printed and "real + blob insertion" in printed
     report = json.loads(out.read_text())
     assert report["complete"]
-    assert report["data"]["blob_images"] == report["data"]["synthetic_images"] == 8
-    assert report["data"]["train_cases"] == len(train) and report["data"]["val_cases"] == len(val)
+    counts = report["data"]
+    assert counts["blob_images"] == counts["synthetic_images"] <= counts["synthetic_images_made"] == 8
+    assert counts["train_cases"] + counts["tune_cases"] == len(train) and counts["tune_cases"] == 2
+    assert counts["val_cases"] == len(val)
     assert report["settings"]["training"]["steps"] == 3
     assert report["settings"]["tuned_on_validation"] is False
     for arm in ("real", "blob", "synthetic"):
         runs = report["runs"][arm]
         assert [r["seed"] for r in runs] == [0, 1]
+        assert all(0 < r["threshold"] < 1 for r in runs)
         assert set(runs[0]["per_case"]) == set(val)
         for key in ("dice", "sensitivity", "fp_per_normal"):
             assert len(report["summary"][arm][key]["seeds"]) == 2
             assert 0 <= report["summary"][arm][key]["mean"]
     assert set(report["bar"]) == {"dice", "sensitivity", "fp_per_normal", "met"}
     assert report["timing"]["seconds_per_step"] > 0
+
+
+def test_threshold_is_the_most_sensitive_within_the_false_positive_budget() -> None:
+    from xraystudio.evaluation.downstream import choose_threshold
+    from xraystudio.training.nodule_segmenter import Pool
+
+    shape = (64, 64)
+    nodule = disc(shape, 20, 20, 5)
+    prob = np.zeros((2, *shape), np.float32)
+    prob[0][nodule] = 0.9
+    prob[1][disc(shape, 40, 40, 5)] = 0.6  # a false positive on the normal image
+    masks = np.stack([nodule, np.zeros(shape, bool)])
+    pool = Pool("tune", ["a", "b"], np.zeros((2, *shape), np.uint8), masks, [np.array([[20, 20]]),
+                np.zeros((0, 2))], np.zeros(2, np.float32), np.ones(2, np.float32),
+                np.array([0.35, 0.35]))
+    kinds = np.array([True, False])
+    strict = choose_threshold(prob, pool, kinds, 0.0, 1.0)
+    assert 0.6 < strict <= 0.9
+    assert choose_threshold(prob, pool, kinds, 1.0, 1.0) < 0.6

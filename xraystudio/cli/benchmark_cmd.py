@@ -27,11 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--synthetic", required=True, metavar="DIR",
                    help="output folder of `xraystudio synthesize` (nnU-Net layout + metadata.jsonl)")
     d.add_argument("--seeds", type=int, default=3, help="training seeds per arm (default 3)")
-    d.add_argument("--steps", type=int, default=800,
-                   help="optimizer steps per run, the same for every arm (default 800)")
-    d.add_argument("--batch", type=int, default=16, help="patches per step (default 16)")
-    d.add_argument("--size", type=int, default=512, help="working image size in px (default 512)")
-    d.add_argument("--patch", type=int, default=128, help="training patch side in px (default 128)")
+    d.add_argument("--steps", type=int, default=1500,
+                   help="optimizer steps per run, the same for every arm (default 1500)")
+    d.add_argument("--batch", type=int, default=32, help="patches per step (default 32)")
+    d.add_argument("--size", type=int, default=256, help="working image size in px (default 256)")
+    d.add_argument("--patch", type=int, default=64, help="training patch side in px (default 64)")
+    d.add_argument("--tune-cases", type=int, default=32,
+                   help="training cases held out to choose each model's threshold (default 32)")
+    d.add_argument("--fp-target", type=float, default=2.0,
+                   help="false positives per normal tuning image the threshold allows (default 2)")
     d.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     d.add_argument("--out", type=Path, help="write the JSON report here (rewritten after each run)")
     d.set_defaults(func=run_downstream_cmd)
@@ -45,9 +49,12 @@ def run_downstream_cmd(args: argparse.Namespace) -> int:
         raise XRayStudioError("--threads must be at least 1")
     if args.seeds < 1:
         raise XRayStudioError("--seeds must be at least 1")
+    if args.tune_cases < 2 or args.fp_target < 0:
+        raise XRayStudioError("--tune-cases must be at least 2 and --fp-target not negative")
     training = NoduleTraining(size=args.size, patch=args.patch, batch=args.batch, steps=args.steps)
     cfg = DownstreamConfig(data_dir=Path(args.data), synthetic_dir=Path(args.synthetic),
                            seeds=args.seeds, training=training, out=args.out,
+                           tune_cases=args.tune_cases, fp_target=args.fp_target,
                            threads=args.threads)
     report = run_downstream(cfg)
     print(markdown_table(report))

@@ -4,15 +4,20 @@ Each seed trains the same small nodule segmenter (:mod:`xraystudio.training.nodu
 same steps, batch, patches, lr and widths) three times: on the real training cases only, on
 real + blob-inserted images, and on real + the synthetic folder (see
 :mod:`xraystudio.evaluation.downstream_data`); the blob and synthetic arms have the same images
-and nodule layouts, so they differ only in how the nodules were drawn. Each model is scored on
-the held-out validation split of ``JsrtDataset.split``:
+and nodule layouts, so they differ only in how the nodules were drawn.
+
+A segmenter's figures depend on its threshold more than on anything else, and a threshold fixed
+in advance lands each model at another operating point (one finds every nodule with twenty
+false positives per image, another nothing). So each model's threshold is chosen on tuning
+cases held out of the training split (``tune_cases``, nodule and normal in proportion, never
+trained on, and no synthetic or blob image made from them is used): the lowest threshold at
+which it makes at most ``fp_target`` false positives per normal tuning image. Then it is
+scored on the held-out validation split of ``JsrtDataset.split``, which only reports:
 
 - Dice of the thresholded prediction against the nodule disc, per nodule case, averaged;
 - sensitivity: validation nodules overlapped by a predicted component;
 - false positives per normal image: predicted components on the validation normal cases.
 
-Nothing is tuned: the threshold (0.5), the smallest component counted (a 3 mm disc) and the
-training settings are fixed before any model is scored, and the validation split only reports.
 Seeds run in the outer loop and the report is rewritten after every run, so an interrupted
 benchmark still holds complete, paired seeds.
 """
@@ -54,8 +59,9 @@ class DownstreamConfig:
     synthetic_dir: Path
     seeds: int = 3
     training: NoduleTraining = dataclasses.field(default_factory=NoduleTraining)
-    threshold: float = 0.5
     min_diameter_mm: float = 3.0
+    tune_cases: int = 32
+    fp_target: float = 2.0
     out: Path | None = None
     threads: int | None = None
 
@@ -90,10 +96,27 @@ def evaluate_model(
     }
 
 
+#: Thresholds a model's operating point is chosen from, on the tuning cases.
+THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.05, 0.995, 0.025), 3))
+
+
+def choose_threshold(prob: np.ndarray, tune: Pool, nodule_case: np.ndarray, fp_target: float,
+                     min_diameter_mm: float) -> float:
+    """The lowest threshold with at most ``fp_target`` false positives per normal tuning image
+    (the most sensitive operating point within the budget); the highest if none is within it."""
+    for threshold in THRESHOLDS:
+        scores = evaluate_model(prob, tune, nodule_case, float(threshold), min_diameter_mm)
+        if scores["fp_per_normal"] <= fp_target:
+            return float(threshold)
+    return float(THRESHOLDS[-1])
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean, sample sd and the per-seed values of each figure over an arm's seeds."""
     out: dict[str, Any] = {}
-    for key in (*METRICS, "fp_per_nodule_image"):
+    for key in (*METRICS, "fp_per_nodule_image", "threshold"):
+        if not all(key in r for r in runs):
+            continue
         values = [r[key] for r in runs]
         out[key] = {
             "mean": float(np.mean(values)),
@@ -133,7 +156,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], Pool, np.ndarray, dict]:
+def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple, tuple, dict]:
     from tqdm import tqdm
 
     dataset = JsrtDataset(cfg.data_dir)
@@ -141,23 +164,33 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], Pool,
     if not train_ids or not val_ids:
         raise DatasetError(f"{cfg.data_dir} has too few cases for a train/validation split")
     items, nodule_value = data.read_synthetic(cfg.synthetic_dir, dataset, val_ids)
+    from xraystudio.training.edit import tune_split
+
+    train_ids, tune_ids = tune_split(dataset, train_ids, cfg.tune_cases)
+    held = set(tune_ids)
+    made = len(items)
+    items = [i for i in items if i.case not in held]  # nothing of a tuning case is trained on
     size = cfg.training.size
-    total = len(train_ids) + len(val_ids) + 2 * len(items)
+    total = len(train_ids) + len(tune_ids) + len(val_ids) + 2 * len(items)
     with tqdm(total=total, desc="loading", unit="image", disable=not progress,
               dynamic_ncols=True) as bar_:
         def tick(done: int, count: int) -> None:
             bar_.update(1)
 
         real, nodules = data.real_pool(dataset, train_ids, size, progress=tick)
+        tune, _ = data.real_pool(dataset, tune_ids, size, name="tune", progress=tick)
         val, _ = data.real_pool(dataset, val_ids, size, name="val", progress=tick)
         synthetic = data.synthetic_pool(items, nodule_value, dataset, size, progress=tick)
         blob = data.blob_pool(items, dataset, nodules, size, progress=tick)
     by_id = {c.id: c for c in dataset.cases}
     nodule_case = np.array([by_id[i].nodule for i in val_ids])
+    tune_nodule = np.array([by_id[i].nodule for i in tune_ids])
     counts = {
         "dataset": str(dataset.root), "synthetic_dir": str(Path(cfg.synthetic_dir)),
         "train_cases": len(train_ids),
         "train_nodule_cases": sum(by_id[i].nodule for i in train_ids),
+        "tune_cases": len(tune_ids), "tune_nodule_cases": int(tune_nodule.sum()),
+        "synthetic_images_made": made,
         "val_cases": len(val_ids), "val_nodule_cases": int(nodule_case.sum()),
         "val_normal_cases": int((~nodule_case).sum()),
         "synthetic_images": len(synthetic), "synthetic_nodules_labelled": synthetic.nodule_count,
@@ -166,7 +199,8 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], Pool,
         "blob_images": len(blob), "blob_nodules_labelled": blob.nodule_count,
         "blob_contrast_pool": len(data.positive_contrasts(nodules)),
     }
-    return {"real": real, "blob": blob, "synthetic": synthetic}, val, nodule_case, counts
+    pools = {"real": real, "blob": blob, "synthetic": synthetic}
+    return pools, (tune, tune_nodule), (val, nodule_case), counts
 
 
 def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, Any]:
@@ -180,7 +214,7 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.monotonic()
-    pools, val, nodule_case, counts = _load(cfg, progress)
+    pools, (tune, tune_nodule), (val, nodule_case), counts = _load(cfg, progress)
     load_seconds = time.monotonic() - started
     log.info("loaded %s in %.0f s", counts, load_seconds)
     runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
@@ -198,10 +232,13 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
                     on_step=lambda step, loss: (bar_.update(1), bar_.set_postfix(loss=f"{loss:.3f}")),
                 )
                 t1 = time.monotonic()
-                scores = evaluate_model(predict(model, val), val, nodule_case, cfg.threshold,
+                threshold = choose_threshold(predict(model, tune), tune, tune_nodule,
+                                             cfg.fp_target, cfg.min_diameter_mm)
+                scores = evaluate_model(predict(model, val), val, nodule_case, threshold,
                                         cfg.min_diameter_mm)
                 runs[arm].append({
-                    "seed": seed, **scores, "train_seconds": round(t1 - t0, 1),
+                    "seed": seed, "threshold": threshold, **scores,
+                    "train_seconds": round(t1 - t0, 1),
                     "seconds_per_step": round((t1 - t0) / steps, 4),
                     "eval_seconds": round(time.monotonic() - t1, 1),
                 })
@@ -223,7 +260,9 @@ def _report(cfg: DownstreamConfig, counts: dict, runs: dict[str, list[dict[str, 
         "complete": all(len(r) == cfg.seeds for r in runs.values()),
         "data": counts,
         "settings": {
-            "seeds": cfg.seeds, "training": cfg.training.to_dict(), "threshold": cfg.threshold,
+            "seeds": cfg.seeds, "training": cfg.training.to_dict(),
+            "threshold": f"per model, lowest with <= {cfg.fp_target} FP per normal tuning image",
+            "tune_cases": cfg.tune_cases, "fp_target": cfg.fp_target,
             "min_component_diameter_mm": cfg.min_diameter_mm, "split": "JsrtDataset.split()",
             "tuned_on_validation": False, "threads": cfg.threads, "precision": "fp32",
             "machine": platform.processor() or platform.machine(),
