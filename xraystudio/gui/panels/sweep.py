@@ -38,6 +38,12 @@ PLACEHOLDERS = ("conditioning_scale=0.5:1.5:3", "seed=1,2,3", "layer.heart=on,of
 CELL_MIN = 120
 
 
+def caption_colour(background: str) -> str:
+    """Black or white text, whichever reads on ``background`` (#rrggbb), by its luminance."""
+    r, g, b = (int(background[i:i + 2], 16) for i in (1, 3, 5))
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
+
+
 def heat_colour(t: float) -> str:
     """A blue (0) to red (1) ramp through white-ish yellow, as a CSS colour."""
     if math.isnan(t):
@@ -325,6 +331,7 @@ class SweepPanel(QWidget):
                 colour = heat_colour(t)
             view.holder.setStyleSheet(
                 f"QWidget#sweepCellHolder {{ background: {colour}; }}" if colour else "")
+            view.caption.setStyleSheet(f"color: {caption_colour(colour)};" if colour else "")
 
     # ------------------------------------------------------------ zoom/pan
     def fit(self) -> None:
