@@ -212,3 +212,35 @@ def test_nothing_accepted_is_an_error(tmp_path: Path) -> None:
         with pytest.raises(ProjectError, match="no accepted results"):
             export_project(empty, tmp_path / "out", "nnunet")
     assert not (tmp_path / "out").exists()
+
+
+def test_edit_results_export_in_their_sources_values_and_bit_depth(tmp_path: Path) -> None:
+    """nnU-Net and JSRT exports of an edit carry the source's stored values (12-bit DICOM here)
+    with the edited pixels replaced, not the 16-bit display copy; a changed source falls back."""
+    rng = np.random.default_rng(3)
+    raw = rng.integers(200, 4000, (64, 48)).astype(np.uint16)
+    src = tmp_path / "edit_src.dcm"
+    make_dicom(src, raw, bits_stored=12)
+    study = Study.open(src)
+    changed = np.zeros(raw.shape, bool)
+    changed[20:30, 10:20] = True
+    values = study.image.values.copy()
+    values[changed] += 100.0
+    prov = {"synthetic": True, "model": {"name": "tiny"}, "parameters": {"mode": "edit"},
+            "source_image": {"file": "edit_src.dcm", "pixel_hash": study.image.pixel_hash()}}
+    with Project.create(tmp_path / "proj") as project:
+        sid = project.add_study(study)
+        rid = project.add_result(sid, study.image.display(), prov, edit=(changed, values))
+        project.decide(rid, "accepted")
+        out = export_project(project, tmp_path / "nn", "nnunet")
+        jsrt = export_project(project, tmp_path / "js", "jsrt")
+    expected = raw.copy()
+    expected[changed] += 100
+    for image in (out / "imagesTr" / "case_0001_0000.png", jsrt / "images" / "case_0001.png"):
+        pixels = np.asarray(Image.open(image))
+        assert pixels.dtype == np.uint16 and np.array_equal(pixels, expected)
+    make_dicom(src, raw + 1, bits_stored=12)  # the source changed after the edit
+    with Project.open(tmp_path / "proj") as project:
+        again = export_project(project, tmp_path / "nn2", "nnunet")
+        assert np.array_equal(np.asarray(Image.open(again / "imagesTr" / "case_0001_0000.png")),
+                              project.result_pixels(rid))

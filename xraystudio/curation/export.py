@@ -77,7 +77,9 @@ def export_project(project: Project, out: str | os.PathLike, fmt: str, *,
             writer = _WRITERS[fmt](tmp, keep_link)
             rows = []
             for done, case in enumerate(cases, 1):
-                pixels = project.result_pixels(case.result.id)
+                pixels = (source_values(project, case) if writer.source_values else None)
+                if pixels is None:
+                    pixels = project.result_pixels(case.result.id)
                 masks = project.result_masks(case.result.id)
                 rows.append({**_metadata(case, keep_link), **writer.add(case, pixels, masks)})
                 if progress is not None:
@@ -137,6 +139,39 @@ def _source(project: Project, study: StudyRecord, keep_link: bool
         return path, None
 
 
+def source_values(project: Project, case: ExportCase) -> np.ndarray | None:
+    """An edit result as the file the user saved: the source's stored integers at its own bit
+    depth with the edited pixels replaced (a 12-bit DICOM gives 12-bit values in a 16-bit PNG, an
+    8-bit PNG stays 8-bit). None for other results, and, with a warning, where the source is
+    missing, has changed since the edit (pixel hash), or stores signed or > 16-bit values."""
+    edit = project.result_edit(case.result.id)
+    if edit is None:
+        return None
+    if case.source_path is None:
+        log.warning("%s: the source of this edit is missing; exported as display pixels",
+                    case.case_id)
+        return None
+    from xraystudio.study import Study
+    from xraystudio.synthesis.edit import PixelFormat
+
+    image = Study.open(case.source_path).image
+    want = (case.result.provenance.get("source_image") or {}).get("pixel_hash")
+    changed, values = edit
+    if (want and image.pixel_hash() != want) or changed.shape != image.shape:
+        log.warning("%s: the source changed since the edit; exported as display pixels",
+                    case.case_id)
+        return None
+    fmt = PixelFormat.of(image)
+    if fmt.lo < 0 or fmt.hi > 65535:
+        log.warning("%s: the source stores signed or > 16-bit values; exported as display "
+                    "pixels", case.case_id)
+        return None
+    full = image.values.copy()
+    full[changed] = values
+    dtype = np.uint8 if fmt.hi <= 255 else np.uint16
+    return fmt.stored(full).astype(dtype)
+
+
 def deidentified_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
     """Provenance without the source file's name (often a patient's name or ID)."""
     out = json.loads(json.dumps(provenance))
@@ -167,6 +202,8 @@ def _save_png(path: Path, pixels: np.ndarray) -> None:
 class _NnUnetWriter:
     """nnU-Net v2 raw dataset: imagesTr/<case>_0000.png, labelsTr/<case>.png, dataset.json."""
 
+    source_values = True  # edits in their source's values and bit depth
+
     def __init__(self, root: Path, keep_link: bool) -> None:
         self.root = root
 
@@ -188,6 +225,8 @@ class _NnUnetWriter:
 class _JsrtWriter:
     """The JSRT-style layout read by ``xraystudio train`` (one nodule per case at most)."""
 
+    source_values = True
+
     def __init__(self, root: Path, keep_link: bool) -> None:
         self.root = root
 
@@ -202,7 +241,13 @@ class _JsrtWriter:
 
 
 class _DicomWriter:
-    """<case>_sc.dcm (Secondary Capture) and <case>_seg.dcm (SEG referencing it) per case."""
+    """<case>_sc.dcm (Secondary Capture) and <case>_seg.dcm (SEG referencing it) per case.
+
+    Edit results too are Secondary Captures of their 16-bit display pixels here: a de-identified
+    SC + SEG pair is what this export promises; the edited DICOM in the source's own pixel format
+    is what Save writes beside the source."""
+
+    source_values = False
 
     def __init__(self, root: Path, keep_link: bool) -> None:
         from xraystudio.curation.dicom_export import DicomStudies
