@@ -158,7 +158,11 @@ def test_three_arms_same_compute_and_complete_report(tiny, tmp_path: Path, capsy
         for key in ("dice", "sensitivity", "fp_per_normal"):
             assert len(report["summary"][arm][key]["seeds"]) == 2
             assert 0 <= report["summary"][arm][key]["mean"]
-    assert set(report["bar"]) == {"dice", "sensitivity", "fp_per_normal", "met"}
+    assert {"dice", "sensitivity", "fp_per_normal", "met"} <= set(report["bar"])
+    for arm in ("real", "blob", "synthetic"):
+        run = report["runs"][arm][0]
+        assert 0 <= run["cpm"] <= 1 and set(run["sensitivity_at_fp"]) == {"0.25", "0.5", "1.0",
+                                                                          "2.0", "4.0"}
     assert report["timing"]["seconds_per_step"] > 0
 
 

@@ -50,7 +50,8 @@ ARMS: tuple[str, ...] = ("real", "blob", "synthetic")
 ARM_TITLES = {"real": "real only", "blob": "real + blob insertion", "synthetic": "real + synthetic"}
 METRICS: tuple[str, ...] = ("dice", "sensitivity", "fp_per_normal")
 METRIC_TITLES = {"dice": "nodule Dice", "sensitivity": "sensitivity",
-                 "fp_per_normal": "FP / normal image"}
+                 "fp_per_normal": "FP / normal image",
+                 "cpm": "FROC: mean sensitivity at 0.25-4 FP / normal image"}
 
 
 @dataclasses.dataclass
@@ -111,10 +112,28 @@ def choose_threshold(prob: np.ndarray, tune: Pool, nodule_case: np.ndarray, fp_t
     return float(THRESHOLDS[-1])
 
 
+#: False positives per normal image at which the FROC summary reads sensitivity (as LUNA16's
+#: CPM does per scan): a threshold-free figure that compares models at equal false positives.
+FROC_FP: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def froc(prob: np.ndarray, pool: Pool, nodule_case: np.ndarray, min_diameter_mm: float
+         ) -> dict[str, Any]:
+    """Sensitivity at each of :data:`FROC_FP` false positives per normal image (the best any
+    threshold reaches within that many) and their mean (CPM). An evaluation figure, like an AUC:
+    it chooses nothing the model is then used with."""
+    points = []
+    for threshold in THRESHOLDS:
+        s = evaluate_model(prob, pool, nodule_case, float(threshold), min_diameter_mm)
+        points.append((s["fp_per_normal"], s["sensitivity"]))
+    at = {str(fp): max([sens for f, sens in points if f <= fp], default=0.0) for fp in FROC_FP}
+    return {"cpm": float(np.mean(list(at.values()))), "sensitivity_at_fp": at}
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean, sample sd and the per-seed values of each figure over an arm's seeds."""
     out: dict[str, Any] = {}
-    for key in (*METRICS, "fp_per_nodule_image", "threshold"):
+    for key in (*METRICS, "fp_per_nodule_image", "threshold", "cpm"):
         if not all(key in r for r in runs):
             continue
         values = [r[key] for r in runs]
@@ -136,19 +155,24 @@ def bar(summary: dict[str, Any]) -> dict[str, Any]:
         "sensitivity": s["sensitivity"]["mean"] > b["sensitivity"]["mean"],
         "fp_per_normal": s["fp_per_normal"]["mean"] <= b["fp_per_normal"]["mean"],
     }
-    return {**result, "met": all(result.values())}
+    out = {**result, "met": all(result.values())}
+    if "cpm" in s and "cpm" in b:  # at equal false positives, threshold-free (not the bar)
+        out["cpm_synthetic_over_blob"] = s["cpm"]["mean"] > b["cpm"]["mean"]
+    return out
 
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The README's table: per arm, images added, then mean ± sd (and each seed) per figure."""
+    shown = [m for m in (*METRICS, "cpm")
+             if all(m in summary for summary in report["summary"].values())]
     head = "| training data | images (real + added) | " + " | ".join(
-        METRIC_TITLES[m] for m in METRICS) + " |"
-    lines = [head, "|" + " --- |" * (2 + len(METRICS))]
+        METRIC_TITLES[m] for m in shown) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(shown))]
     counts = report["data"]
     for arm, summary in report["summary"].items():
         added = 0 if arm == "real" else counts[f"{arm}_images"]
         cells = [ARM_TITLES[arm], f"{counts['train_cases']} + {added}"]
-        for m in METRICS:
+        for m in shown:
             v = summary[m]
             seeds = ", ".join(f"{x:.2f}" for x in v["seeds"])
             cells.append(f"{v['mean']:.3f} ± {v['sd']:.3f} ({seeds})")
@@ -234,8 +258,10 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
                 t1 = time.monotonic()
                 threshold = choose_threshold(predict(model, tune), tune, tune_nodule,
                                              cfg.fp_target, cfg.min_diameter_mm)
-                scores = evaluate_model(predict(model, val), val, nodule_case, threshold,
+                val_prob = predict(model, val)
+                scores = evaluate_model(val_prob, val, nodule_case, threshold,
                                         cfg.min_diameter_mm)
+                scores.update(froc(val_prob, val, nodule_case, cfg.min_diameter_mm))
                 runs[arm].append({
                     "seed": seed, "threshold": threshold, **scores,
                     "train_seconds": round(t1 - t0, 1),
