@@ -214,3 +214,24 @@ def test_layout_mode_draws_new_patients(setup, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["mode"] == "layout" and r["nodules"] for r in rows)
     assert check_nnunet_dataset(out) == []
+
+
+def test_an_input_that_cannot_be_used_is_recorded_and_the_run_goes_on(setup, tmp_path: Path,
+                                                                        capsys) -> None:
+    data, model = setup
+    broken = tmp_path / "data"
+    shutil.copytree(data, broken)
+    (broken / "images" / "CASE001.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(_args(broken, model, out)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["failed"] == 2 and report["made"] == 10 and report["complete"]
+    failed = sorted(p.name for p in (out / "failed").glob("*.json"))
+    assert failed == ["CASE001_e000.json", "CASE001_e001.json"]
+    assert json.loads((out / "failed" / failed[0]).read_text())["error"]
+    assert check_nnunet_dataset(out) == []
+    assert len((out / "metadata.jsonl").read_text().splitlines()) == 10
+    shutil.copy(data / "images" / "CASE001.png", broken / "images" / "CASE001.png")
+    assert main(_args(broken, model, out)) == 0  # the rerun retries what failed
+    assert not list((out / "failed").glob("*.json"))
+    assert len((out / "metadata.jsonl").read_text().splitlines()) == 12

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     print(json.dumps({
         "out": str(settings.out), "images": summary.total, "this_process": summary.share,
-        "already_done": summary.skipped, "made": summary.made,
+        "already_done": summary.skipped, "made": summary.made, "failed": summary.failed,
         "seconds": round(summary.seconds, 1),
         "images_per_second": round(summary.images_per_second, 3),
         "complete": summary.complete,

@@ -7,6 +7,7 @@ Layout::
     imagesTr/<id>_0000.png      nnU-Net v2 raw layout
     labelsTr/<id>.png
     items/<id>.json             the item's metadata; written last, so it marks the item done
+    failed/<id>.json            an item that could not be made, and why (retried by a rerun)
     metadata.jsonl, dataset.json    the whole dataset, written once every item is done
     jsrt/                       (on request) the JSRT-style layout, cases.csv written at the end
 
@@ -32,6 +33,7 @@ FINGERPRINT = "synthesis.json"
 MANIFEST = "manifest.jsonl"
 METADATA = "metadata.jsonl"
 ITEMS = "items"
+FAILED = "failed"
 JSRT = "jsrt"
 
 
@@ -85,15 +87,25 @@ class OutputFolder:
 
     def write_item(self, row: dict) -> None:
         write_text(self.item_path(row["id"]), _dumps(row) + "\n")
+        (self.root / FAILED / f"{row['id']}.json").unlink(missing_ok=True)
+
+    def write_failure(self, item_id: str, error: str) -> None:
+        write_text(self.root / FAILED / f"{item_id}.json", _dumps({"id": item_id, "error": error}) + "\n")
+
+    def failed(self, items: list[WorkItem]) -> set[str]:
+        return {i.id for i in items if (self.root / FAILED / f"{i.id}.json").is_file()}
 
     def finish(self, items: list[WorkItem], description: str, jsrt: bool) -> bool:
-        """Write the dataset files if every item is done; False (and nothing) otherwise."""
+        """Write the dataset files if every item is done or failed; False (and nothing)
+        otherwise. Failed items are left out of the dataset (and listed in ``failed/``)."""
         from xraystudio.io.nnunet import dataset_json
 
-        if len(self.done(items)) < len(items):
+        done = self.done(items)
+        if len(done | self.failed(items)) < len(items):
             return False
+        items = [i for i in items if i.id in done]
         # Files half-written by a killed process: no item is in flight once all are done.
-        for sub in ("imagesTr", "labelsTr", ITEMS, JSRT):
+        for sub in ("imagesTr", "labelsTr", ITEMS, FAILED, JSRT):
             for stale in (self.root / sub).rglob(".*.tmp*"):
                 stale.unlink(missing_ok=True)
         rows = [json.loads(self.item_path(i.id).read_text(encoding="utf-8")) for i in items]

@@ -31,6 +31,7 @@ class RunSummary:
     share: int  # items this process was given
     skipped: int  # of those, already done before this run
     made: int  # made by this run
+    failed: int  # items of the whole run that could not be made (see failed/)
     seconds: float
     complete: bool  # the dataset files are written
 
@@ -66,7 +67,8 @@ def synthesize(settings: SynthesisSettings, rank: int = 0, world: int = 1,
         if progress is not None:
             progress(skipped + made, share)
     complete = folder.finish(items, DESCRIPTION, settings.jsrt)
-    return RunSummary(len(items), share, skipped, made, time.perf_counter() - started, complete)
+    return RunSummary(len(items), share, skipped, made, len(folder.failed(items)),
+                      time.perf_counter() - started, complete)
 
 
 def synthesize_accelerate(settings: SynthesisSettings,
@@ -132,5 +134,5 @@ def synthesize_ray(settings: SynthesisSettings, actors: int | None = None,
             if progress is not None:
                 progress(skipped + made, len(items))
     complete = folder.finish(items, DESCRIPTION, settings.jsrt)
-    return RunSummary(len(items), len(items), skipped, made, time.perf_counter() - started,
-                      complete)
+    return RunSummary(len(items), len(items), skipped, made, len(folder.failed(items)),
+                      time.perf_counter() - started, complete)

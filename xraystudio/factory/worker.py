@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from xraystudio import __version__
-from xraystudio.errors import GenerationError
+from xraystudio.errors import GenerationError, XRayStudioError
 from xraystudio.factory.items import WorkItem
 from xraystudio.factory.output import JSRT, OutputFolder
 from xraystudio.factory.settings import SynthesisSettings
@@ -62,6 +62,7 @@ class Synthesizer:
             self.sampler = LayoutSampler.load(sampler_file)
             self.sampler_sha = _sha256(Path(sampler_file))
         self._dataset = None
+        self._segmenter = None
 
     def model_identity(self) -> dict:
         model = self.engine.model
@@ -89,15 +90,32 @@ class Synthesizer:
         from xraystudio.study import Study
 
         study = Study.open(src.path)
-        Segmenter.load().fill_stack(study.masks, study.image.display())
+        if self._segmenter is None:
+            self._segmenter = Segmenter.load()
+        self._segmenter.fill_stack(study.masks, study.image.display())
         return _Loaded(study.image, study.masks, float(np.mean(study.spacing_mm)))
 
     # ------------------------------------------------------------------------------- units
     def run_unit(self, unit: list[WorkItem]) -> int:
-        """Make and write every item of ``unit`` not yet done; returns how many were made."""
+        """Make and write every item of ``unit`` not yet done; returns how many were made.
+
+        An item that cannot be made (an unreadable input, lungs too small for a nodule) must not
+        stop an unattended run: the unit is retried item by item, and the one that fails is
+        recorded (``failed/<id>.json``, retried by the next run) while the rest go on.
+        """
         todo = [i for i in unit if not self.folder.item_path(i.id).is_file()]
         if not todo:
             return 0
+        try:
+            return self._make(todo)
+        except XRayStudioError as exc:
+            if len(todo) > 1:
+                return sum(self.run_unit([item]) for item in todo)
+            log.warning("%s could not be made: %s", todo[0].id, exc)
+            self.folder.write_failure(todo[0].id, str(exc))
+            return 0
+
+    def _make(self, todo: list[WorkItem]) -> int:
         loaded = [self._load(i) for i in todo]
         if self.settings.mode == "layout":
             outputs = [self._layout(i, ld) for i, ld in zip(todo, loaded)]
