@@ -263,7 +263,8 @@ def test_edit_evaluation_measures_the_saved_files(pipe, tmp_path: Path) -> None:
     from xraystudio.io.datasets import JsrtDataset
 
     data = write_dataset(tmp_path / "data", n=8, size=128)
-    cfg = EditEvalConfig(split="all", steps=2, insertions_per_normal=2, classifier_seeds=1)
+    cfg = EditEvalConfig(split="all", steps=2, insertions_per_normal=2, classifier_seeds=1,
+                         classifier_steps=20)
     report = EditEvaluator(pipe, JsrtDataset(data), cfg).run()
     s = report["summary"]
     assert s["changed_pixels_outside_edits"] == 0
