@@ -22,7 +22,6 @@ import logging
 import math
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
