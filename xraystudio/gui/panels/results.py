@@ -109,6 +109,15 @@ def edit_difference_rgb(edited: np.ndarray, source: np.ndarray, changed: np.ndar
     return out, gain
 
 
+def follow(source: LinkedView, views: list[LinkedView]) -> None:
+    """Give every other view of ``views`` the zoom and centre of ``source``."""
+    center = source.center()
+    for view in views:
+        if view is not source:
+            view.setTransform(source.transform())
+            view.centerOn(center)
+
+
 class LinkedView(QGraphicsView):
     """An image view whose zoom and pan are mirrored to the other views of its group."""
 
@@ -308,11 +317,7 @@ class CompareView(QWidget):
         if self._syncing:
             return
         self._syncing = True
-        center = source.center()
-        for view in self.views:
-            if view is not source:
-                view.setTransform(source.transform())
-                view.centerOn(center)
+        follow(source, self.views)
         self._syncing = False
 
     def save(self, path: str | Path) -> list[Path]:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from xraystudio.explore.grid import metric_text
 from xraystudio.explore.sweep import METRIC_TITLES, SweepRecord
 from xraystudio.gui.panels.generation import format_eta
-from xraystudio.gui.panels.results import LinkedView
+from xraystudio.gui.panels.results import LinkedView, follow
 from xraystudio.gui.qimage import ArrayImage
 
 PLACEHOLDERS = ("conditioning_scale=0.5:1.5:3", "seed=1,2,3", "layer.heart=on,off")
@@ -353,11 +353,7 @@ class SweepPanel(QWidget):
         if self._syncing:
             return
         self._syncing = True
-        center = source.center()
-        for view in self.views:
-            if view is not source:
-                view.setTransform(source.transform())
-                view.centerOn(center)
+        follow(source, self.views)
         self._syncing = False
 
 
