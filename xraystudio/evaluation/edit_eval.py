@@ -237,7 +237,10 @@ class EditEvaluator:
             outside_total += info["changed_outside"]
             rows["removal"].append({"case": case.id, "diameter_mm": n.diameter_mm,
                                     "real_contrast": real_c,
-                                    "contrast": metrics.nodule_contrast(edited, n.x, n.y, r_px)})
+                                    "contrast": metrics.nodule_contrast(edited, n.x, n.y, r_px),
+                                    "seam_ratio": seam_ratio(edited, source,
+                                                             _site_weight(info["sites"][0],
+                                                                          source.shape))})
             done += 1
             if progress:
                 progress(done, total)
@@ -267,9 +270,7 @@ class EditEvaluator:
             for site in info["sites"]:
                 x, y, d = site.nodule
                 r_px = case.masks.mm_to_px(d) / 2
-                weight = np.zeros(source.shape, np.float32)
-                iy, ix, wy, wx = site.box.inside(source.shape)
-                weight[iy, ix] = feather(site.core, site.band_px)[wy, wx]
+                weight = _site_weight(site, source.shape)
                 region = weight > 0
                 contrast = metrics.nodule_contrast(edited, x, y, r_px)
                 blob = blob_insert(source, x, y, r_px, _matched(real_by_size, d))
@@ -330,6 +331,7 @@ class EditEvaluator:
             "insertion_seam_ratio": mean("seam_ratio", "insertion"),
             "removal_contrast_mean": float(removal_c.mean()) if removal_c.size else None,
             "removal_real_contrast_mean": mean("real_contrast", "removal"),
+            "removal_seam_ratio": mean("seam_ratio", "removal"),
             "normal_lung_contrast_mean": float(normal_c.mean()),
             "normal_lung_contrast_95": [lo, hi],
             "removal_within_normal_95": float(np.mean((removal_c >= lo) & (removal_c <= hi)))
@@ -349,6 +351,14 @@ class EditEvaluator:
                            realism_auc=float(np.mean(aucs)), realism_auc_seeds=aucs,
                            blob_auc=float(np.mean(blobs)), blob_auc_seeds=blobs)
         return {"summary": summary, "cases": rows}
+
+
+def _site_weight(site, shape: tuple[int, int]) -> np.ndarray:
+    """The site's feather weight over the whole image (0 outside its window)."""
+    weight = np.zeros(shape, np.float32)
+    iy, ix, wy, wx = site.box.inside(shape)
+    weight[iy, ix] = feather(site.core, site.band_px)[wy, wx]
+    return weight
 
 
 def _crop(img: np.ndarray, x: float, y: float, side_px: float, size: int = 128) -> np.ndarray:

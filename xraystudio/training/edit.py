@@ -49,6 +49,16 @@ def tune_split(dataset: JsrtDataset, train_ids: list[str], n: int) -> tuple[list
     return sorted(set(train_ids) - set(tune)), sorted(tune)
 
 
+def _tuned_settings(init_from: str | None) -> dict:
+    """The inference settings of the model this run continues, which were chosen on the tuning
+    cases: a continued model exports with them (retune with the benchmarks/tune_edit_* scripts)."""
+    folder = Path(init_from) / "edit" if init_from else None
+    if folder is None or not (folder / "edit.json").is_file():
+        return {}
+    spec = EditSpec.read(folder)
+    return {key: getattr(spec, key) for key in EditSpec.TUNED}
+
+
 class EditTrainer:
     """Trains ``edit/`` for a model folder: RUN/checkpoints, then RUN/model/edit."""
 
@@ -58,7 +68,8 @@ class EditTrainer:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.acc = accelerator or Accelerator()
-        self.spec = EditSpec(window=cfg.edit_window, patch=cfg.patch, steps=cfg.sample_steps)
+        self.spec = EditSpec(window=cfg.edit_window, patch=cfg.patch, steps=cfg.sample_steps,
+                             **_tuned_settings(cfg.init_from))
         dataset = JsrtDataset(cfg.data)
         train_ids, val_ids = dataset.split(cfg.val_fraction, cfg.split_seed)
         train_ids, tune_ids = tune_split(dataset, train_ids, cfg.edit_tune_cases)
