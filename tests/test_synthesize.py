@@ -216,6 +216,46 @@ def test_layout_mode_draws_new_patients(setup, tmp_path: Path) -> None:
     assert check_nnunet_dataset(out) == []
 
 
+def test_layout_mode_draws_new_patients_from_a_folder_of_saved_masks(setup, tmp_path: Path,
+                                                                     capsys) -> None:
+    from xraystudio.io.masks_io import save_masks
+
+    data, model = setup
+    dataset = JsrtDataset(data)
+    masks_dir = tmp_path / "masks"
+    masks_dir.mkdir()
+    save_masks(dataset.load(dataset.ids[0]).masks, masks_dir / "first.npz")
+    save_masks(dataset.load(dataset.ids[1]).masks, masks_dir / "second")  # folder of PNGs
+    (masks_dir / "notes.txt").write_text("not masks")
+    sources = find_sources(masks_dir)
+    assert [(s.name, s.masks_only) for s in sources] == [("first", True), ("second", True)]
+    out = tmp_path / "out"
+    assert main(_args(masks_dir, model, out, "--mode", "layout")) == 0
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["nodules"] and r["source"]["masks"] for r in rows)
+    assert all(r["provenance"]["source_pixel_hash"] is None for r in rows)
+    assert check_nnunet_dataset(out) == []
+    capsys.readouterr()
+    assert main(_args(masks_dir, model, tmp_path / "edit")) == 2  # nothing to edit
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--mode layout" in err and len(err.strip().splitlines()) == 1
+
+
+def test_layout_batch_gives_each_request_the_image_it_gets_alone(setup) -> None:
+    from xraystudio.synthesis.engine import Engine, GenerationRequest
+
+    data, model = setup
+    engine = Engine.load(str(model), device="cpu")
+    dataset = JsrtDataset(data)
+    reqs = [GenerationRequest(masks=dataset.load(i).masks, mode="layout", seed=k + 3, steps=2)
+            for k, i in enumerate(dataset.ids[:3])]
+    batch = engine.generate_batch(reqs)
+    alone = [engine.generate(r)[0] for r in reqs]
+    for b, a in zip(batch, alone):
+        assert b.seed == a.seed and np.abs(b.image - a.image).max() < 1e-4
+    assert np.abs(batch[0].image - batch[1].image).max() > 1e-3  # each its own noise
+
+
 def test_an_input_that_cannot_be_used_is_recorded_and_the_run_goes_on(setup, tmp_path: Path,
                                                                         capsys) -> None:
     data, model = setup

@@ -39,7 +39,7 @@ def _sha256(path: Path) -> str:
 
 @dataclasses.dataclass
 class _Loaded:
-    image: XRayImage
+    image: XRayImage | None  # None for a mask stack without an image (layout mode)
     masks: MaskStack
     spacing_mm: float
 
@@ -77,6 +77,11 @@ class Synthesizer:
     # ------------------------------------------------------------------------------ inputs
     def _load(self, item: WorkItem) -> _Loaded:
         src = item.source
+        if src.masks_only:
+            from xraystudio.io.masks_io import load_mask_set
+
+            masks = load_mask_set(src.path)
+            return _Loaded(None, masks, float(np.mean(masks.spacing_mm)))
         if src.case is not None:
             from xraystudio.io.datasets import JsrtDataset
             from xraystudio.io.images import read_image
@@ -118,7 +123,7 @@ class Synthesizer:
     def _make(self, todo: list[WorkItem]) -> int:
         loaded = [self._load(i) for i in todo]
         if self.settings.mode == "layout":
-            outputs = [self._layout(i, ld) for i, ld in zip(todo, loaded)]
+            outputs = self._layout(todo, loaded)
         else:
             outputs = self._edit(todo, loaded)
         for item, ld, (pixels, masks, inserted, removed, extra) in zip(todo, loaded, outputs):
@@ -159,20 +164,24 @@ class Synthesizer:
             results.append((pixels, masks, inserted, removed, extra))
         return results
 
-    def _layout(self, item: WorkItem, ld: _Loaded):
+    def _layout(self, todo: list[WorkItem], loaded: list[_Loaded]) -> list:
+        """New patients: the inputs' anatomy with sampled nodules, the unit in one model call."""
         from xraystudio.synthesis.engine import GenerationRequest
 
-        masks = MaskStack.from_arrays(ld.masks.shape, {s: ld.masks[s] for s in ANATOMY
-                                                       if s in ld.masks}, ld.masks.spacing_mm)
-        inserted = self._layout_nodules(item, ld, ())
-        for n in inserted:
-            masks.add_nodule(n.x, n.y, n.diameter_mm)
         s = self.settings
-        [result] = self.engine.generate(GenerationRequest(masks=masks, mode="layout",
-                                                          seed=item.seed, steps=s.steps,
-                                                          scheduler=s.scheduler))
-        pixels = np.rint(np.clip(result.image, 0, 1) * 255)
-        return pixels, masks, inserted, [], {}
+        layouts, reqs = [], []
+        for item, ld in zip(todo, loaded):
+            masks = MaskStack.from_arrays(ld.masks.shape, {a: ld.masks[a] for a in ANATOMY
+                                                           if a in ld.masks}, ld.masks.spacing_mm)
+            inserted = self._layout_nodules(item, ld, ())
+            for n in inserted:
+                masks.add_nodule(n.x, n.y, n.diameter_mm)
+            layouts.append((masks, inserted))
+            reqs.append(GenerationRequest(masks=masks, mode="layout", seed=item.seed,
+                                          steps=s.steps, scheduler=s.scheduler))
+        results = self.engine.generate_batch(reqs)
+        return [(np.rint(np.clip(r.image, 0, 1) * 255), masks, inserted, [], {})
+                for r, (masks, inserted) in zip(results, layouts)]
 
     # ------------------------------------------------------------------------------ output
     def _write(self, item: WorkItem, ld: _Loaded, pixels: np.ndarray, masks: MaskStack,
@@ -208,7 +217,8 @@ class Synthesizer:
                 "sampler_sha256": self.sampler_sha,
                 "parameters": {"mode": item.mode, "seed": item.seed, "steps": s.steps,
                                "scheduler": s.scheduler, "batch": s.batch},
-                "source_pixel_hash": ld.image.pixel_hash(),
+                "source_pixel_hash": None if ld.image is None else ld.image.pixel_hash(),
+                "source_mask_hash": ld.masks.content_hash(),
                 **extra,
             },
         })

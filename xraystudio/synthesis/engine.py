@@ -258,24 +258,9 @@ class Engine:
                         progress(Progress(k, req.n_images, i + 1, total, elapsed, eta, preview))
                     return kwargs
 
-                try:
-                    working = self._run(cond, seed, settings, on_step)
-                except GenerationCancelled:
-                    raise
-                except torch.OutOfMemoryError as exc:  # type: ignore[attr-defined]
-                    self._free()
-                    raise GenerationError(
-                        f"the {self.device.device} ran out of memory; generate fewer images at once, "
-                        "close other GPU programs, or use --device cpu"
-                    ) from exc
-                except RuntimeError as exc:
-                    if "out of memory" in str(exc).lower():
-                        self._free()
-                        raise GenerationError(
-                            f"the {self.device.device} ran out of memory; generate fewer images "
-                            "at once or use --device cpu"
-                        ) from exc
-                    raise
+                with self._memory_errors():
+                    out = self._run(cond[None], [seed], settings, on_step)
+                working = None if out is None else out[0]
                 if working is None or (cancel is not None and cancel.is_set()):
                     raise GenerationCancelled("generation cancelled; no image was kept")
                 image = np.clip(box.from_working(working), 0, 1)
@@ -285,6 +270,60 @@ class Engine:
                                                 time.perf_counter() - image_started),
                 ))
         return results
+
+    def generate_batch(self, reqs: list[GenerationRequest]) -> list[Result]:
+        """One image for each request, all drawn in a single pipeline call so a GPU is kept
+        busy (layout and guided modes; edit batching is ``synthesis.edit.run_edits``).
+
+        Each request needs its own seed and the same settings as the others; its image is the
+        one ``generate`` makes for it alone (every sample has its own noise generator).
+        """
+        if not reqs:
+            return []
+        settings = [self._settings(r) for r in reqs]
+        if any(s != settings[0] for s in settings) or any(r.n_images != 1 for r in reqs):
+            raise GenerationError("a batch needs one image per request and the same settings")
+        if settings[0]["mode"] == "edit" or any(r.seed is None for r in reqs):
+            raise GenerationError("a batch is for layout or guided mode, with a seed per request")
+        s = settings[0]
+        conds = [self.condition(r, s["mode"], s["prior"]) for r in reqs]
+        pipe = self.model.pipe
+        pipe.scheduler = _scheduler(pipe, s["scheduler"])
+        started = time.perf_counter()
+        with self._lock, self._memory_errors():
+            working = self._run(np.stack(conds), [int(r.seed) for r in reqs], s, None)
+        seconds = (time.perf_counter() - started) / len(reqs)
+        results = []
+        for req, cond, work in zip(reqs, conds, working):
+            box = Letterbox(req.masks.shape, self.spec.resolution)
+            results.append(Result(image=np.clip(box.from_working(work), 0, 1), working=work,
+                                  condition=cond, seed=int(req.seed),
+                                  provenance=self._provenance(req, s, int(req.seed), cond, seconds)))
+        return results
+
+    @contextlib.contextmanager
+    def _memory_errors(self):
+        """An out-of-memory error becomes advice; the device's cache is freed first."""
+        import torch
+
+        try:
+            yield
+        except GenerationCancelled:
+            raise
+        except torch.OutOfMemoryError as exc:  # type: ignore[attr-defined]
+            self._free()
+            raise GenerationError(
+                f"the {self.device.device} ran out of memory; generate fewer images at once, "
+                "close other GPU programs, or use --device cpu"
+            ) from exc
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                self._free()
+                raise GenerationError(
+                    f"the {self.device.device} ran out of memory; generate fewer images "
+                    "at once or use --device cpu"
+                ) from exc
+            raise
 
     def _edit(self, req: GenerationRequest, settings: dict, base_seed: int,
               progress: ProgressCallback | None, cancel: threading.Event | None) -> list[Result]:
@@ -324,40 +363,45 @@ class Engine:
                                       provenance=prov, values=out.values, changed=out.changed))
         return results
 
-    def _run(self, cond: np.ndarray, seed: int, s: dict, on_step) -> np.ndarray | None:
+    def _run(self, conds: np.ndarray, seeds: list[int], s: dict,
+             on_step) -> np.ndarray | None:
+        """Denoise the (B, C, S, S) conditions, sample k from seed k: (B, S, S) in [0, 1], or
+        None when interrupted."""
         import torch
 
         pipe = self.model.pipe
         device = torch.device(self.device.device)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16) if self.device.autocast == "bfloat16"
             else contextlib.nullcontext()
         )
-        cond_t = torch.from_numpy(cond)[None]
+        cond_t = torch.from_numpy(conds)
         with torch.inference_mode(), autocast:
             if self.spec.kind == "pixel":
                 out = pipe(
-                    cond_t.to(device), num_inference_steps=s["steps"], generator=generator,
+                    cond_t.to(device), num_inference_steps=s["steps"], generator=generators,
                     controlnet_conditioning_scale=s["conditioning_scale"],
                     control_guidance_start=s["control_start"],
                     control_guidance_end=s["control_end"], callback_on_step_end=on_step,
                 )
                 if out is None:
                     return None
-                return ((out[0, 0].float().cpu().numpy() + 1.0) / 2.0).clip(0, 1).astype(np.float32)
+                return ((out[:, 0].float().cpu().numpy() + 1.0) / 2.0).clip(0, 1).astype(np.float32)
+            n = len(seeds)
             out = pipe(
-                prompt=s["prompt"], negative_prompt=s["negative_prompt"] or None,
+                prompt=[s["prompt"]] * n,
+                negative_prompt=[s["negative_prompt"]] * n if s["negative_prompt"] else None,
                 image=cond_t.to(device, dtype=pipe.unet.dtype),
                 height=self.spec.resolution, width=self.spec.resolution,
                 num_inference_steps=s["steps"], guidance_scale=s["guidance_scale"],
                 controlnet_conditioning_scale=s["conditioning_scale"],
                 control_guidance_start=s["control_start"], control_guidance_end=s["control_end"],
-                generator=generator, output_type="np", callback_on_step_end=on_step,
+                generator=generators, output_type="np", callback_on_step_end=on_step,
             )
             if pipe.interrupt:
                 return None
-            return np.asarray(out.images[0], np.float32).mean(axis=-1).clip(0, 1)
+            return np.asarray(out.images, np.float32).mean(axis=-1).clip(0, 1)
 
     def _preview(self, latents) -> np.ndarray | None:
         """A cheap look at the current sample (pixel models only; latents need the VAE)."""
