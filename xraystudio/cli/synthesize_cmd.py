@@ -26,10 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "synthesize", help="make a synthetic training dataset (nnU-Net v2 layout)",
         description="Insert sampled nodules into each radiograph of INPUT (edit mode), make the "
         "nodule-free counterpart of each real nodule case (--mode remove), or draw new patients "
-        "from each input's masks (--mode layout). INPUT is a JSRT-style dataset or a folder of "
-        "radiographs (DICOM, PNG, TIFF; their lungs are segmented automatically).",
+        "from each input's masks (--mode layout). INPUT is a JSRT-style dataset, a folder of "
+        "radiographs (DICOM, PNG, TIFF; their lungs are segmented automatically), or, for "
+        "--mode layout, a folder of saved masks (.npz files or folders of layer PNGs, as the "
+        "app's Save masks writes them).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="JSRT-style dataset folder or folder of radiographs")
+    p.add_argument("input", help="JSRT-style dataset, folder of radiographs, or of saved masks")
     p.add_argument("--out", required=True, help="output folder (created, or resumed)")
     p.add_argument("--mode", choices=MODES, default="edit", help="what to make (default edit)")
     p.add_argument("--remove", action="store_const", const="remove", dest="mode",

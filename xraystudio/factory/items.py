@@ -24,15 +24,17 @@ RADIOGRAPH_SUFFIXES = (".dcm", ".dicom", ".png", ".tif", ".tiff", ".jpg", ".jpeg
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """One input: a case of a JSRT-style dataset (``case``) or a radiograph file."""
+    """One input: a case of a JSRT-style dataset (``case``), a radiograph file, or a saved mask
+    stack without an image (``masks_only``: a layout for a new patient)."""
 
     name: str
     path: Path
     case: str | None = None
     nodules: tuple[tuple[float, float, float], ...] = ()  # (x, y, diameter mm) known in the input
+    masks_only: bool = False
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "file": str(self.path)}
+        out = {"name": self.name, "masks" if self.masks_only else "file": str(self.path)}
         if self.case is not None:
             out["case"] = self.case
         return out
@@ -54,9 +56,11 @@ def item_seed(master_seed: int, item_id: str) -> int:
 
 
 def find_sources(root: Path, split: str = "all", limit: int | None = None) -> list[Source]:
-    """The inputs: a JSRT-style dataset's cases (``split`` of its one train/val split), or the
-    radiograph files of a folder, sorted by name."""
+    """The inputs: a JSRT-style dataset's cases (``split`` of its one train/val split), the
+    radiograph files of a folder, or else the saved mask stacks of a folder (``.npz`` files or
+    folders of layer PNGs, as the app saves them), sorted by name."""
     from xraystudio.io.datasets import CASES_CSV, JsrtDataset
+    from xraystudio.io.masks_io import is_mask_set
 
     root = Path(root)
     if not root.is_dir():
@@ -79,15 +83,17 @@ def find_sources(root: Path, split: str = "all", limit: int | None = None) -> li
                                f"{root} is a folder of radiographs")
         files = sorted(p for p in root.iterdir()
                        if p.is_file() and p.suffix.lower() in RADIOGRAPH_SUFFIXES)
-        names = [p.stem for p in files]
-        if len(set(names)) != len(names):
-            raise DatasetError(f"{root} holds two radiographs with the same name stem; "
-                               "rename one so their outputs cannot collide")
         sources = [Source(p.stem, p) for p in files]
+        if not files:
+            sets = sorted(p for p in root.iterdir() if not p.name.startswith(".") and is_mask_set(p))
+            sources = [Source(p.stem, p, masks_only=True) for p in sets]
+        if len({s.name for s in sources}) != len(sources):
+            raise DatasetError(f"{root} holds two inputs with the same name stem; "
+                               "rename one so their outputs cannot collide")
     if limit is not None:
         sources = sources[:limit]
     if not sources:
-        raise DatasetError(f"no radiographs found in {root}")
+        raise DatasetError(f"no radiographs or saved masks found in {root}")
     return sources
 
 
@@ -97,6 +103,9 @@ def plan_items(sources: list[Source], mode: str, per_input: int, master_seed: in
         raise DatasetError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if per_input < 1:
         raise DatasetError("the number of images per input must be at least 1")
+    if mode != "layout" and any(src.masks_only for src in sources):
+        raise DatasetError("a folder of masks has no radiographs to edit; draw new patients "
+                           "from it with --mode layout")
     items = []
     for src in sources:
         if mode == "remove":

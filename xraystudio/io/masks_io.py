@@ -144,6 +144,45 @@ def load_masks(
         raise MaskError(f"{path}: {exc}") from exc
 
 
+def load_mask_set(path: PathLike) -> MaskStack:
+    """A stack saved without its image (a layout to draw a new patient from): its size comes from
+    the saved metadata, else from its first PNG."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        shape = _read_npz(path)[1].get("shape")
+    elif path.is_dir():
+        meta_file = path / NODULES_JSON
+        shape = None
+        if meta_file.is_file():
+            try:
+                shape = json.loads(meta_file.read_text(encoding="utf-8")).get("shape")
+            except (OSError, ValueError, AttributeError) as exc:
+                raise MaskError(f"cannot read {meta_file}: {exc}") from exc
+        if shape is None:
+            pngs = sorted(p for p in path.glob("*.png") if not p.name.startswith("."))
+            if not pngs:
+                raise MaskError(f"no mask PNGs in {path}")
+            try:
+                with Image.open(pngs[0]) as im:
+                    shape = (im.height, im.width)
+            except OSError as exc:
+                raise MaskError(f"cannot read {pngs[0]}: {exc}") from exc
+    else:
+        raise MaskError(f"no masks at {path}: expected a .npz file or a folder of PNGs")
+    if shape is None or len(shape) != 2:
+        raise MaskError(f"{path} does not say the size of its masks")
+    return load_masks(path, (int(shape[0]), int(shape[1])))
+
+
+def is_mask_set(path: PathLike) -> bool:
+    """Whether ``path`` looks like a saved mask stack (an .npz file, or a folder of layer PNGs)."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() == ".npz"
+    return path.is_dir() and ((path / NODULES_JSON).is_file() or any(
+        (path / f"{name}.png").is_file() for name in STRUCTURES))
+
+
 def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as data:
