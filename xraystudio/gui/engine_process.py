@@ -18,6 +18,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+from collections.abc import Callable
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
@@ -173,6 +174,21 @@ NICENESS = 10
 # or None), and one of ("done", [GeneratedImage]), ("cancelled",), ("failed", message) per
 # generation Job; ("segmented", Segmented) or ("failed", message) per SegmentJob.
 TERMINAL = ("done", "cancelled", "failed", "segmented")
+
+
+def relay_events(process, handlers: dict[str, Callable[..., None]],
+                 terminal: tuple[str, ...] = TERMINAL) -> None:
+    """Hand each event of ``process``'s current job to its handler (by kind, with the event's
+    fields) until a terminal one: a worker thread's loop, so it may block."""
+    while True:
+        event = process.next_event(timeout=0.25)
+        if event is None:
+            continue
+        handler = handlers.get(event[0])
+        if handler is not None:
+            handler(*event[1:])
+        if event[0] in terminal:
+            return
 
 
 def serve(jobs: mp.Queue, events: mp.Queue, cancel, threads: int | None) -> None:

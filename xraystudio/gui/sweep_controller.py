@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QFileDialog
 from xraystudio.errors import XRayStudioError
 from xraystudio.explore.axes import parse_axes
 from xraystudio.explore.sweep import BASE_KEYS, CellRecord, Sweep, SweepRecord
-from xraystudio.gui.engine_process import EngineProcess, Job, release
+from xraystudio.gui.engine_process import EngineProcess, Job, relay_events, release
 from xraystudio.gui.panels.generation import read_spec
 from xraystudio.gui.panels.sweep import SweepPanel
 from xraystudio.gui.pixels import grey_to_rgb32
@@ -77,31 +77,20 @@ class SweepThread(QThread):
             release(blocks)
 
     def _relay(self) -> None:
-        while True:
-            event = self.engine.next_event(timeout=0.25)
-            if event is None:
-                continue
-            kind = event[0]
-            if kind == "stage":
-                self.stage.emit(event[1])
-            elif kind == "sweep_progress":
-                self.progressed.emit(event[1])
-            elif kind == "sweep_cell":
-                rec, result, masks = CellRecord.from_dict(event[1]), event[2], event[3]
-                words = None
-                if result is not None:
-                    result.take()
-                    result.pixels = grey_to_rgb32(result.image)
-                    words = cell_words(result.image)
-                if masks is not None:
-                    masks = masks.take(self.masks.spacing_mm, self.masks.source_nodules)
-                self.cell.emit(rec, result, words, masks)
-            elif kind == "sweep_done":
-                self.finished_sweep.emit(event[1])
-            elif kind == "failed":
-                self.failed.emit(event[1])
-            if kind in SWEEP_TERMINAL:
-                return
+        def cell(rec: dict, result, masks) -> None:
+            words = None
+            if result is not None:
+                result.take()
+                result.pixels = grey_to_rgb32(result.image)
+                words = cell_words(result.image)
+            if masks is not None:
+                masks = masks.take(self.masks.spacing_mm, self.masks.source_nodules)
+            self.cell.emit(CellRecord.from_dict(rec), result, words, masks)
+
+        relay_events(self.engine, {
+            "stage": self.stage.emit, "sweep_progress": self.progressed.emit, "sweep_cell": cell,
+            "sweep_done": self.finished_sweep.emit, "failed": self.failed.emit,
+        }, SWEEP_TERMINAL)
 
 
 class CellImagesThread(QThread):

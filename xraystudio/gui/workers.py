@@ -21,12 +21,11 @@ from PySide6.QtCore import QThread, Signal
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui.canvas.image_item import DisplayLUT
 from xraystudio.gui.engine_process import (
-    TERMINAL,
     EngineProcess,
     GeneratedImage,
     Job,
     SegmentJob,
-    Segmented,
+    relay_events,
     release,
 )
 from xraystudio.gui.pixels import grey_to_rgb32
@@ -168,27 +167,16 @@ class GenerationThread(QThread):
             release(blocks)
 
     def _relay(self) -> None:
-        while True:
-            event = self.engine.next_event(timeout=0.25)
-            if event is None:
-                continue
-            kind = event[0]
-            if kind == "stage":
-                self.stage.emit(event[1])
-            elif kind == "progress":
-                self.progressed.emit(event[1], event[2])
-            elif kind == "done":
-                results: list[GeneratedImage] = event[1]
-                for r in results:
-                    r.take()
-                    r.pixels = grey_to_rgb32(r.image)
-                self.produced.emit(results)
-            elif kind == "cancelled":
-                self.cancelled.emit()
-            elif kind == "failed":
-                self.failed.emit(event[1])
-            if kind in TERMINAL:
-                return
+        def done(results: list[GeneratedImage]) -> None:
+            for r in results:
+                r.take()
+                r.pixels = grey_to_rgb32(r.image)
+            self.produced.emit(results)
+
+        relay_events(self.engine, {
+            "stage": self.stage.emit, "progress": self.progressed.emit, "done": done,
+            "cancelled": self.cancelled.emit, "failed": self.failed.emit,
+        })
 
 
 # ------------------------------------------------------------- segmentation
@@ -224,18 +212,8 @@ class SegmentThread(QThread):
             self.failed.emit(f"Segmentation failed unexpectedly: {exc}")
 
     def _relay(self) -> None:
-        while True:
-            event = self.process.next_event(timeout=0.25)
-            if event is None:
-                continue
-            kind = event[0]
-            if kind == "segmented":
-                result: Segmented = event[1]
-                self.segmented.emit(result.take())
-            elif kind == "failed":
-                self.failed.emit(event[1])
-            if kind in TERMINAL:
-                return
+        relay_events(self.process, {"segmented": lambda result: self.segmented.emit(result.take()),
+                            "failed": self.failed.emit})
 
 
 # ---------------------------------------------------------- project results
