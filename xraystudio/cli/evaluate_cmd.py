@@ -100,7 +100,11 @@ def _run_edit(engine, args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_text(out, json.dumps(report, indent=2, default=float) + "\n")
     write_png8(out.with_suffix(".png"), contact_sheet(ev.sheet))
+    removals = out.with_name(out.stem + "_removal.png")
+    if ev.removal_sheet:
+        write_png8(removals, contact_sheet(ev.removal_sheet))
     for key, value in report["summary"].items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    print(f"report: {out}; contact sheet (source | edit | blob): {out.with_suffix('.png')}")
+    print(f"report: {out}; contact sheets: {out.with_suffix('.png')} (source | edit | blob), "
+          f"{removals} (source | removed)")
     return 0

@@ -168,6 +168,8 @@ class EditEvaluator:
         self._tmp = tempfile.TemporaryDirectory(prefix="xraystudio-eval-")
         #: (source, edit, blob) crops of the first insertions, for the contact sheet.
         self.sheet: list[list[np.ndarray]] = []
+        #: (source, removed) crops of the first removals of real nodules.
+        self.removal_sheet: list[list[np.ndarray]] = []
 
     def case_ids(self) -> list[str]:
         if self.cfg.split == "all":
@@ -241,6 +243,8 @@ class EditEvaluator:
                                     "seam_ratio": seam_ratio(edited, source,
                                                              _site_weight(info["sites"][0],
                                                                           source.shape))})
+            if len(self.removal_sheet) < 12:
+                self.removal_sheet.append([_crop(a, n.x, n.y, 6 * r_px) for a in (source, edited)])
             done += 1
             if progress:
                 progress(done, total)
@@ -370,7 +374,8 @@ def _crop(img: np.ndarray, x: float, y: float, side_px: float, size: int = 128) 
 
 
 def contact_sheet(rows: list[list[np.ndarray]]) -> np.ndarray:
-    """Rows of source | edit | blob crops, each row sharing one grey scale."""
+    """Rows of crops side by side (source | edit | blob, or source | removed), each row on one
+    grey scale."""
     out = []
     for crops in rows:
         lo, hi = min(c.min() for c in crops), max(c.max() for c in crops)
