@@ -14,7 +14,7 @@ from PIL import Image
 from dicom_factory import make_dicom
 from synthetic_data import write_dataset
 from xraystudio.cli import main
-from xraystudio.errors import GenerationError, ModelError
+from xraystudio.errors import GenerationError
 from xraystudio.image import XRayImage
 from xraystudio.io.dicom import read_dicom
 from xraystudio.io.images import read_image
@@ -178,17 +178,6 @@ def test_removal_redraws_the_region_with_an_empty_nodule_channel(pipe) -> None:
     assert (out.values[~out.changed] == values[~out.changed]).all()
 
 
-def test_removal_scale_widens_removals_only() -> None:
-    plan = EditPlan([(100, 100, 10.0)], [(300, 300, 10.0)])
-    base = {s.kind: s for s in plan_sites(plan, (400, 400), 0.35, EditSpec(window=64))}
-    wide = {s.kind: s for s in plan_sites(plan, (400, 400), 0.35,
-                                          EditSpec(window=64, removal_scale=1.5))}
-    assert wide["remove"].core.sum() > 1.8 * base["remove"].core.sum()
-    assert (wide["insert"].core == base["insert"].core).all()
-    with pytest.raises(ModelError):
-        EditSpec(removal_scale=0.5)
-
-
 def test_edit_is_the_default_mode_and_reproducible_by_seed(model) -> None:
     engine = Engine.load(str(model))
     image = XRayImage(np.random.default_rng(0).integers(0, 4096, (90, 70)).astype(np.float32), [],
@@ -243,13 +232,13 @@ def test_edit_training_runs_resumes_and_exports(tmp_path: Path) -> None:
     import dataclasses
 
     # A continued model keeps the inference settings chosen on the tuning cases.
-    tuned = dataclasses.replace(EditSpec.read(folder), detail_mm=0.7, removal_scale=1.3)
+    tuned = dataclasses.replace(EditSpec.read(folder), detail_mm=0.7)
     tuned.write(folder)
     EditTrainer(dataclasses.replace(cfg, edit_steps=3, init_from=str(folder.parent))).run(
         resume=True, progress=False)
     assert json.loads((tmp_path / "run/checkpoints/step-edit-3/state.json").read_text())["step"] == 3
     spec = EditSpec.read(folder)
-    assert (spec.detail_mm, spec.removal_scale) == (0.7, 1.3)
+    assert spec.detail_mm == 0.7
     pipe = load_edit_model(tmp_path / "run" / "model")
     image = XRayImage(np.random.default_rng(0).uniform(0, 1, (96, 96)).astype(np.float32), [],
                       spacing_mm=(0.35, 0.35), metadata={"dtype": "uint8"})

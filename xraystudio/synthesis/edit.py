@@ -121,8 +121,7 @@ def plan_sites(plan: EditPlan, shape: tuple[int, int], spacing_mm: float, spec: 
                 raise GenerationError(f"the edit at ({x:.0f}, {y:.0f}) lies outside the image")
             if diameter <= 0:
                 raise GenerationError("a nodule diameter must be positive")
-            scale = spec.removal_scale if kind == "remove" else 1.0
-            core_r, band = region_radii_mm(scale * diameter / 2)
+            core_r, band = region_radii_mm(diameter / 2)
             box = WindowBox.around(y, x, spec.window_spacing(2 * (core_r + band)), spacing_mm,
                                    spec, shape)
             core = disc((box.size, box.size), y - box.y0, x - box.x0, core_r / spacing_mm)

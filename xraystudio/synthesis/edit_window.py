@@ -46,24 +46,17 @@ class EditSpec:
     #: in mm) and the model replaces only the coarser band: X-ray densities add along the beam, so
     #: a nodule is the patient's own fine texture under a smooth new opacity, and the model's
     #: residual sampling grain stays out of the file. 0 keeps the model's every band. Chosen on
-    #: the tuning cases (benchmarks/tune_edit.py).
+    #: the tuning cases (benchmarks/tune_edit_detail.py).
     detail_mm: float = 0.0
-    #: A removal hides the region of a nodule this many times the listed diameter: a real
-    #: nodule's outline often reaches past its listed disc, and whatever of it is left in the
-    #: known ring the model continues into a nodule again. Chosen on the tuning cases
-    #: (benchmarks/tune_edit.py).
-    removal_scale: float = 1.0
 
     #: The settings chosen on tuning cases after training, not by it: a retrained model keeps them.
-    TUNED = ("detail_mm", "removal_scale")
+    TUNED = ("detail_mm",)
 
     def __post_init__(self) -> None:
         if self.window % (8 * self.patch):
             raise ModelError("edit window must be a multiple of 8 x patch")
         if self.detail_mm < 0:
             raise ModelError("edit detail_mm must not be negative")
-        if self.removal_scale < 1:
-            raise ModelError("edit removal_scale must be at least 1")
         if self.spacing_mm <= 0 or self.context < 1:
             raise ModelError("edit spacing must be positive and context at least 1")
 

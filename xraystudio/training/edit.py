@@ -51,7 +51,7 @@ def tune_split(dataset: JsrtDataset, train_ids: list[str], n: int) -> tuple[list
 
 def _tuned_settings(init_from: str | None) -> dict:
     """The inference settings of the model this run continues, which were chosen on the tuning
-    cases: a continued model exports with them (retune with the benchmarks/tune_edit_* scripts)."""
+    cases: a continued model exports with them (retune with benchmarks/tune_edit_detail.py)."""
     folder = Path(init_from) / "edit" if init_from else None
     if folder is None or not (folder / "edit.json").is_file():
         return {}
