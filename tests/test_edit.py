@@ -264,6 +264,27 @@ def test_edit_training_windows_hide_the_region_and_draw_the_disc() -> None:
     assert fill.condition[2].max() == 0 and fill.condition[1].max() == 1
 
 
+def test_edit_batches_mix_fills_and_insertions_as_asked(tmp_path: Path) -> None:
+    from xraystudio.errors import XRayStudioError
+    from xraystudio.training.config import TrainConfig
+    from xraystudio.training.edit import EditTrainer
+    from xraystudio.training.edit_data import WindowSource, edit_batch
+
+    rng = np.random.default_rng(1)
+    image = (rng.uniform(0.3, 0.6, (300, 300)) * 255).astype(np.uint8)
+    lungs = np.zeros((300, 300), bool)
+    lungs[50:250, 30:270] = True
+    src = [WindowSource(image, lungs, 0.35, (90.0, 150.0, 10.0)), WindowSource(image, lungs, 0.35, None)]
+    spec = EditSpec(window=32, patch=2)
+    _, fills, _ = edit_batch(src, rng, spec, 6, insertion_fraction=0.0)
+    assert fills[:, 2].max() == 0  # no nodule disc in any window
+    _, inserts, _ = edit_batch(src, rng, spec, 6, insertion_fraction=1.0)
+    assert all(c[2].max() > 0 for c in inserts)
+    data = write_dataset(tmp_path / "data", n=4, size=64)
+    with pytest.raises(XRayStudioError):
+        EditTrainer(TrainConfig(str(data), str(tmp_path / "run"), edit=True, edit_fill_fraction=1.5))
+
+
 def test_edit_evaluation_measures_the_saved_files(pipe, tmp_path: Path) -> None:
     from xraystudio.evaluation.edit_eval import EditEvalConfig, EditEvaluator, auc
     from xraystudio.io.datasets import JsrtDataset

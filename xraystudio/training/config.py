@@ -52,6 +52,8 @@ class TrainConfig:
     edit_window: int = 128
     edit_channels: tuple[int, ...] = (32, 64, 128, 128)
     edit_tune_cases: int = 12
+    #: Share of fill windows (nodule-free regions to redraw: what removal asks) in a batch.
+    edit_fill_fraction: float = 0.5
 
     def spec(self) -> ModelSpec:
         from pathlib import Path

@@ -65,6 +65,8 @@ class EditTrainer:
     def __init__(self, cfg: TrainConfig, accelerator=None) -> None:
         from accelerate import Accelerator
 
+        if not 0 <= cfg.edit_fill_fraction <= 1:
+            raise XRayStudioError("--edit-fill-fraction must be between 0 and 1")
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.acc = accelerator or Accelerator()
@@ -134,7 +136,8 @@ class EditTrainer:
         p = self.spec.patch
         while step < total:
             x0, cond, weight = (torch.from_numpy(a).to(acc.device) for a in
-                                edit_batch(self.sources, rng, self.spec, cfg.edit_batch))
+                                edit_batch(self.sources, rng, self.spec, cfg.edit_batch,
+                                           1.0 - cfg.edit_fill_fraction))
             x0, cond, weight = pack(x0, p), pack(cond, p), pack(weight, p)
             noise = torch.randn_like(x0)
             t = torch.randint(0, 1000, (x0.shape[0],), device=acc.device)
