@@ -298,6 +298,7 @@ def test_edit_evaluation_measures_the_saved_files(pipe, tmp_path: Path) -> None:
     assert s["changed_pixels_outside_edits"] == 0
     assert len(ev.removal_sheet) == s["n_removal"] and len(ev.removal_sheet[0]) == 2
     assert "removal_seam_ratio" in s  # flat synthetic lungs have no gradient to compare
+    assert s["n_fill"] == s["n_insertion"] and np.isfinite(s["fill_contrast_shift_mean"])
     assert s["n_reinsertion"] == s["n_removal"] > 0 and s["n_insertion"] > 0
     assert 0 <= s["realism_auc"] <= 1 and 0 <= s["blob_auc"] <= 1
     assert all(np.isfinite(r["hf_ratio"]) for r in report["cases"]["insertion"])

@@ -12,6 +12,9 @@ edit is an 8-bit PNG) and read back before anything is measured. Four questions:
   against the source there), a seam measure (gradient energy across the feather against the same
   ring of the source) and contrast against real nodules of the same size;
 - removal of real nodules: the contrast left at the site against that of normal lung;
+- fill of normal lung, the one edit with a truth: the same places of the normal radiographs
+  hidden and redrawn as a removal would; the shift of their contrast and level against the
+  source shows what a removal adds of its own;
 - unchanged pixels outside the edits, counted exactly.
 """
 
@@ -206,9 +209,9 @@ class EditEvaluator:
         cases = [self.dataset.load(i) for i in ids]
         nodular = [c for c in cases if c.masks.nodules]
         normals = [c for c in cases if not c.masks.nodules]
-        total, done = len(nodular) * 2 + len(normals), 0
+        total, done = len(nodular) * 2 + len(normals) * 2, 0
         rows: dict[str, list[dict]] = {"reinsertion": [], "removal": [], "insertion": [],
-                                      "normal_lung": []}
+                                      "normal_lung": [], "fill": []}
         windows = {"real": [], "real_groups": [], "edit": [], "edit_groups": [],
                    "blob": [], "blob_groups": []}
         outside_total = 0
@@ -269,6 +272,18 @@ class EditEvaluator:
                                                                     case.masks.mm_to_px(d) / 2)})
             if not placed:
                 continue
+            filled, source, info = self._edit(case, EditPlan([], placed), self.cfg.seed + 3)
+            outside_total += info["changed_outside"]
+            for x, y, d in placed:
+                r_px = case.masks.mm_to_px(d) / 2
+                disc = _disc_mean(filled, x, y, r_px) - _disc_mean(source, x, y, r_px)
+                rows["fill"].append({
+                    "case": case.id, "diameter_mm": d, "level_shift": disc,
+                    "contrast_shift": metrics.nodule_contrast(filled, x, y, r_px)
+                    - metrics.nodule_contrast(source, x, y, r_px)})
+            done += 1
+            if progress:
+                progress(done, total)
             edited, source, info = self._edit(case, EditPlan(placed, []), self.cfg.seed + 2)
             outside_total += info["changed_outside"]
             for site in info["sites"]:
@@ -336,12 +351,16 @@ class EditEvaluator:
             "removal_contrast_mean": float(removal_c.mean()) if removal_c.size else None,
             "removal_real_contrast_mean": mean("real_contrast", "removal"),
             "removal_seam_ratio": mean("seam_ratio", "removal"),
+            "fill_contrast_shift_mean": mean("contrast_shift", "fill"),
+            "fill_level_shift_mean_abs": (float(np.mean([abs(r["level_shift"]) for r in rows["fill"]]))
+                                          if rows["fill"] else None),
             "normal_lung_contrast_mean": float(normal_c.mean()),
             "normal_lung_contrast_95": [lo, hi],
             "removal_within_normal_95": float(np.mean((removal_c >= lo) & (removal_c <= hi)))
             if removal_c.size else None,
             "changed_pixels_outside_edits": outside_total,
             "n_reinsertion": len(re), "n_insertion": len(ins), "n_removal": len(rem),
+            "n_fill": len(rows["fill"]),
             "n_real_windows": len(windows["real"]),
         }
         if windows["real"] and windows["edit"] and self.cfg.classifier_seeds:
@@ -355,6 +374,11 @@ class EditEvaluator:
                            realism_auc=float(np.mean(aucs)), realism_auc_seeds=aucs,
                            blob_auc=float(np.mean(blobs)), blob_auc_seeds=blobs)
         return {"summary": summary, "cases": rows}
+
+
+def _disc_mean(img: np.ndarray, x: float, y: float, radius_px: float) -> float:
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+    return float(img[(yy - y) ** 2 + (xx - x) ** 2 <= radius_px**2].mean())
 
 
 def _site_weight(site, shape: tuple[int, int]) -> np.ndarray:
