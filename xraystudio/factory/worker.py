@@ -78,9 +78,9 @@ class Synthesizer:
     def _load(self, item: WorkItem) -> _Loaded:
         src = item.source
         if src.masks_only:
-            from xraystudio.io.masks_io import load_mask_set
+            from xraystudio.io.masks_io import load_masks
 
-            masks = load_mask_set(src.path)
+            masks = load_masks(src.path, None)
             return _Loaded(None, masks, float(np.mean(masks.spacing_mm)))
         if src.case is not None:
             from xraystudio.io.datasets import JsrtDataset

@@ -99,22 +99,29 @@ def read_mask_png(path: PathLike, shape: tuple[int, int]) -> np.ndarray:
 
 
 def load_masks(
-    path: PathLike, shape: tuple[int, int], spacing_mm: tuple[float, float] | None = None
+    path: PathLike, shape: tuple[int, int] | None,
+    spacing_mm: tuple[float, float] | None = None,
 ) -> MaskStack:
     """Read a stack saved by :func:`save_masks` (or a folder of PNGs made elsewhere).
 
-    ``shape`` is the image's (rows, columns); every mask must match it. ``spacing_mm`` is the
-    image's pixel spacing: given, it wins over the one stored with the masks (the radiograph is
-    the authority); otherwise the stored one is used, else the MaskStack default.
+    ``shape`` is the image's (rows, columns); every mask must match it. None reads a stack saved
+    without its image (a layout to draw a new patient from) at its saved size, else at that of
+    its first PNG. ``spacing_mm`` is the image's pixel spacing: given, it wins over the one
+    stored with the masks (the radiograph is the authority); otherwise the stored one is used,
+    else the MaskStack default.
     """
     path = Path(path)
-    shape = (int(shape[0]), int(shape[1]))
     if path.suffix.lower() == ".npz":
         arrays, meta = _read_npz(path)
     elif path.is_dir():
         arrays, meta = _read_folder(path, shape)
     else:
         raise MaskError(f"no masks at {path}: expected a .npz file or a folder of PNGs")
+    if shape is None:  # an .npz stack says its size; a folder's was found while reading it
+        shape = meta.get("shape") or (next(iter(arrays.values())).shape if arrays else None)
+        if not isinstance(shape, (list, tuple)) or len(shape) != 2:
+            raise MaskError(f"{path} does not say the size of its masks")
+    shape = (int(shape[0]), int(shape[1]))
     saved_shape = meta.get("shape")
     if saved_shape is not None and tuple(saved_shape) != shape:
         raise MaskError(
@@ -144,36 +151,6 @@ def load_masks(
         raise MaskError(f"{path}: {exc}") from exc
 
 
-def load_mask_set(path: PathLike) -> MaskStack:
-    """A stack saved without its image (a layout to draw a new patient from): its size comes from
-    the saved metadata, else from its first PNG."""
-    path = Path(path)
-    if path.suffix.lower() == ".npz":
-        shape = _read_npz(path)[1].get("shape")
-    elif path.is_dir():
-        meta_file = path / NODULES_JSON
-        shape = None
-        if meta_file.is_file():
-            try:
-                shape = json.loads(meta_file.read_text(encoding="utf-8")).get("shape")
-            except (OSError, ValueError, AttributeError) as exc:
-                raise MaskError(f"cannot read {meta_file}: {exc}") from exc
-        if shape is None:
-            pngs = sorted(p for p in path.glob("*.png") if not p.name.startswith("."))
-            if not pngs:
-                raise MaskError(f"no mask PNGs in {path}")
-            try:
-                with Image.open(pngs[0]) as im:
-                    shape = (im.height, im.width)
-            except OSError as exc:
-                raise MaskError(f"cannot read {pngs[0]}: {exc}") from exc
-    else:
-        raise MaskError(f"no masks at {path}: expected a .npz file or a folder of PNGs")
-    if shape is None or len(shape) != 2:
-        raise MaskError(f"{path} does not say the size of its masks")
-    return load_masks(path, (int(shape[0]), int(shape[1])))
-
-
 def is_mask_set(path: PathLike) -> bool:
     """Whether ``path`` looks like a saved mask stack (an .npz file, or a folder of layer PNGs)."""
     path = Path(path)
@@ -196,7 +173,7 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 def _read_folder(
-    path: Path, shape: tuple[int, int]
+    path: Path, shape: tuple[int, int] | None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     # Dot files include the temporaries of an interrupted atomic write.
     files = {
@@ -214,10 +191,23 @@ def _read_folder(
             raise MaskError(f"{meta_file} does not hold a JSON object")
     if not files and not meta:
         raise MaskError(f"no mask PNGs or {NODULES_JSON} in {path}")
+    if shape is None:  # a stack without its image: its saved size, else its first PNG's
+        shape = meta.get("shape") or (_png_shape(files[min(files)]) if files else None)
+        if not isinstance(shape, (list, tuple)) or len(shape) != 2:
+            raise MaskError(f"{path} does not say the size of its masks")
+        shape = (int(shape[0]), int(shape[1]))
     # Known layers in their usual order, then the saved order, then any others by name.
     order = [*STRUCTURES, *meta.get("layers", []), *sorted(files)]
     names = [n for n in dict.fromkeys(order) if n in files]
     return {name: read_mask_png(files[name], shape) for name in names}, meta
+
+
+def _png_shape(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as exc:
+        raise MaskError(f"cannot read {path}: {exc}") from exc
 
 
 def _nodules(items: Any, source: Path) -> list[Nodule]:

@@ -227,8 +227,6 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> list[Result]:
         """Generate ``req.n_images`` images (seeds ``seed``, ``seed + 1``, ...)."""
-        import torch
-
         settings = self._settings(req)
         base_seed = secrets.randbits(31) if req.seed is None else int(req.seed)
         if settings["mode"] == "edit":
