@@ -16,6 +16,7 @@ from xraystudio.errors import DatasetError
 from xraystudio.evaluation import downstream_data as data
 from xraystudio.evaluation.downstream import markdown_table, summarise
 from xraystudio.io.datasets import JsrtDataset
+from xraystudio.synthesis.conspicuity import RealNodule, draw_contrast, relative_contrast
 from xraystudio.training.nodule_segmenter import NoduleTraining, sample_batch
 
 
@@ -94,14 +95,35 @@ def test_blob_arm_matches_the_synthetic_folder(tiny) -> None:
 
 
 def test_draw_contrast_prefers_same_subtlety_and_size() -> None:
-    real = [data.RealNodule(10, 3, 0.1), data.RealNodule(11, 3, 0.11), data.RealNodule(30, 3, 0.5),
-            data.RealNodule(10, 5, 0.9)]
+    real = [RealNodule(10, 3, 0.1), RealNodule(11, 3, 0.11), RealNodule(30, 3, 0.5),
+            RealNodule(10, 5, 0.9)]
     rng = np.random.default_rng(0)
-    got = {data.draw_contrast(real, 10.5, 3, rng) for _ in range(50)}
+    got = {draw_contrast(real, 10.5, 3, rng) for _ in range(50)}
     assert got <= {0.1, 0.11, 0.5}
     assert 0.9 not in got
     # Too few of a subtlety: any subtlety, nearest sizes.
-    assert data.draw_contrast(real, 10, 1, rng) in {0.1, 0.11, 0.5, 0.9}
+    assert draw_contrast(real, 10, 1, rng) in {0.1, 0.11, 0.5, 0.9}
+
+
+def test_blobs_take_the_contrast_the_synthetic_item_was_made_to(tiny, tmp_path: Path) -> None:
+    jsrt, _, train, val = tiny
+    dataset = JsrtDataset(jsrt)
+    folder = write_fake_synthetic(jsrt, tmp_path / "syn", train[:2], per_case=1)
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    for row, target in zip(rows, (0.05, 0.2)):
+        row["nodules"][0]["contrast"] = target
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items, _ = data.read_synthetic(folder, dataset, val)
+    _, nodules = data.real_pool(dataset, train, 128)
+    full = dataset.load(items[0].case).image.shape[0]
+    blob = data.blob_pool(items, dataset, nodules, full)
+    for k, (item, target) in enumerate(zip(items, (0.05, 0.2))):
+        n = item.nodules[0]
+        r = n.diameter_mm / dataset.load(item.case).spacing_mm[1] / 2
+        before = relative_contrast(dataset.load(item.case).image, n.x, n.y, r)
+        after = relative_contrast(blob.images[k].astype(np.float64) / 255, n.x, n.y, r,
+                                  span=float(np.ptp(dataset.load(item.case).image)))
+        assert after - before == pytest.approx(target, abs=0.02)
 
 
 def test_batches_mix_real_and_extra_with_nodule_patches(tiny) -> None:

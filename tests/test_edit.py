@@ -19,7 +19,9 @@ from xraystudio.image import XRayImage
 from xraystudio.io.dicom import read_dicom
 from xraystudio.io.images import read_image
 from xraystudio.masks import MaskStack, Nodule
+from xraystudio.synthesis.conspicuity import relative_contrast
 from xraystudio.synthesis.edit import (
+    MAX_CONTRAST_GAIN,
     REMOVE_LAYER,
     EditPlan,
     PixelFormat,
@@ -176,6 +178,46 @@ def test_removal_redraws_the_region_with_an_empty_nodule_channel(pipe) -> None:
     assert out.conditions[0][1].max() == 1  # the region is hidden
     assert out.changed[64, 64] and not out.changed[5, 5]
     assert (out.values[~out.changed] == values[~out.changed]).all()
+
+
+class _DrawsNodules:
+    """The tiny edit pipeline plus a bright disc wherever the nodule channel is on, so that, as
+    with a trained model, drawing a window with and without its nodule differs by a nodule."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe, self.spec = pipe, pipe.spec
+        self.batches: list[int] = []
+
+    def __call__(self, cond, generators, steps=None, scheduler=None, on_step=None):
+        self.batches.append(len(generators))
+        out = self.pipe(cond, generators, steps, scheduler, on_step)
+        return None if out is None else out + 0.3 * cond[:, 2:3]
+
+
+def test_an_inserted_nodule_is_drawn_to_its_target_contrast(pipe) -> None:
+    rng = np.random.default_rng(3)
+    values = np.rint(rng.normal(2000, 40, (200, 200))).astype(np.float32)
+    values[0, 0], values[-1, -1] = 0, 4095  # the value range, the unit of contrast
+    image = XRayImage(values, [], spacing_mm=(0.35, 0.35), metadata={"dtype": "uint16"})
+    drawing = _DrawsNodules(pipe)
+    plain = run_edit(drawing, image, None, EditPlan([(100, 100, 8.0)], []), seed=1)
+    r = 8.0 / 0.35 / 2
+    as_drawn = relative_contrast(plain.values, 100, 100, r)
+    assert plain.gains == [None] and drawing.batches == [1]
+    for target in (0.5 * as_drawn, 1.8 * as_drawn):
+        drawing.batches.clear()
+        out = run_edit(drawing, image, None,
+                       EditPlan([(100, 100, 8.0)], [], contrast=[target]), seed=1)
+        assert drawing.batches == [2]  # the window with and without its nodule, together
+        assert relative_contrast(out.values, 100, 100, r) == pytest.approx(target, rel=0.03)
+        assert (out.values[~out.changed] == values[~out.changed]).all()
+        assert out.sites[0].describe()["target_contrast"] == pytest.approx(target, abs=1e-5)
+    # Past MAX_CONTRAST_GAIN the opacity is not amplified further (texture would be).
+    out = run_edit(drawing, image, None, EditPlan([(100, 100, 8.0)], [], contrast=[50 * as_drawn]),
+                   seed=1)
+    assert out.gains == [pytest.approx(MAX_CONTRAST_GAIN)]
+    with pytest.raises(GenerationError, match="one target contrast"):
+        EditPlan([(100, 100, 8.0)], [], contrast=[0.1, 0.2])
 
 
 def test_edit_is_the_default_mode_and_reproducible_by_seed(model) -> None:

@@ -159,6 +159,40 @@ def test_too_small_lungs_no_lungs_and_fewer_nodules(fitted, caplog) -> None:
         sampler.sample(MaskStack((64, 64)), SPACING, np.random.default_rng(0))
 
 
+def test_sampled_nodules_carry_real_contrasts_of_their_size_and_subtlety(tmp_path) -> None:
+    """Faint small nodules (subtlety 1) and obvious large ones (5): a proposal of each kind
+    carries a contrast like the real ones of its kind, measured on the radiographs."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    for i in range(16):
+        big = i % 2 == 1
+        image, masks = draw_case(SIZE, rng, nodule=False)
+        ys, xs = np.nonzero(masks[LUNGS[i % 2]])
+        n = masks.add_nodule(float(xs.mean()), float(ys.mean()), 25.0 if big else 8.0)
+        r = masks.mm_to_px(n.diameter_mm) / 2
+        image = np.clip(image + (0.3 if big else 0.06) * ((xx - n.x) ** 2 + (yy - n.y) ** 2 <= r * r),
+                        0, 1)
+        write_case(tmp_path, f"N{i:03d}", image.astype(np.float32), masks,
+                   CaseInfo(id=f"N{i:03d}", nodule=True, subtlety=5 if big else 1))
+    dataset = JsrtDataset(tmp_path)
+    sampler = LayoutSampler.fit(dataset)
+    table = sampler.stats["contrast"]
+    assert table["by_subtlety"][0][0] is not None and table["by_subtlety"][3][4] is not None
+    assert table["by_subtlety"][0][4] is None  # no obvious small nodule to learn from
+    masks = dataset.load("N000").masks
+    drawn = [n for _ in range(60) for n in sampler.sample(masks, SPACING, rng, n=1)]
+    faint = [n.contrast for n in drawn if n.diameter_mm < 10 and n.subtlety == 1]
+    obvious = [n.contrast for n in drawn if n.diameter_mm > 20 and n.subtlety == 5]
+    assert faint and obvious and max(faint) < min(obvious)
+    assert 3 < np.median(obvious) / np.median(faint) < 7  # drawn 0.06 and 0.3 on the films
+    # The file round-trips, and one without contrasts (an older one) proposes none.
+    sampler.save(tmp_path / LAYOUT_SAMPLER_FILE)
+    assert LayoutSampler.load(tmp_path / LAYOUT_SAMPLER_FILE).stats == sampler.stats
+    older = json.loads(json.dumps(sampler.stats))
+    del older["contrast"]
+    assert all(n.contrast is None for n in LayoutSampler(older).sample(masks, SPACING, rng, n=2))
+
+
 def test_save_load_round_trip_and_default_sampler(fitted, tmp_path) -> None:
     sampler, _, masks = fitted
     assert default_sampler(tmp_path) is None

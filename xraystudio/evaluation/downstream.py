@@ -40,6 +40,7 @@ from xraystudio.errors import DatasetError
 from xraystudio.evaluation import downstream_data as data
 from xraystudio.io.atomic import write_text
 from xraystudio.io.datasets import JsrtDataset
+from xraystudio.synthesis.conspicuity import positive_contrasts
 from xraystudio.training.nodule_segmenter import (
     NoduleTraining, Pool, predict, train_nodule_segmenter,
 )
@@ -221,7 +222,7 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple
         "synthetic_nodules_inserted": sum(len(i.nodules) for i in items),
         "synthetic_source_cases": len({i.case for i in items}),
         "blob_images": len(blob), "blob_nodules_labelled": blob.nodule_count,
-        "blob_contrast_pool": len(data.positive_contrasts(nodules)),
+        "blob_contrast_pool": len(positive_contrasts(nodules)),
     }
     pools = {"real": real, "blob": blob, "synthetic": synthetic}
     return pools, (tune, tune_nodule), (val, nodule_case), counts

@@ -5,12 +5,14 @@ The arms differ only in what is added to the real training cases:
 - ``real``: nothing;
 - ``blob``: for every image of the synthetic folder, its source case with a simple blob
   (:func:`~xraystudio.evaluation.edit_eval.blob_insert`) at each inserted nodule's position and
-  size, its contrast drawn from real *training* nodules of the same subtlety and similar size;
+  size, at the contrast the synthetic image was made to (``synthesize`` draws it from the real
+  training nodules of the same subtlety and similar size; for a folder without one, it is drawn
+  here the same way);
 - ``synthetic``: the folder written by ``xraystudio synthesize`` (nnU-Net v2 layout plus
   ``metadata.jsonl``).
 
-So the blob and synthetic arms have the same number of images, the same source radiographs and
-the same nodule layouts: only the insertion method differs. A synthetic image whose source is a
+So the blob and synthetic arms have the same number of images, the same source radiographs, the
+same nodule layouts and the same target contrasts: only the insertion method differs. A synthetic image whose source is a
 validation case would leak the held-out split into training, so reading the folder refuses it.
 
 Images are kept as 8-bit pixels at the working size (JSRT is 8-bit; at 512 px a case costs
@@ -36,29 +38,33 @@ from xraystudio import metrics
 from xraystudio.errors import DatasetError
 from xraystudio.io.datasets import JsrtDataset
 from xraystudio.masks import NODULE
+from xraystudio.synthesis.conspicuity import (
+    RealNodule,
+    draw_contrast,
+    positive_contrasts,
+    relative_contrast,
+    value_span,
+)
 from xraystudio.training.nodule_segmenter import Pool
 
 log = logging.getLogger(__name__)
 
 METADATA = "metadata.jsonl"
 DATASET_JSON = "dataset.json"
-#: Real nodules whose size is nearest an inserted one, among which a blob's contrast is drawn.
-CONTRAST_NEIGHBOURS = 5
-#: At least this many real nodules of a subtlety before contrasts are matched by subtlety.
-MIN_SAME_SUBTLETY = 3
-
 #: Called with (items done, items in all) while a pool loads.
 Progress = Callable[[int, int], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class Inserted:
-    """One nodule a synthetic image added to its source: centre (source pixels), size, subtlety."""
+    """One nodule a synthetic image added to its source: centre (source pixels), size, subtlety
+    and the contrast it was made to (None when the synthesis set none)."""
 
     x: float
     y: float
     diameter_mm: float
     subtlety: int | None = None
+    contrast: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +76,6 @@ class SyntheticItem:
     label: Path
     case: str
     nodules: tuple[Inserted, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class RealNodule:
-    """A real training nodule's size, subtlety and measured contrast (native pixels, [0, 1])."""
-
-    size_mm: float
-    subtlety: int | None
-    contrast: float
 
 
 # ----------------------------------------------------------------------- the synthetic folder
@@ -153,7 +150,8 @@ def _item(root: Path, row: dict, n: int) -> SyntheticItem:
         case = row["source"]["case"]
         nodules = tuple(
             Inserted(float(d["x"]), float(d["y"]), float(d["diameter_mm"]),
-                     None if d.get("subtlety") is None else int(d["subtlety"]))
+                     None if d.get("subtlety") is None else int(d["subtlety"]),
+                     None if d.get("contrast") is None else float(d["contrast"]))
             for d in row.get("nodules", [])
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -245,7 +243,7 @@ def real_pool(
         if info.nodule:
             radius = info.size_mm / case.spacing_mm[1] / 2
             nodules.append(RealNodule(info.size_mm, info.subtlety,
-                                      metrics.nodule_contrast(case.image, info.x_px, info.y_px, radius)))
+                                      relative_contrast(case.image, info.x_px, info.y_px, radius)))
         if progress:
             progress(k + 1, len(ids))
     return builder.build(), nodules
@@ -294,34 +292,16 @@ def blob_pool(
         yy, xx = np.ogrid[: image.shape[0], : image.shape[1]]
         for n in item.nodules:
             radius = n.diameter_mm / spacing / 2
-            target = draw_contrast(real, n.diameter_mm, n.subtlety, rng)
-            image = blob_insert(image, n.x, n.y, radius, target / _blob_gain(radius))
+            target = n.contrast if n.contrast is not None else draw_contrast(
+                real, n.diameter_mm, n.subtlety, rng)
+            image = blob_insert(image, n.x, n.y, radius,
+                                target * value_span(case.image) / _blob_gain(radius))
             label |= (xx - n.x) ** 2 + (yy - n.y) ** 2 <= radius**2
         image = np.round(np.clip(image, 0, 1) * levels) / levels
         builder.add(item.id, image.astype(np.float32), label, spacing)
         if progress:
             progress(k + 1, len(items))
     return builder.build()
-
-
-def draw_contrast(
-    real: list[RealNodule], diameter_mm: float, subtlety: int | None, rng: np.random.Generator
-) -> float:
-    """A real training nodule's contrast, of the same subtlety (when enough) and similar size."""
-    pool = [r for r in real if r.subtlety == subtlety] if subtlety is not None else []
-    if len(pool) < MIN_SAME_SUBTLETY:
-        pool = real
-    nearest = sorted(pool, key=lambda r: abs(r.size_mm - diameter_mm))[:CONTRAST_NEIGHBOURS]
-    return nearest[int(rng.integers(len(nearest)))].contrast
-
-
-def positive_contrasts(real: list[RealNodule]) -> list[RealNodule]:
-    """Nodules whose measured contrast is positive: a blob must stand out to be a nodule at all.
-
-    Very subtle real nodules can measure at or below zero against their ring (a rib beside
-    them); a blob of zero or negative contrast would teach the segmenter to label plain lung.
-    """
-    return [r for r in real if r.contrast > 0]
 
 
 def _blob_gain(radius: float) -> float:

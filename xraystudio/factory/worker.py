@@ -145,7 +145,10 @@ class Synthesizer:
             else:
                 inserted = self._layout_nodules(item, ld, source_nodules)
                 removed = []
-            plan = EditPlan([(n.x, n.y, n.diameter_mm) for n in inserted], removed)
+            # Each sampled nodule is drawn to the contrast the sampler drew for it (a real
+            # nodule's of its size and subtlety), so the data is as conspicuous as real data.
+            plan = EditPlan([(n.x, n.y, n.diameter_mm) for n in inserted], removed,
+                            contrast=[n.contrast for n in inserted] if inserted else None)
             tasks.append(EditTask(ld.image, ld.masks, plan, item.seed))
             plans.append((inserted, removed))
         s = self.settings
@@ -159,8 +162,11 @@ class Synthesizer:
             for n in inserted:
                 masks.add_nodule(n.x, n.y, n.diameter_mm)
             pixels = out.pixel_format.stored(out.values)
-            extra = {"edits": [site.describe() for site in out.sites],
-                     "changed_pixels": int(out.changed.sum())}
+            edits = [site.describe() for site in out.sites]
+            for entry, gain in zip(edits, out.gains):
+                if gain is not None:
+                    entry["contrast_gain"] = round(gain, 4)
+            extra = {"edits": edits, "changed_pixels": int(out.changed.sum())}
             results.append((pixels, masks, inserted, removed, extra))
         return results
 

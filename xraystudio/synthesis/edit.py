@@ -29,7 +29,9 @@ from xraystudio.errors import GenerationCancelled, GenerationError
 from xraystudio.image import XRayImage
 from xraystudio.masks import LUNGS, MaskStack, Nodule
 from xraystudio.synthesis.condition import resize
+from xraystudio.synthesis.conspicuity import relative_contrast, value_span
 from xraystudio.synthesis.edit_window import (
+    CHANNELS,
     EditSpec,
     WindowBox,
     condition,
@@ -47,6 +49,12 @@ log = logging.getLogger(__name__)
 
 #: The mask layer painted with the Remove tool.
 REMOVE_LAYER = "remove"
+#: The most an inserted nodule's own opacity is amplified to meet a target contrast: past it, the
+#: model's differences between the two drawings (texture, not nodule) would be amplified too.
+MAX_CONTRAST_GAIN = 3.0
+#: The opacity is scaled within this many nodule radii (a soft disc), inside the contrast
+#: measure's gap (1 to 1.5 r) so the ring it is measured against keeps the model's pixels.
+GAIN_RADII = 1.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,20 +69,34 @@ class Site:
     core: np.ndarray
     band_px: float
     nodule: tuple[float, float, float] | None = None  # (x, y, diameter mm), for insertions
+    contrast: float | None = None  # the inserted nodule's target contrast (see EditPlan)
 
     def describe(self) -> dict:
         out = {"kind": self.kind, "window": [self.box.x0, self.box.y0, self.box.size],
                "window_spacing_mm": round(self.box.spacing_mm, 4)}
         if self.nodule is not None:
             out["nodule"] = [round(v, 2) for v in self.nodule]
+        if self.contrast is not None:
+            out["target_contrast"] = round(self.contrast, 5)
         return out
 
 
 @dataclasses.dataclass
 class EditPlan:
+    """What to change. ``contrast``, one entry per insertion (None: as the model draws it), asks
+    for an inserted nodule of that contrast (``conspicuity.relative_contrast`` on the output):
+    the model draws the window twice from the same noise, with the nodule and without, and the
+    difference, the nodule's own opacity, is scaled in and around its disc until the contrast is
+    met (within ``MAX_CONTRAST_GAIN``). Texture and the rest of the window stay the model's."""
+
     insert: list[tuple[float, float, float]]  # (x, y, diameter mm)
     remove: list[tuple[float, float, float]]
     remove_mask: np.ndarray | None = None
+    contrast: list[float | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.contrast is not None and len(self.contrast) != len(self.insert):
+            raise GenerationError("give one target contrast (or none) per inserted nodule")
 
     @property
     def empty(self) -> bool:
@@ -115,8 +137,10 @@ def _spacing(image: XRayImage, masks: MaskStack | None) -> float:
 def plan_sites(plan: EditPlan, shape: tuple[int, int], spacing_mm: float, spec: EditSpec) -> list[Site]:
     """A window and a region for every edit of ``plan``."""
     sites = []
+    targets = {"remove": [None] * len(plan.remove),
+               "insert": plan.contrast or [None] * len(plan.insert)}
     for kind, items in (("remove", plan.remove), ("insert", plan.insert)):
-        for x, y, diameter in items:
+        for (x, y, diameter), target in zip(items, targets[kind]):
             if not (0 <= x < shape[1] and 0 <= y < shape[0]):
                 raise GenerationError(f"the edit at ({x:.0f}, {y:.0f}) lies outside the image")
             if diameter <= 0:
@@ -126,7 +150,7 @@ def plan_sites(plan: EditPlan, shape: tuple[int, int], spacing_mm: float, spec: 
                                    spec, shape)
             core = disc((box.size, box.size), y - box.y0, x - box.x0, core_r / spacing_mm)
             sites.append(Site(kind, box, core, band / spacing_mm,
-                              (x, y, diameter) if kind == "insert" else None))
+                              (x, y, diameter) if kind == "insert" else None, target))
     if plan.remove_mask is not None:
         labels, n = ndimage.label(plan.remove_mask)
         for k, sl in enumerate(ndimage.find_objects(labels), start=1):
@@ -196,6 +220,9 @@ class EditOutput:
     sites: list[Site]
     pixel_format: PixelFormat
     conditions: list[np.ndarray]  # each site's model input, in site order
+    #: The factor each site's nodule opacity was scaled by to meet its target contrast (None for
+    #: sites without a target), in site order.
+    gains: list[float | None] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -223,6 +250,8 @@ class _EditState:
         self.sites = plan_sites(task.plan, image.shape, self.spacing_mm, spec)
         self.sign = np.float32(-1.0 if image.invert else 1.0)  # work with dense = bright
         self.work = image.values * self.sign
+        self.span = value_span(image.values)
+        self.gains: dict[int, float] = {}
         lungs = masks.union(LUNGS) if masks is not None and any(n in masks for n in LUNGS) else None
         self.lungs = lungs if lungs is not None and lungs.any() else None
         self.changed = np.zeros(image.shape, bool)
@@ -246,30 +275,59 @@ class _EditState:
             x, y, diameter = site.nodule
             cy = (y - site.box.y0 + 0.5) * spec.window / site.box.size - 0.5
             cx = (x - site.box.x0 + 0.5) * spec.window / site.box.size - 0.5
-            nodule = soft_disc((spec.window,) * 2, cy, cx, diameter / 2 / s)
+            disc_at = (cy, cx, diameter / 2 / s)
+            nodule = soft_disc((spec.window,) * 2, *disc_at)
         else:
+            disc_at = None
             nodule = np.zeros((spec.window,) * 2, np.float32)
         lung_w = (None if self.lungs is None
                   else to_model(site.box.cut(self.lungs.astype(np.float32)), spec))
         cond = condition(normalise(small, lo, hi), region, nodule, lung_w, s, spec)
         self.conditions[id(site)] = cond
-        return cond, (w, weight, small, lo, hi)
+        return cond, (w, weight, small, lo, hi, disc_at)
 
-    def apply(self, site: Site, window: tuple, generated: np.ndarray) -> None:
-        w, weight, small, lo, hi = window
+    def apply(self, site: Site, window: tuple, generated: np.ndarray,
+              without: np.ndarray | None = None) -> None:
+        """Paste the model's window; ``without``, the same window drawn without the nodule,
+        is given for a site with a target contrast, which the nodule's opacity is scaled to."""
+        w, weight = window[:2]
+        new = self._pasted(window, generated)
+        if without is not None and site.nodule is not None and site.contrast is not None:
+            cy, cx, r_model = window[5]
+            x, y, diameter = site.nodule
+            around = ndimage.gaussian_filter(
+                soft_disc(generated.shape, cy, cx, GAIN_RADII * r_model), 0.15 * r_model)
+            delta = self._pasted(window, generated + around * (generated - without)) - new
+            lx, ly, r = x - site.box.x0, y - site.box.y0, diameter / 2 / self.spacing_mm
+            base = relative_contrast(new, lx, ly, r, self.span)
+            per_unit = relative_contrast(delta, lx, ly, r, self.span)
+            k = 0.0
+            if per_unit > 1e-6:
+                k = float(np.clip((site.contrast - base) / per_unit, -1.0, MAX_CONTRAST_GAIN - 1.0))
+            else:
+                log.info("the model drew no nodule opacity at (%.0f, %.0f) to scale to its "
+                         "target contrast; it is kept as drawn", x, y)
+            new = new + k * delta
+            self.gains[id(site)] = 1.0 + k
+        _paste(self.work, self.changed, site.box, new, weight > 0)
+
+    def _pasted(self, window: tuple, generated: np.ndarray) -> np.ndarray:
+        """The source window with the model's drawing blended in (affine in ``generated``)."""
+        w, weight, small, lo, hi = window[:5]
         drawn = resize(denormalise(generated, lo, hi), w.shape, smooth=True)
         coarse = resize(small, w.shape, smooth=True) if w.shape != small.shape else w
         if self.spec.detail_mm > 0:
             sigma = self.spec.detail_mm / self.spacing_mm
             drawn = ndimage.gaussian_filter(drawn, sigma, mode="nearest")
             coarse = ndimage.gaussian_filter(coarse, sigma, mode="nearest")
-        _paste(self.work, self.changed, site.box, w + weight * (drawn - coarse), weight > 0)
+        return w + weight * (drawn - coarse)
 
     def output(self) -> EditOutput:
         values = self.task.image.values.copy()
         values[self.changed] = self.fmt.quantise(self.work[self.changed] * self.sign)
         return EditOutput(values, self.changed, self.sites, self.fmt,
-                          [self.conditions[id(s)] for s in self.sites])
+                          [self.conditions[id(s)] for s in self.sites],
+                          [self.gains.get(id(s)) for s in self.sites])
 
 
 def run_edit(
@@ -295,29 +353,47 @@ def run_edits(
     spec: EditSpec = pipe.spec
     states = [_EditState(task, spec) for task in tasks]
     steps = steps or spec.steps
-    calls = []
-    for r in range(max((len(s.groups) for s in states), default=0)):
-        entries = [(state, site) for state in states if r < len(state.groups)
-                   for site in state.groups[r]]
-        size = max_windows or len(entries)
-        calls.extend(entries[i:i + size] for i in range(0, len(entries), size))
-    total = len(calls) * steps
-    for k, call in enumerate(calls):
-        def step(i: int, n: int, base: int = k * steps) -> bool:
-            if on_step is not None:
-                on_step(base + i, total)
-            return cancel is not None and cancel.is_set()
+    rounds_ = [[(state, site) for state in states if r < len(state.groups)
+                for site in state.groups[r]]
+               for r in range(max((len(s.groups) for s in states), default=0))]
+    # A site with a target contrast is drawn twice, with and without its nodule (a "twin").
+    jobs_per_round = [len(e) + sum(site.contrast is not None for _, site in e) for e in rounds_]
+    size = max_windows or max(jobs_per_round, default=1)
+    total = sum(-(-n // size) for n in jobs_per_round) * steps
+    done_calls = 0
+    for entries in rounds_:
+        prepared = [state.prepare(site) for state, site in entries]
+        jobs = [(k, cond) for k, (cond, _) in enumerate(prepared)]
+        jobs += [(k, _without_nodule(cond)) for k, (cond, _) in enumerate(prepared)
+                 if entries[k][1].contrast is not None]
+        drawn: dict[tuple[int, bool], np.ndarray] = {}
+        for start in range(0, len(jobs), size):
+            chunk = jobs[start:start + size]
 
-        prepared = [state.prepare(site) for state, site in call]
-        generators = [torch.Generator("cpu").manual_seed(state.noise_seed[id(site)])
-                      for state, site in call]
-        out = pipe(torch.from_numpy(np.stack([c for c, _ in prepared])), generators, steps,
-                   scheduler, step)
-        if out is None:
-            raise GenerationCancelled("edit cancelled; no image was kept")
-        for (state, site), (_, window), gen in zip(call, prepared, out[:, 0].cpu().numpy()):
-            state.apply(site, window, gen)
+            def step(i: int, n: int, base: int = done_calls * steps) -> bool:
+                if on_step is not None:
+                    on_step(base + i, total)
+                return cancel is not None and cancel.is_set()
+
+            generators = [torch.Generator("cpu").manual_seed(
+                entries[k][0].noise_seed[id(entries[k][1])]) for k, _ in chunk]
+            out = pipe(torch.from_numpy(np.stack([c for _, c in chunk])), generators, steps,
+                       scheduler, step)
+            if out is None:
+                raise GenerationCancelled("edit cancelled; no image was kept")
+            for j, ((k, _), gen) in enumerate(zip(chunk, out[:, 0].cpu().numpy())):
+                drawn[(k, start + j >= len(entries))] = gen
+            done_calls += 1
+        for k, ((state, site), (_, window)) in enumerate(zip(entries, prepared)):
+            state.apply(site, window, drawn[(k, False)], drawn.get((k, True)))
     return [state.output() for state in states]
+
+
+def _without_nodule(cond: np.ndarray) -> np.ndarray:
+    """The same model input with an empty nodule channel: the window as a fill would draw it."""
+    out = cond.copy()
+    out[CHANNELS.index("nodule")] = 0.0
+    return out
 
 
 def _paste(work: np.ndarray, changed: np.ndarray, box: WindowBox, new: np.ndarray,

@@ -6,12 +6,16 @@ JSRT-style dataset, a few small summary statistics and keeps nothing of the imag
 
 - the number of nodules per nodule case (JSRT has exactly one per case);
 - the diameter in mm, as a Gaussian kernel density in log-mm clipped to the observed range
-  (stored as a density on a grid, so the file holds no per-case values);
+  (stored as a density on a grid, so the file holds no per-case values; the contrasts below
+  are kept as deciles for the same reason);
 - which lung (right/left frequency);
 - the position as a smoothed 12 x 12 histogram in lung-normalised coordinates: each lung's
   bounding box maps to [0, 1]², u running lateral → medial and v top → bottom, so the right and
   left lungs (mirror images) share one density;
-- conspicuity (JSRT subtlety 1-5) conditional on the size bin, since large nodules are obvious.
+- conspicuity (JSRT subtlety 1-5) conditional on the size bin, since large nodules are obvious;
+- the measured contrast (``conspicuity.relative_contrast``) as deciles per size bin and
+  subtlety, so each proposed nodule carries a contrast a real one of its grade has, which the
+  edit then draws it to (old files without the deciles propose no contrast).
 
 Sampling needs only the lung masks of the target study, at any size and spacing: every disc lies
 whole inside the lungs (with an edge margin) and clear of existing nodules and of each other.
@@ -34,6 +38,7 @@ import numpy as np
 from xraystudio.errors import DatasetError, MaskError, ModelError
 from xraystudio.io.atomic import write_text
 from xraystudio.masks import LUNGS
+from xraystudio.synthesis.conspicuity import MIN_SAME_SUBTLETY, relative_contrast
 
 if TYPE_CHECKING:
     from xraystudio.io.datasets import JsrtDataset
@@ -52,6 +57,7 @@ EDGE_MARGIN_MM = 2.0  # a sampled disc keeps this far inside the lung outline
 GAP_MM = 3.0  # and this far from any other nodule's disc
 TRIES_PER_SIZE = 100  # positions tried for one drawn size and lung
 ROUNDS = 5  # sizes and lungs drawn per nodule before giving up
+CONTRAST_QUANTILES = tuple(round(0.05 + 0.1 * k, 2) for k in range(10))  # 5 %, 15 %, ... 95 %
 COARSE_PX = 768  # the inside-the-lungs test runs on a grid at most this large
 
 
@@ -63,6 +69,7 @@ class SampledNodule:
     y: float
     diameter_mm: float
     subtlety: int | None
+    contrast: float | None = None  # in units of the radiograph's value range
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,6 +92,7 @@ class LayoutSampler:
         self._subtlety_edges = np.asarray(self.stats["subtlety"]["size_bin_edges_mm"], float)
         probs = self.stats["subtlety"]["probs"]
         self._subtlety_probs = None if probs is None else [_normalised(p) for p in probs]
+        self._contrast = self.stats.get("contrast")
 
     # ------------------------------------------------------------------------------ fitting
     @classmethod
@@ -101,11 +109,11 @@ class LayoutSampler:
         infos = [c for c in dataset.cases if c.id in wanted and c.nodule]
         if not infos:
             raise DatasetError(f"{dataset.root}: none of the chosen cases has a nodule to learn from")
-        sizes, uv, lungs, subtlety = [], [], [], []
+        sizes, uv, lungs, subtlety, contrast = [], [], [], [], []
         outside = 0
         for info in infos:
-            masks = dataset.load(info.id).masks
-            where = _lung_coordinates(masks, info.x_px, info.y_px)
+            case = dataset.load(info.id)
+            where = _lung_coordinates(case.masks, info.x_px, info.y_px)
             if where is None:
                 log.warning("case %s has no lung masks; its nodule is not used", info.id)
                 continue
@@ -115,6 +123,8 @@ class LayoutSampler:
             uv.append((u, v))
             lungs.append(lung)
             subtlety.append(info.subtlety)
+            contrast.append(relative_contrast(case.image, info.x_px, info.y_px,
+                                              info.size_mm / case.spacing_mm[1] / 2))
         if not sizes:
             raise DatasetError(f"{dataset.root}: no nodule case has lung masks")
         if outside:
@@ -132,6 +142,7 @@ class LayoutSampler:
             "spatial": {"bins": GRID, "axes": ["v (top to bottom)", "u (lateral to medial)"],
                         "density": _fit_spatial(np.asarray(uv)).round(6).tolist()},
             "subtlety": _fit_subtlety(np.asarray(sizes), subtlety),
+            "contrast": _fit_contrast(np.asarray(sizes), subtlety, np.asarray(contrast)),
             "edge_margin_mm": EDGE_MARGIN_MM,
             "gap_mm": GAP_MM,
         }
@@ -223,8 +234,9 @@ class LayoutSampler:
                 if any(math.hypot(x - px, y - py) < r + pd / spacing_mm / 2 + gap_px
                        for px, py, pd in placed):
                     continue
-                return SampledNodule(float(x), float(y), float(diameter),
-                                     self._draw_subtlety(rng, diameter))
+                level = self._draw_subtlety(rng, diameter)
+                return SampledNodule(float(x), float(y), float(diameter), level,
+                                     self._draw_contrast(rng, diameter, level))
         return None
 
     def _draw_size(self, rng: np.random.Generator) -> float:
@@ -235,6 +247,19 @@ class LayoutSampler:
             return None
         probs = self._subtlety_probs[int(np.searchsorted(self._subtlety_edges, diameter_mm))]
         return int(rng.choice(SUBTLETIES, p=probs))
+
+    def _draw_contrast(self, rng: np.random.Generator, diameter_mm: float,
+                       subtlety: int | None) -> float | None:
+        """A contrast from the deciles of the real nodules of this size bin and subtlety (of
+        the size bin alone where that subtlety had too few, of all where the bin had none)."""
+        table = self._contrast
+        if table is None:
+            return None
+        b = int(np.searchsorted(table["size_bin_edges_mm"], diameter_mm))
+        rows = [table["by_subtlety"][b][subtlety - 1] if subtlety in SUBTLETIES else None,
+                table["by_size"][b], table["all"]]
+        row = next(r for r in rows if r is not None)
+        return float(np.interp(rng.random(), table["quantiles"], row))
 
 
 def _clearance(lungs: np.ndarray) -> tuple[np.ndarray, int]:
@@ -349,6 +374,34 @@ def _fit_subtlety(sizes: np.ndarray, subtlety: list[int | None]) -> dict[str, An
             "probs": probs.round(6).tolist(), "counts": (counts - 0.5).astype(int).tolist()}
 
 
+def _fit_contrast(sizes: np.ndarray, subtlety: list[int | None],
+                  contrast: np.ndarray) -> dict[str, Any] | None:
+    """Deciles of the positive contrasts per size bin and subtlety (None where fewer than
+    ``MIN_SAME_SUBTLETY`` nodules), per size bin, and of all; None without a positive one."""
+    keep = contrast > 0
+    if not keep.any():
+        return None
+    bins = np.searchsorted(SIZE_BIN_EDGES_MM, sizes)
+    levels = np.array([t if t in SUBTLETIES else 0 for t in subtlety])
+
+    def deciles(sel: np.ndarray) -> list[float] | None:
+        values = contrast[sel & keep]
+        if values.size < MIN_SAME_SUBTLETY:
+            return None
+        return np.quantile(values, CONTRAST_QUANTILES).round(6).tolist()
+
+    n_bins = len(SIZE_BIN_EDGES_MM) + 1
+    return {
+        "unit": "disc mean minus ring mean (1.5-2.5 r), over the radiograph's value range",
+        "size_bin_edges_mm": list(SIZE_BIN_EDGES_MM),
+        "quantiles": list(CONTRAST_QUANTILES),
+        "by_subtlety": [[deciles((bins == b) & (levels == t)) for t in SUBTLETIES]
+                        for b in range(n_bins)],
+        "by_size": [deciles(bins == b) for b in range(n_bins)],
+        "all": np.quantile(contrast[keep], CONTRAST_QUANTILES).round(6).tolist(),
+    }
+
+
 # ---------------------------------------------------------------------------------- checking
 def _normalised(p: Sequence[float] | np.ndarray) -> np.ndarray:
     p = np.asarray(p, float)
@@ -389,6 +442,8 @@ def _validate(stats: Any, where: str) -> dict[str, Any]:
                 raise ValueError("subtlety.probs needs one row per size bin")
             for row in rows:
                 _probabilities(row, len(SUBTLETIES), "subtlety.probs")
+        if stats.get("contrast") is not None:
+            _check_contrast(stats["contrast"])
         for key in ("edge_margin_mm", "gap_mm"):
             if not (math.isfinite(stats[key]) and stats[key] >= 0):
                 raise ValueError(f"{key} must be a non-negative number")
@@ -397,6 +452,21 @@ def _validate(stats: Any, where: str) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise fail(str(exc)) from None
     return stats
+
+
+def _check_contrast(table: dict[str, Any]) -> None:
+    q = np.asarray(table["quantiles"], float)
+    if q.ndim != 1 or q.size < 2 or not np.all(np.diff(q) > 0) or q[0] < 0 or q[-1] > 1:
+        raise ValueError("contrast.quantiles must increase within [0, 1]")
+    n_bins = len(table["size_bin_edges_mm"]) + 1
+    if len(table["by_size"]) != n_bins or len(table["by_subtlety"]) != n_bins \
+            or any(len(b) != len(SUBTLETIES) for b in table["by_subtlety"]) or table["all"] is None:
+        raise ValueError("contrast needs a row per size bin (and per subtlety in each) and 'all'")
+    rows = [table["all"], *table["by_size"], *(r for b in table["by_subtlety"] for r in b)]
+    for row in rows:
+        if row is not None and (len(row) != q.size or not np.all(np.isfinite(row))
+                                or np.any(np.diff(row) < 0)):
+            raise ValueError("each contrast row must hold one non-decreasing value per quantile")
 
 
 def _probabilities(values: Any, length: int, name: str) -> None:
