@@ -32,7 +32,7 @@ from xraystudio.synthesis.edit import (
     save_edit,
 )
 from xraystudio.synthesis.edit_pipeline import load_edit_model
-from xraystudio.synthesis.edit_window import EditSpec, WindowBox, feather
+from xraystudio.synthesis.edit_window import CHANNELS, EditSpec, WindowBox, feather
 from xraystudio.synthesis.engine import Engine, GenerationRequest
 from xraystudio.synthesis.tiny import make_tiny_edit_model, make_tiny_pixel_model
 
@@ -191,25 +191,43 @@ class _DrawsNodules:
     def __call__(self, cond, generators, steps=None, scheduler=None, on_step=None):
         self.batches.append(len(generators))
         out = self.pipe(cond, generators, steps, scheduler, on_step)
-        return None if out is None else out + 0.3 * cond[:, 2:3]
+        return None if out is None else out + 0.3 * cond[:, CHANNELS.index("nodule")][:, None]
+
+
+class _NoNodule(_DrawsNodules):
+    """The tiny pipeline with the nodule channel off, as the twin of a window is drawn."""
+
+    def __call__(self, cond, generators, steps=None, scheduler=None, on_step=None):
+        off = cond.clone()
+        off[:, CHANNELS.index("nodule")] = 0.0
+        return self.pipe(off, generators, steps, scheduler, on_step)
 
 
 def test_an_inserted_nodule_is_drawn_to_its_target_contrast(pipe) -> None:
     rng = np.random.default_rng(3)
     values = np.rint(rng.normal(2000, 40, (200, 200))).astype(np.float32)
     values[0, 0], values[-1, -1] = 0, 4095  # the value range, the unit of contrast
+    # A darker ring around the place: the site has contrast of its own before any nodule, and
+    # the target is what the nodule adds to it.
+    d = np.hypot(*np.ogrid[-100:100, -100:100])
+    values[(d > 1.7 * 11.4) & (d < 2.4 * 11.4)] -= 120
     image = XRayImage(values, [], spacing_mm=(0.35, 0.35), metadata={"dtype": "uint16"})
     drawing = _DrawsNodules(pipe)
     plain = run_edit(drawing, image, None, EditPlan([(100, 100, 8.0)], []), seed=1)
     r = 8.0 / 0.35 / 2
-    as_drawn = relative_contrast(plain.values, 100, 100, r)
-    assert plain.gains == [None] and drawing.batches == [1]
+    # The same window drawn as the twin is (nodule channel off): what the nodule is added to.
+    fill = run_edit(_NoNodule(pipe), image, None, EditPlan([(100, 100, 8.0)], []), seed=1)
+    site = relative_contrast(fill.values, 100, 100, r)
+    as_drawn = relative_contrast(plain.values, 100, 100, r) - site
+    assert plain.gains == [None] and drawing.batches == [1] and as_drawn > 0.002
+    assert site > as_drawn  # so a target met as the site's final contrast would fail here
     for target in (0.5 * as_drawn, 1.8 * as_drawn):
         drawing.batches.clear()
         out = run_edit(drawing, image, None,
                        EditPlan([(100, 100, 8.0)], [], contrast=[target]), seed=1)
         assert drawing.batches == [2]  # the window with and without its nodule, together
-        assert relative_contrast(out.values, 100, 100, r) == pytest.approx(target, rel=0.03)
+        added = relative_contrast(out.values, 100, 100, r) - site
+        assert added == pytest.approx(target, rel=0.05)
         assert (out.values[~out.changed] == values[~out.changed]).all()
         assert out.sites[0].describe()["target_contrast"] == pytest.approx(target, abs=1e-5)
     # Past MAX_CONTRAST_GAIN the opacity is not amplified further (texture would be).

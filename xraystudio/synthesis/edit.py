@@ -84,10 +84,13 @@ class Site:
 @dataclasses.dataclass
 class EditPlan:
     """What to change. ``contrast``, one entry per insertion (None: as the model draws it), asks
-    for an inserted nodule of that contrast (``conspicuity.relative_contrast`` on the output):
-    the model draws the window twice from the same noise, with the nodule and without, and the
-    difference, the nodule's own opacity, is scaled in and around its disc until the contrast is
-    met (within ``MAX_CONTRAST_GAIN``). Texture and the rest of the window stay the model's."""
+    for an inserted nodule that adds that contrast (``conspicuity.relative_contrast``) to its
+    place: the model draws the window twice from the same noise, with the nodule and without,
+    and the difference, the nodule's own opacity, is scaled in and around its disc until what it
+    adds over the window without it is the target (within ``MAX_CONTRAST_GAIN``). Texture and the
+    rest of the window stay the model's. The target is what the nodule adds, not the contrast
+    the site ends with, so a place that is already bright around its centre still gets a
+    visible nodule, as a pasted blob of that contrast would."""
 
     insert: list[tuple[float, float, float]]  # (x, y, diameter mm)
     remove: list[tuple[float, float, float]]
@@ -299,16 +302,16 @@ class _EditState:
                 soft_disc(generated.shape, cy, cx, GAIN_RADII * r_model), 0.15 * r_model)
             delta = self._pasted(window, generated + around * (generated - without)) - new
             lx, ly, r = x - site.box.x0, y - site.box.y0, diameter / 2 / self.spacing_mm
-            base = relative_contrast(new, lx, ly, r, self.span)
+            # The measure is linear in the pixels: at gain g the opacity adds g * per_unit.
             per_unit = relative_contrast(delta, lx, ly, r, self.span)
-            k = 0.0
+            gain = 1.0
             if per_unit > 1e-6:
-                k = float(np.clip((site.contrast - base) / per_unit, -1.0, MAX_CONTRAST_GAIN - 1.0))
+                gain = float(np.clip(site.contrast / per_unit, 0.0, MAX_CONTRAST_GAIN))
             else:
                 log.info("the model drew no nodule opacity at (%.0f, %.0f) to scale to its "
                          "target contrast; it is kept as drawn", x, y)
-            new = new + k * delta
-            self.gains[id(site)] = 1.0 + k
+            new = new + (gain - 1.0) * delta
+            self.gains[id(site)] = gain
         _paste(self.work, self.changed, site.box, new, weight > 0)
 
     def _pasted(self, window: tuple, generated: np.ndarray) -> np.ndarray:
