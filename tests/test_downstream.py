@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fake_synthetic import write_fake_synthetic
 from synthetic_data import write_dataset
@@ -75,11 +76,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str
 def test_blob_arm_matches_the_synthetic_folder(tiny) -> None:
     jsrt, synthetic, train, val = tiny
     dataset = JsrtDataset(jsrt)
-    items, nodule_value = data.read_synthetic(synthetic, dataset, val)
-    assert len(items) == 8 and nodule_value == 6
+    items = data.read_synthetic(synthetic, dataset, val)
+    assert len(items) == 8 and {i.nodule_value for i in items} == {6}
     real, nodules = data.real_pool(dataset, train, 128)
     assert len(nodules) == sum(dataset.load(i).info.nodule for i in train)
-    syn = data.synthetic_pool(items, nodule_value, dataset, 128)
+    syn = data.synthetic_pool(items, dataset, 128)
     blob = data.blob_pool(items, dataset, nodules, 128)
     assert len(blob) == len(syn) == 8 and blob.ids == syn.ids
     for k, item in enumerate(items):
@@ -92,6 +93,32 @@ def test_blob_arm_matches_the_synthetic_folder(tiny) -> None:
     assert blob.nodule_count == syn.nodule_count
     again = data.blob_pool(items, dataset, nodules, 128)
     assert np.array_equal(again.images, blob.images)  # deterministic
+
+
+def test_several_folders_and_a_removal_counterpart(tiny, tmp_path: Path) -> None:
+    """An edit folder and a folder of nodule-free counterparts train one synthetic arm; the
+    blob arm, which cannot remove, gets the removal's source unchanged, nodule label and all."""
+    jsrt, synthetic, train, val = tiny
+    dataset = JsrtDataset(jsrt)
+    case = next(i for i in train if dataset.load(i).info.nodule)
+    removed = write_fake_synthetic(jsrt, tmp_path / "removed", [case], per_case=1)
+    rows = [json.loads(line) for line in (removed / "metadata.jsonl").read_text().splitlines()]
+    row = rows[0]
+    row["id"], row["nodules"] = f"{case}_r000", []
+    (removed / "metadata.jsonl").write_text(json.dumps(row) + "\n")
+    source = dataset.load(case)
+    Image.fromarray(np.zeros(source.image.shape, np.uint8)).save(removed / row["label"])
+    items = data.read_synthetic([synthetic, removed], dataset, val)
+    assert len(items) == 9 and items[-1].id == f"{case}_r000"
+    syn = data.synthetic_pool(items, dataset, 128)
+    assert not syn.masks[-1].any()
+    _, nodules = data.real_pool(dataset, train, 128)
+    blob = data.blob_pool(items, dataset, nodules, 128)
+    real = data.real_pool(dataset, [case], 128)[0]
+    assert np.array_equal(blob.images[-1], real.images[0])
+    assert np.array_equal(blob.masks[-1], real.masks[0]) and real.masks[0].any()
+    with pytest.raises(DatasetError, match="twice"):
+        data.read_synthetic([synthetic, synthetic], dataset, val)
 
 
 def test_draw_contrast_prefers_same_subtlety_and_size() -> None:
@@ -113,7 +140,7 @@ def test_blobs_take_the_contrast_the_synthetic_item_was_made_to(tiny, tmp_path: 
     for row, target in zip(rows, (0.05, 0.2)):
         row["nodules"][0]["contrast"] = target
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    items, _ = data.read_synthetic(folder, dataset, val)
+    items = data.read_synthetic(folder, dataset, val)
     _, nodules = data.real_pool(dataset, train, 128)
     full = dataset.load(items[0].case).image.shape[0]
     blob = data.blob_pool(items, dataset, nodules, full)
@@ -205,3 +232,15 @@ def test_threshold_is_the_most_sensitive_within_the_false_positive_budget() -> N
     strict = choose_threshold(prob, pool, kinds, 0.0, 1.0)
     assert 0.6 < strict <= 0.9
     assert choose_threshold(prob, pool, kinds, 1.0, 1.0) < 0.6
+
+
+def test_one_arm_rerun_reports_no_bar(tiny, tmp_path: Path, capsys) -> None:
+    jsrt, synthetic, _, _ = tiny
+    out = tmp_path / "one.json"
+    code = main(["benchmark", "downstream", str(jsrt), "--synthetic", str(synthetic),
+                 "--arms", "synthetic", "--steps", "2", "--batch", "4", "--size", "128",
+                 "--patch", "32", "--threads", "1", "--tune-cases", "2", "--out", str(out)])
+    assert code == 0 and "not measured" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert list(report["runs"]) == ["synthetic"] and report["complete"]
+    assert report["bar"]["met"] is None and 0 <= report["runs"]["synthetic"][0]["tune_cpm"] <= 1

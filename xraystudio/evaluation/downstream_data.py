@@ -8,8 +8,10 @@ The arms differ only in what is added to the real training cases:
   size, at the contrast the synthetic image was made to (``synthesize`` draws it from the real
   training nodules of the same subtlety and similar size; for a folder without one, it is drawn
   here the same way);
-- ``synthetic``: the folder written by ``xraystudio synthesize`` (nnU-Net v2 layout plus
-  ``metadata.jsonl``).
+- ``synthetic``: the folder(s) written by ``xraystudio synthesize`` (nnU-Net v2 layout plus
+  ``metadata.jsonl``): edit-mode insertions, and ``--remove`` counterparts (a real nodule case
+  with its nodule taken out, labelled free of it; blob insertion cannot remove, so its arm gets
+  the source case unchanged for such an item).
 
 So the blob and synthetic arms have the same number of images, the same source radiographs, the
 same nodule layouts and the same target contrasts: only the insertion method differs. A synthetic image whose source is a
@@ -69,26 +71,43 @@ class Inserted:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticItem:
-    """One line of ``metadata.jsonl``, checked: files exist, the source case is a training case."""
+    """One line of ``metadata.jsonl``, checked: files exist, the source case is a training case;
+    ``nodule_value`` is the nodule's value in the label maps of its folder."""
 
     id: str
     image: Path
     label: Path
     case: str
     nodules: tuple[Inserted, ...]
+    nodule_value: int
 
 
 # ----------------------------------------------------------------------- the synthetic folder
 def read_synthetic(
-    folder: str | Path, dataset: JsrtDataset, val_ids: Iterable[str]
-) -> tuple[list[SyntheticItem], int]:
-    """The items of a synthetic nnU-Net folder and the label value of ``nodule`` in it.
+    folders: str | Path | Iterable[str | Path], dataset: JsrtDataset, val_ids: Iterable[str]
+) -> list[SyntheticItem]:
+    """The items of one or several synthetic nnU-Net folders (say, edit-mode insertions and the
+    ``--remove`` counterparts of the real nodule cases), in order.
 
     Refuses (``DatasetError``) a folder that is not such a dataset, an item whose files are
-    missing or that has no source case of ``dataset``, and above all any item made from a
-    validation case: training on it would measure the segmenter on its own training data.
+    missing or that has no source case of ``dataset``, an id listed twice, and above all any
+    item made from a validation case: training on it would measure the segmenter on its own
+    training data.
     """
-    root = Path(folder)
+    roots = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    if not roots:
+        raise DatasetError("no synthetic folder given")
+    val = set(val_ids)
+    items = [item for root in roots for item in _read_folder(root, dataset, val)]
+    seen: set[str] = set()
+    for i in items:
+        if i.id in seen:
+            raise DatasetError(f"synthetic image {i.id!r} is listed twice (in {i.image.parent.parent})")
+        seen.add(i.id)
+    return items
+
+
+def _read_folder(root: Path, dataset: JsrtDataset, val: set[str]) -> list[SyntheticItem]:
     if not root.is_dir():
         raise DatasetError(f"synthetic folder {root} does not exist")
     for needed in (DATASET_JSON, METADATA):
@@ -102,10 +121,11 @@ def read_synthetic(
     if info.get("file_ending", ".png") != ".png":
         raise DatasetError(f"{root}: only .png datasets are supported, not {info['file_ending']}")
 
-    items = [_item(root, line, n) for n, line in enumerate(_lines(root / METADATA), 1)]
+    items = [_item(root, line, n, nodule_value)
+             for n, line in enumerate(_lines(root / METADATA), 1)]
     if not items:
         raise DatasetError(f"{root / METADATA} lists no images")
-    known, val = set(dataset.ids), set(val_ids)
+    known = set(dataset.ids)
     leaking = sorted({i.case for i in items if i.case in val})
     if leaking:
         count = sum(i.case in val for i in items)
@@ -120,12 +140,7 @@ def read_synthetic(
             f"synthetic images in {root} come from case(s) {', '.join(unknown[:5])} that "
             f"{dataset.root} does not have; give the dataset they were made from"
         )
-    seen: set[str] = set()
-    for i in items:
-        if i.id in seen:
-            raise DatasetError(f"{root / METADATA} lists image {i.id!r} twice")
-        seen.add(i.id)
-    return items, nodule_value
+    return items
 
 
 def _lines(path: Path) -> list[dict]:
@@ -143,7 +158,7 @@ def _lines(path: Path) -> list[dict]:
     return out
 
 
-def _item(root: Path, row: dict, n: int) -> SyntheticItem:
+def _item(root: Path, row: dict, n: int, nodule_value: int) -> SyntheticItem:
     where = f"{root / METADATA}, item {n}"
     try:
         item_id, image, label = str(row["id"]), root / row["image"], root / row["label"]
@@ -164,7 +179,7 @@ def _item(root: Path, row: dict, n: int) -> SyntheticItem:
     for path in (image, label):
         if not path.is_file():
             raise DatasetError(f"{where} ({item_id}): file {path} is missing")
-    return SyntheticItem(item_id, image, label, case, nodules)
+    return SyntheticItem(item_id, image, label, case, nodules, nodule_value)
 
 
 # --------------------------------------------------------------------------------- the pools
@@ -250,8 +265,7 @@ def real_pool(
 
 
 def synthetic_pool(
-    items: list[SyntheticItem], nodule_value: int, dataset: JsrtDataset, size: int,
-    progress: Progress | None = None,
+    items: list[SyntheticItem], dataset: JsrtDataset, size: int, progress: Progress | None = None,
 ) -> Pool:
     """The synthetic folder's images with the nodule label of their label maps."""
     spacing = {c.id: c.spacing_mm for c in dataset.cases}
@@ -261,7 +275,7 @@ def synthetic_pool(
         label = _read_png(item.label)
         if label.shape != image.shape:
             raise DatasetError(f"{item.label} is {label.shape} but its image is {image.shape}")
-        builder.add(item.id, image, label == nodule_value, spacing[item.case])
+        builder.add(item.id, image, label == item.nodule_value, spacing[item.case])
         if progress:
             progress(k + 1, len(items))
     return builder.build()
