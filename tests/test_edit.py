@@ -114,6 +114,16 @@ def test_plan_reads_added_moved_deleted_and_painted_edits() -> None:
     assert plan_from_masks(MaskStack.from_arrays((10, 10), {}, None, [Nodule(1, 5, 5, 3.0)])).empty
 
 
+def test_plan_carries_each_inserted_nodules_contrast() -> None:
+    masks = MaskStack.from_arrays((100, 100), {}, (0.3, 0.3), [Nodule(1, 20, 20, 6.0)])
+    masks.add_nodule(30, 80, 7.0, contrast=0.02)
+    masks.add_nodule(60, 60, 5.0)
+    plan = plan_from_masks(masks)
+    assert plan.insert == [(30, 80, 7.0), (60, 60, 5.0)] and plan.contrast == [0.02, None]
+    masks.set_nodule_contrast(2, None)
+    assert plan_from_masks(masks).contrast is None  # all the model's own
+
+
 def test_edit_changes_nothing_outside_the_feather_in_a_12_bit_dicom(pipe, tmp_path: Path) -> None:
     image = read_dicom(_dicom_12bit(tmp_path / "src.dcm"))
     masks = MaskStack(image.shape, image.spacing_mm)
@@ -258,11 +268,13 @@ def test_generate_command_edits_a_dicom(model, tmp_path: Path, capsys) -> None:
     src = _dicom_12bit(tmp_path / "case.dcm")
     out = tmp_path / "out"
     code = main(["generate", str(src), "--out", str(out), "--model", str(model), "--mode", "edit",
-                 "--nodule", "60,60,6", "--remove", "120,40,5", "--seed", "2", "--no-segment"])
+                 "--nodule", "60,60,6,2", "--remove", "120,40,5", "--seed", "2", "--no-segment"])
     assert code == 0
     dcm = out / "case_edit_seed2.dcm"
     prov = json.loads((out / "case_edit_seed2.json").read_text())
     assert sorted(e["kind"] for e in prov["edits"]) == ["insert", "remove"]
+    insert = next(e for e in prov["edits"] if e["kind"] == "insert")
+    assert insert["target_contrast"] == 0.02 and insert["contrast_gain"] >= 0  # 2 % asked
     assert (out / "case_edit_seed2.png").is_file()
     edited = pydicom.dcmread(dcm).pixel_array
     source = pydicom.dcmread(src).pixel_array
@@ -273,6 +285,14 @@ def test_generate_command_edits_a_dicom(model, tmp_path: Path, capsys) -> None:
                  "--no-segment", "--remove", "9999,1,5"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):  # argparse's usage and error, exit 2
+        main(["generate", str(src), "--out", str(out), "--nodule", "60,60,6,x"])
+    assert "CONTRAST_PERCENT" in capsys.readouterr().err
+    code = main(["generate", str(src), "--out", str(out), "--model", str(model), "--mode", "edit",
+                 "--no-segment", "--nodule", "60,60,6,150"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and "contrast" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_edit_training_runs_resumes_and_exports(tmp_path: Path) -> None:

@@ -249,3 +249,26 @@ def test_copy_and_content_hash():
     assert c.content_hash() == s.content_hash() and not c.can_undo
     c.paint("heart", [(80, 80)], 5)
     assert c.content_hash() != s.content_hash()
+
+
+def test_nodule_contrast_is_one_undo_step_and_checked():
+    s = stack()
+    n = s.add_nodule(50, 50, 8.0, contrast=0.03)
+    assert n.contrast == 0.03
+    before = s.content_hash()
+    pixels = s[NODULE].copy()
+    s.set_nodule_contrast(n.id, 0.01)
+    assert s.nodules[0].contrast == 0.01 and s.content_hash() != before
+    assert np.array_equal(s[NODULE], pixels)
+    s.update_nodule(n.id, x=60)
+    assert s.nodules[0].contrast == 0.01  # moving keeps it
+    s.undo()
+    s.undo()
+    assert s.nodules[0].contrast == 0.03 and s.content_hash() == before
+    s.redo()
+    assert s.nodules[0].contrast == 0.01
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(MaskError, match="contrast"):
+            s.set_nodule_contrast(n.id, bad)
+        with pytest.raises(MaskError, match="contrast"):
+            s.add_nodule(20, 20, 5.0, contrast=bad)

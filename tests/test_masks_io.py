@@ -190,3 +190,14 @@ def test_atomic_writes_have_ordinary_permissions(tmp_path) -> None:
 
     write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o644
+
+
+def test_nodule_contrast_survives_saving_and_resizing(tmp_path):
+    s = MaskStack(SHAPE, (0.5, 0.5))
+    s.add_nodule(20, 30, 6.0, contrast=0.025)
+    s.add_nodule(40, 30, 6.0)
+    save_masks(s, tmp_path / "m")
+    loaded = load_masks(tmp_path / "m", SHAPE)
+    assert [n.contrast for n in loaded.nodules] == [0.025, None]
+    half = resize_masks(loaded, (SHAPE[0] // 2, SHAPE[1] // 2))
+    assert [n.contrast for n in half.nodules] == [0.025, None]

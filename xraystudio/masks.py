@@ -73,12 +73,17 @@ EMPTY = Rect(0, 0, 0, 0)
 
 @dataclasses.dataclass
 class Nodule:
-    """A stamped nodule: centre in pixels (x right, y down) and diameter in millimetres."""
+    """A stamped nodule: centre in pixels (x right, y down) and diameter in millimetres.
+
+    ``contrast`` is the conspicuity edit mode draws an inserted nodule to (what it adds over its
+    surroundings, in units of the radiograph's value range: ``synthesis.conspicuity``); None
+    leaves it to the model, as for a nodule the film itself has."""
 
     id: int
     x: float
     y: float
     diameter_mm: float
+    contrast: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -264,6 +269,8 @@ class MaskStack:
             h.update(_pack(self._layers[name]).tobytes())
         for n in sorted(self.nodules, key=lambda n: n.id):
             h.update(repr((round(n.x, 3), round(n.y, 3), round(n.diameter_mm, 3))).encode())
+            if n.contrast is not None:
+                h.update(repr(round(n.contrast, 5)).encode())
         return h.hexdigest()[:16]
 
     # -------------------------------------------------------------- listeners
@@ -567,10 +574,12 @@ class MaskStack:
             if _overlaps(self._disc_rect(other)[0], rect):
                 self._draw_disc(other, True)
 
-    def add_nodule(self, x: float, y: float, diameter_mm: float) -> Nodule:
+    def add_nodule(self, x: float, y: float, diameter_mm: float,
+                   contrast: float | None = None) -> Nodule:
         """Stamp a nodule disc of ``diameter_mm`` centred at pixel (x, y) and keep it as an object."""
         if diameter_mm <= 0:
             raise MaskError("a nodule diameter must be positive")
+        _check_contrast(contrast)
         if not (0 <= x < self.shape[1] and 0 <= y < self.shape[0]):
             raise MaskError(f"nodule centre ({x:.0f}, {y:.0f}) lies outside the image")
         if NODULE not in self._layers:
@@ -578,7 +587,8 @@ class MaskStack:
         own = self._pending is None
         if own:
             self.begin("Stamp nodule")
-        n = Nodule(self._next_id, float(x), float(y), float(diameter_mm))
+        n = Nodule(self._next_id, float(x), float(y), float(diameter_mm),
+                   None if contrast is None else float(contrast))
         self._next_id += 1
         self.nodules.append(n)
         self._draw_disc(n, True)
@@ -611,6 +621,20 @@ class MaskStack:
             self.commit()
         return n
 
+    def set_nodule_contrast(self, nodule_id: int, contrast: float | None) -> Nodule:
+        """Set (or, with None, clear) the contrast edit mode draws a nodule to, as one undo step;
+        the mask pixels do not change."""
+        _check_contrast(contrast)
+        n = self.nodule(nodule_id)
+        own = self._pending is None
+        if own:
+            self.begin("Nodule contrast")
+        n.contrast = None if contrast is None else float(contrast)
+        if own:
+            self.commit()
+        self._emit(NODULE, self._disc_rect(n)[0])
+        return n
+
     def remove_nodule(self, nodule_id: int) -> None:
         n = self.nodule(nodule_id)
         own = self._pending is None
@@ -622,6 +646,12 @@ class MaskStack:
         if own:
             self.commit()
         self._emit(NODULE, rect)
+
+
+def _check_contrast(contrast: float | None) -> None:
+    if contrast is not None and not (np.isfinite(contrast) and 0 <= contrast <= 1):
+        raise MaskError(f"a nodule contrast is a fraction of the value range in [0, 1], "
+                        f"not {contrast}")
 
 
 def _size_message(layer: str, got: tuple[int, ...], want: tuple[int, int]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from gui_helpers import chest_png, open_and_wait
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
@@ -40,6 +41,21 @@ def test_suggest_nodules_adds_undoable_nodules_inside_the_lungs(qtbot, window, t
     assert window.nodules.table.rowCount() == len(masks.nodules)
     assert set(window.nodules.statuses().values()) == {"painted"}
     assert "Suggested" in window.statusBar().currentMessage()
+    # Each suggestion carries a real nodule's contrast, shown in % and editable.
+    from xraystudio.gui.panels.nodules import CONTRAST_COLUMN
+
+    table = window.nodules.table
+    assert all(n.contrast is not None and 0 <= n.contrast < 0.2 for n in masks.nodules)
+    assert table.item(0, CONTRAST_COLUMN).text() == f"{100 * masks.nodules[0].contrast:.2f}"
+    table.item(0, CONTRAST_COLUMN).setText("3")
+    assert masks.nodules[0].contrast == pytest.approx(0.03)
+    table.item(0, CONTRAST_COLUMN).setText("")  # blank: as the model draws it
+    assert masks.nodules[0].contrast is None
+    table.item(0, CONTRAST_COLUMN).setText("300")  # refused, the old value comes back
+    assert masks.nodules[0].contrast is None and table.item(0, CONTRAST_COLUMN).text() == ""
+    assert "Contrast not changed" in window.statusBar().currentMessage()
+    window.undo_action.trigger()
+    window.undo_action.trigger()  # the contrast edits, one step each
 
     window.undo_action.trigger()  # one step takes the whole suggestion back, lungs stay
     assert masks.nodules == [] and not masks["nodule"].any()

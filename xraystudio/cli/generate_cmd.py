@@ -21,6 +21,20 @@ def _nodule(text: str) -> tuple[float, float, float]:
     return x, y, d
 
 
+def _stamp(text: str) -> tuple[float, float, float, float | None]:
+    """X,Y,MM with an optional fourth value: the contrast in % of the value range."""
+    values = text.split(",")
+    try:
+        if len(values) not in (3, 4):
+            raise ValueError
+        x, y, d = (float(v) for v in values[:3])
+        contrast = float(values[3].strip().rstrip("%")) / 100 if len(values) == 4 else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes X,Y,DIAMETER_MM or X,Y,DIAMETER_MM,CONTRAST_PERCENT, got {text!r}") from None
+    return x, y, d, contrast
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate synthetic radiographs from masks",
                        description="Writes one PNG and one provenance JSON per image to --out "
@@ -28,8 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="source radiograph (DICOM or image)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--masks", help="mask folder (one PNG per structure) or .npz")
-    p.add_argument("--nodule", type=_nodule, action="append", default=[], metavar="X,Y,MM",
-                   help="stamp a nodule at pixel X,Y with diameter MM (repeatable)")
+    p.add_argument("--nodule", type=_stamp, action="append", default=[], metavar="X,Y,MM[,C]",
+                   help="stamp a nodule at pixel X,Y with diameter MM (repeatable); edit mode "
+                   "draws it to contrast C, in %% of the value range, when given (real nodules: "
+                   "about 0.5-5), else as the model draws it")
     p.add_argument("--remove", type=_nodule, action="append", default=[], metavar="X,Y,MM",
                    help="edit mode: remove the nodule (or anything) in the disc of diameter MM at "
                    "pixel X,Y, leaving normal-looking lung (repeatable)")
@@ -79,8 +95,8 @@ def build_study(args: argparse.Namespace):
     from xraystudio.chest_check import warn  # issue 14: a non-chest or lateral view is named
 
     warn(study.image, None if args.masks or args.no_segment else study.masks)
-    for x, y, d in args.nodule:
-        study.masks.add_nodule(x, y, d)
+    for x, y, d, contrast in args.nodule:
+        study.masks.add_nodule(x, y, d, contrast)
     for x, y, d in args.remove:
         _mark_removed(study.masks, x, y, d)
     if not any(study.masks[n].any() for n in study.masks.names):

@@ -162,11 +162,7 @@ class Synthesizer:
             for n in inserted:
                 masks.add_nodule(n.x, n.y, n.diameter_mm)
             pixels = out.pixel_format.stored(out.values)
-            edits = [site.describe() for site in out.sites]
-            for entry, gain in zip(edits, out.gains):
-                if gain is not None:
-                    entry["contrast_gain"] = round(gain, 4)
-            extra = {"edits": edits, "changed_pixels": int(out.changed.sum())}
+            extra = {"edits": out.describe(), "changed_pixels": int(out.changed.sum())}
             results.append((pixels, masks, inserted, removed, extra))
         return results
 

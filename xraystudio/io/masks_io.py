@@ -213,7 +213,8 @@ def _png_shape(path: Path) -> tuple[int, int]:
 def _nodules(items: Any, source: Path) -> list[Nodule]:
     try:
         return [
-            Nodule(int(d["id"]), float(d["x"]), float(d["y"]), float(d["diameter_mm"]))
+            Nodule(int(d["id"]), float(d["x"]), float(d["y"]), float(d["diameter_mm"]),
+                   None if d.get("contrast") is None else float(d["contrast"]))
             for d in items
         ]
     except (KeyError, TypeError, ValueError) as exc:
@@ -234,7 +235,8 @@ def resize_masks(stack: MaskStack, shape: tuple[int, int]) -> MaskStack:
     }
     def scaled(n: Nodule) -> Nodule:
         return Nodule(n.id, float(np.clip((n.x + 0.5) * sx - 0.5, 0, w - 1)),
-                      float(np.clip((n.y + 0.5) * sy - 0.5, 0, h - 1)), n.diameter_mm)
+                      float(np.clip((n.y + 0.5) * sy - 0.5, 0, h - 1)), n.diameter_mm,
+                      n.contrast)
 
     spacing = (stack.spacing_mm[0] / sy, stack.spacing_mm[1] / sx)
     return MaskStack.from_arrays((h, w), arrays, spacing, [scaled(n) for n in stack.nodules],

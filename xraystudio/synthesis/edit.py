@@ -118,7 +118,7 @@ def plan_from_masks(masks: MaskStack) -> EditPlan:
 
     current = {n.id: n for n in masks.nodules}
     source = {n.id: n for n in masks.source_nodules}
-    insert, remove = [], []
+    insert, remove, contrast = [], [], []
     for nid, n in source.items():
         now = current.get(nid)
         if now is None or not np.allclose(key(now), key(n), atol=1e-3):
@@ -126,8 +126,10 @@ def plan_from_masks(masks: MaskStack) -> EditPlan:
     for nid, n in current.items():
         if nid not in source or not np.allclose(key(n), key(source[nid]), atol=1e-3):
             insert.append(key(n))
+            contrast.append(n.contrast)
     mask = masks[REMOVE_LAYER] if REMOVE_LAYER in masks else None
-    return EditPlan(insert, remove, mask if mask is not None and mask.any() else None)
+    return EditPlan(insert, remove, mask if mask is not None and mask.any() else None,
+                    contrast if any(c is not None for c in contrast) else None)
 
 
 def _spacing(image: XRayImage, masks: MaskStack | None) -> float:
@@ -226,6 +228,14 @@ class EditOutput:
     #: The factor each site's nodule opacity was scaled by to meet its target contrast (None for
     #: sites without a target), in site order.
     gains: list[float | None] = dataclasses.field(default_factory=list)
+
+    def describe(self) -> list[dict]:
+        """Each site as provenance records it, with the gain its target contrast took."""
+        edits = [site.describe() for site in self.sites]
+        for entry, gain in zip(edits, self.gains):
+            if gain is not None:
+                entry["contrast_gain"] = round(gain, 4)
+        return edits
 
 
 @dataclasses.dataclass

@@ -355,7 +355,7 @@ class Engine:
                 prov = self._provenance(req, settings, seed, cond,
                                         time.perf_counter() - image_started)
                 prov["model"]["edit_weights_sha256"] = pipe.weights_hash
-                prov["edits"] = [site.describe() for site in out.sites]
+                prov["edits"] = out.describe()
                 prov["changed_pixels"] = int(out.changed.sum())
                 results.append(Result(image=display, working=display, condition=cond, seed=seed,
                                       provenance=prov, values=out.values, changed=out.changed))

@@ -5,8 +5,10 @@ or resizes it as one undo step; Delete removes it. The table follows the MaskSta
 and drags on the canvas show up here without the canvas knowing about the panel.
 
 "Suggest nodules" adds a layout drawn by the layout sampler shipped beside the chosen model
-(sizes, places and numbers like the model's training data) as ordinary nodules, in one undo
-step, so a user can start from a realistic layout and edit it. The panel follows the generation
+(sizes, places, numbers and contrasts like the model's training data) as ordinary nodules, in one
+undo step, so a user can start from a realistic layout and edit it. The Contrast column is the
+conspicuity edit mode draws an inserted nodule to, in per cent of the film's value range (what
+the nodule adds over its surroundings); blank leaves it to the model. The panel follows the generation
 panel's model choice itself, so the main window needs no wiring for it.
 """
 
@@ -42,8 +44,12 @@ from xraystudio.synthesis.model import builtin_model_dir
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("#", "x px", "y px", "Ø mm", "Edit")
+COLUMNS = ("#", "x px", "y px", "Ø mm", "Contrast %", "Edit")
+CONTRAST_COLUMN = COLUMNS.index("Contrast %")
 STATUS_COLUMN = len(COLUMNS) - 1
+CONTRAST_TIP = ("Contrast edit mode draws this inserted nodule to: what it adds over its "
+                "surroundings, in % of the film's value range (real nodules: about 0.5-5 %). "
+                "Blank: as the model draws it")
 IN_SOURCE, PAINTED, MOVED, REMOVED = "in source", "painted", "moved", "removed"
 STATUS_TIPS = {
     IN_SOURCE: "The radiograph has this nodule; edit mode keeps it as it is",
@@ -188,13 +194,15 @@ class NodulesPanel(QWidget):
             self._status(f"No nodules suggested: {exc}")
             return
         masks.begin("Suggest nodules")
-        added = [masks.add_nodule(n.x, n.y, n.diameter_mm) for n in layout]
+        added = [masks.add_nodule(n.x, n.y, n.diameter_mm, n.contrast) for n in layout]
         masks.commit()
         log.info("suggested nodules %s (seed %d)", [n.to_dict() for n in layout], seed.entropy)
         self.canvas.edited.emit()
         self.canvas.select_nodule(added[-1].id)
         self._status(f"Suggested {len(added)} nodule(s): "
-                     + ", ".join(f"{n.diameter_mm:.1f} mm" for n in layout)
+                     + ", ".join(f"{n.diameter_mm:.1f} mm" + (
+                         "" if n.contrast is None else f" at {100 * n.contrast:.1f} %")
+                         for n in layout)
                      + "; edit them in the list, Ctrl+Z removes them")
 
     def _status(self, message: str) -> None:
@@ -212,7 +220,10 @@ class NodulesPanel(QWidget):
         self._filling = True
         self.table.setRowCount(len(rows))
         for row, (n, status) in enumerate(rows):
-            values = (str(n.id), f"{n.x:.0f}", f"{n.y:.0f}", f"{n.diameter_mm:.1f}", status)
+            contrast = "" if n.contrast is None else f"{100 * n.contrast:.2f}"
+            values = (str(n.id), f"{n.x:.0f}", f"{n.y:.0f}", f"{n.diameter_mm:.1f}", contrast,
+                      status)
+            inserted = status in (PAINTED, MOVED)
             removed = status == REMOVED
             for col, text in enumerate(values):
                 item = self.table.item(row, col)
@@ -222,7 +233,8 @@ class NodulesPanel(QWidget):
                 item.setText(text)
                 item.setData(Qt.ItemDataRole.UserRole, n.id)
                 item.setData(Qt.ItemDataRole.UserRole + 1, status)
-                item.setToolTip(STATUS_TIPS[status])
+                item.setToolTip(CONTRAST_TIP if col == CONTRAST_COLUMN and inserted
+                                else STATUS_TIPS[status])
                 item.setData(Qt.ItemDataRole.ForegroundRole, grey if removed else None)
                 font = item.font()
                 font.setItalic(removed)
@@ -230,7 +242,7 @@ class NodulesPanel(QWidget):
                 flags = Qt.ItemFlag.ItemIsEnabled
                 if not removed:
                     flags |= Qt.ItemFlag.ItemIsSelectable
-                    if 0 < col < STATUS_COLUMN:
+                    if 0 < col < CONTRAST_COLUMN or col == CONTRAST_COLUMN and inserted:
                         flags |= Qt.ItemFlag.ItemIsEditable
                 item.setFlags(flags)
                 item.setTextAlignment((Qt.AlignmentFlag.AlignLeft if col == STATUS_COLUMN
@@ -276,6 +288,9 @@ class NodulesPanel(QWidget):
         if self._filling:
             return
         nodule_id = item.data(Qt.ItemDataRole.UserRole)
+        if item.column() == CONTRAST_COLUMN:
+            self._on_contrast(nodule_id, item.text())
+            return
         key = {1: "x", 2: "y", 3: "diameter_mm"}.get(item.column())
         if key is None:
             return
@@ -288,6 +303,17 @@ class NodulesPanel(QWidget):
             self.canvas.edited.emit()
         except (ValueError, MaskError):
             pass  # the refresh below puts the old value back
+        self.refresh()
+
+    def _on_contrast(self, nodule_id: int, text: str) -> None:
+        """A percentage, or blank for the model's own; anything else puts the old value back."""
+        text = text.strip().rstrip("%").strip().replace(",", ".")
+        try:
+            contrast = None if not text else float(text) / 100
+            self.canvas.masks.set_nodule_contrast(nodule_id, contrast)
+            self.canvas.edited.emit()
+        except (ValueError, MaskError) as exc:
+            self._status(f"Contrast not changed: {exc}")
         self.refresh()
 
     def _on_stamp_size(self, value: float) -> None:
