@@ -6,7 +6,7 @@ and drags on the canvas show up here without the canvas knowing about the panel.
 
 "Suggest nodules" adds a layout drawn by the layout sampler shipped beside the chosen model
 (sizes, places, numbers and contrasts like the model's training data) as ordinary nodules, in one
-undo step, so a user can start from a realistic layout and edit it. The Contrast column is the
+undo step, so a user can start from a realistic layout and edit it. The "C %" column is the
 conspicuity edit mode draws an inserted nodule to, in per cent of the film's value range (what
 the nodule adds over its surroundings); blank leaves it to the model. The panel follows the generation
 panel's model choice itself, so the main window needs no wiring for it.
@@ -44,8 +44,8 @@ from xraystudio.synthesis.model import builtin_model_dir
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("#", "x px", "y px", "Ø mm", "Contrast %", "Edit")
-CONTRAST_COLUMN = COLUMNS.index("Contrast %")
+COLUMNS = ("#", "x px", "y px", "Ø mm", "C %", "Edit")
+CONTRAST_COLUMN = COLUMNS.index("C %")
 STATUS_COLUMN = len(COLUMNS) - 1
 CONTRAST_TIP = ("Contrast edit mode draws this inserted nodule to: what it adds over its "
                 "surroundings, in % of the film's value range (real nodules: about 0.5-5 %). "
@@ -91,10 +91,12 @@ class NodulesPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("noduleTable")
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeaderItem(CONTRAST_COLUMN).setToolTip(CONTRAST_TIP)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(
-            STATUS_COLUMN, QHeaderView.ResizeMode.ResizeToContents)
+        for column in (0, STATUS_COLUMN):
+            self.table.horizontalHeader().setSectionResizeMode(
+                column, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.stamp_size = QDoubleSpinBox()
