@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -99,11 +100,10 @@ def read_synthetic(
         raise DatasetError("no synthetic folder given")
     val = set(val_ids)
     items = [item for root in roots for item in _read_folder(root, dataset, val)]
-    seen: set[str] = set()
-    for i in items:
-        if i.id in seen:
-            raise DatasetError(f"synthetic image {i.id!r} is listed twice (in {i.image.parent.parent})")
-        seen.add(i.id)
+    twice = sorted(k for k, count in Counter(i.id for i in items).items() if count > 1)
+    if twice:
+        raise DatasetError(f"synthetic image(s) {', '.join(twice[:5])} are listed twice in "
+                           f"{', '.join(str(r) for r in roots)}")
     return items
 
 
