@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from xraystudio.evaluation import downstream_data as data
 from xraystudio.evaluation.downstream import markdown_table, summarise
 from xraystudio.io.datasets import JsrtDataset
 from xraystudio.synthesis.conspicuity import RealNodule, draw_contrast, relative_contrast
-from xraystudio.training.nodule_segmenter import NoduleTraining, Pool, sample_batch
+from xraystudio.training.nodule_segmenter import NoduleTraining, sample_batch
 
 
 def disc(shape: tuple[int, int], x: float, y: float, r: float) -> np.ndarray:
@@ -105,26 +104,19 @@ def test_several_folders_and_a_removal_counterpart(tiny, tmp_path: Path) -> None
     removed = write_fake_synthetic(jsrt, tmp_path / "removed", [case], per_case=1)
     rows = [json.loads(line) for line in (removed / "metadata.jsonl").read_text().splitlines()]
     row = rows[0]
-    source = dataset.load(case)
-    info = source.info
     row["id"], row["nodules"] = f"{case}_r000", []
-    row["removed"] = [{"x": info.x_px, "y": info.y_px, "diameter_mm": info.size_mm}]
     (removed / "metadata.jsonl").write_text(json.dumps(row) + "\n")
+    source = dataset.load(case)
     Image.fromarray(np.zeros(source.image.shape, np.uint8)).save(removed / row["label"])
     items = data.read_synthetic([synthetic, removed], dataset, val)
     assert len(items) == 9 and items[-1].id == f"{case}_r000"
     syn = data.synthetic_pool(items, dataset, 128)
     assert not syn.masks[-1].any()
-    # The removed nodule's spot is the counterpart's site (the test below: its patches go there).
-    scale = 128 / source.image.shape[0]
-    assert syn.sites is not None and not any(len(s) for s in syn.sites[:-1])
-    assert syn.sites[-1] == pytest.approx(np.array([[info.y_px * scale, info.x_px * scale]]))
     _, nodules = data.real_pool(dataset, train, 128)
     blob = data.blob_pool(items, dataset, nodules, 128)
     real = data.real_pool(dataset, [case], 128)[0]
     assert np.array_equal(blob.images[-1], real.images[0])
     assert np.array_equal(blob.masks[-1], real.masks[0]) and real.masks[0].any()
-    assert blob.sites is None  # its copy holds the nodule there: a positive patch's centre
     with pytest.raises(DatasetError, match="twice"):
         data.read_synthetic([synthetic, synthetic], dataset, val)
 
@@ -170,23 +162,6 @@ def test_batches_mix_real_and_extra_with_nodule_patches(tiny) -> None:
     assert x.shape == y.shape == (8, 48, 48) and mean.shape == (8,)
     inner = y[:, 8:40, 8:40]
     assert inner.any(axis=(1, 2)).all()  # every patch holds a nodule when asked to
-
-
-def test_a_site_gets_the_patches_a_nodule_would_without_a_label() -> None:
-    """A removal counterpart's patches look at the spot it changed, labelled nodule-free."""
-    size, site = 128, (90.0, 30.0)
-    images = np.zeros((2, size, size), np.uint8)
-    images[1, 90, 30] = 255  # a marker at the site: every patch around it must hold it
-    pool = Pool("synthetic", ["a", "b"], images, np.zeros((2, size, size), bool),
-                [np.zeros((0, 2), np.float32)] * 2, np.zeros(2, np.float32), np.ones(2, np.float32),
-                np.ones(2, np.float32), [np.zeros((0, 2), np.float32), np.array([site], np.float32)])
-    cfg = NoduleTraining(size=size, patch=32, batch=16, positive_fraction=1.0)
-    x, y, _, _ = sample_batch(cfg, pool, None, np.random.default_rng(0))
-    assert (x == 255).any(axis=(1, 2)).all() and not y.any()
-    # Without the site the image has nothing to centre on: patches fall anywhere.
-    plain = Pool(*[getattr(pool, f.name) for f in dataclasses.fields(Pool)][:-1])
-    x, _, _, _ = sample_batch(cfg, plain, None, np.random.default_rng(0))
-    assert not (x == 255).any(axis=(1, 2)).all()
 
 
 def test_leaking_validation_case_is_refused(tiny, tmp_path: Path, capsys) -> None:

@@ -230,7 +230,6 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple
         "synthetic_images": len(synthetic), "synthetic_nodules_labelled": synthetic.nodule_count,
         "synthetic_nodules_inserted": sum(len(i.nodules) for i in items),
         "synthetic_source_cases": len({i.case for i in items}),
-        "synthetic_removal_sites": sum(len(i.removed) for i in items),
         "blob_images": len(blob), "blob_nodules_labelled": blob.nodule_count,
         "blob_contrast_pool": len(positive_contrasts(nodules)),
     }

@@ -73,8 +73,7 @@ class Inserted:
 @dataclasses.dataclass(frozen=True)
 class SyntheticItem:
     """One line of ``metadata.jsonl``, checked: files exist, the source case is a training case;
-    ``nodule_value`` is the nodule's value in the label maps of its folder; ``removed``, the
-    (x, y) source pixels where a nodule of the source was taken out."""
+    ``nodule_value`` is the nodule's value in the label maps of its folder."""
 
     id: str
     image: Path
@@ -82,7 +81,6 @@ class SyntheticItem:
     case: str
     nodules: tuple[Inserted, ...]
     nodule_value: int
-    removed: tuple[tuple[float, float], ...] = ()
 
 
 # ----------------------------------------------------------------------- the synthetic folder
@@ -171,7 +169,6 @@ def _item(root: Path, row: dict, n: int, nodule_value: int) -> SyntheticItem:
                      None if d.get("contrast") is None else float(d["contrast"]))
             for d in row.get("nodules", [])
         )
-        removed = tuple((float(d["x"]), float(d["y"])) for d in row.get("removed", []))
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(f"{where}: missing or malformed field {exc}") from None
     if not isinstance(case, str) or not case:
@@ -182,7 +179,7 @@ def _item(root: Path, row: dict, n: int, nodule_value: int) -> SyntheticItem:
     for path in (image, label):
         if not path.is_file():
             raise DatasetError(f"{where} ({item_id}): file {path} is missing")
-    return SyntheticItem(item_id, image, label, case, nodules, nodule_value, removed)
+    return SyntheticItem(item_id, image, label, case, nodules, nodule_value)
 
 
 # --------------------------------------------------------------------------------- the pools
@@ -226,14 +223,11 @@ class _PoolBuilder:
         self.images = np.empty((count, size, size), np.uint8)
         self.masks = np.empty((count, size, size), bool)
         self.centres: list[np.ndarray] = []
-        self.sites: list[np.ndarray] = []
         self.mean = np.empty(count, np.float32)
         self.std = np.empty(count, np.float32)
         self.spacing = np.empty(count, np.float32)
 
-    def add(self, item_id: str, image: np.ndarray, mask: np.ndarray, spacing_mm: float,
-            sites: Iterable[tuple[float, float]] = ()) -> None:
-        """``sites``: (x, y) places of ``image`` worth a nodule's patches (see ``Pool.sites``)."""
+    def add(self, item_id: str, image: np.ndarray, mask: np.ndarray, spacing_mm: float) -> None:
         i = len(self.ids)
         small = _to_size(image, self.size)
         self.images[i] = np.round(small * 255).astype(np.uint8)
@@ -241,16 +235,13 @@ class _PoolBuilder:
         self.mean[i], self.std[i] = stored.mean(), max(float(stored.std()), 1e-3)
         self.masks[i] = _mask_to_size(mask, self.size)
         self.centres.append(_centres(self.masks[i]))
-        scale = np.array([self.size / image.shape[0], self.size / image.shape[1]], np.float32)
-        self.sites.append(np.array([(y, x) for x, y in sites], np.float32).reshape(-1, 2) * scale)
         self.spacing[i] = spacing_mm * image.shape[1] / self.size
         self.ids.append(item_id)
 
     def build(self) -> Pool:
         n = len(self.ids)
         return Pool(self.name, self.ids, self.images[:n], self.masks[:n], self.centres,
-                    self.mean[:n], self.std[:n], self.spacing[:n],
-                    self.sites if any(len(s) for s in self.sites) else None)
+                    self.mean[:n], self.std[:n], self.spacing[:n])
 
 
 def real_pool(
@@ -276,9 +267,7 @@ def real_pool(
 def synthetic_pool(
     items: list[SyntheticItem], dataset: JsrtDataset, size: int, progress: Progress | None = None,
 ) -> Pool:
-    """The synthetic folder's images with the nodule label of their label maps; a removal
-    counterpart's removed nodules are its sites, so its patches look at the spot it changed (the
-    blob arm's copy of that source holds the nodule there, so its patches go there too)."""
+    """The synthetic folder's images with the nodule label of their label maps."""
     spacing = {c.id: c.spacing_mm for c in dataset.cases}
     builder = _PoolBuilder("synthetic", size, len(items))
     for k, item in enumerate(items):
@@ -286,7 +275,7 @@ def synthetic_pool(
         label = _read_png(item.label)
         if label.shape != image.shape:
             raise DatasetError(f"{item.label} is {label.shape} but its image is {image.shape}")
-        builder.add(item.id, image, label == item.nodule_value, spacing[item.case], item.removed)
+        builder.add(item.id, image, label == item.nodule_value, spacing[item.case])
         if progress:
             progress(k + 1, len(items))
     return builder.build()

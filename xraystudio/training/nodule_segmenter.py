@@ -34,9 +34,7 @@ class Pool:
 
     ``images`` (N, S, S) uint8; ``masks`` (N, S, S) bool; ``centres[i]`` (k, 2) rows of (y, x)
     at the working size; ``mean``/``std`` per image of ``images / 255``; ``spacing_mm`` per image
-    at the working size; ``ids`` say where each image came from. ``sites[i]``, (k, 2) like
-    ``centres``, are places that hold no nodule but are worth the patches a nodule gets: where
-    a removal counterpart took its nodule out, so the segmenter sees that very spot without it.
+    at the working size; ``ids`` say where each image came from.
     """
 
     name: str
@@ -47,7 +45,6 @@ class Pool:
     mean: np.ndarray
     std: np.ndarray
     spacing_mm: np.ndarray
-    sites: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -102,9 +99,8 @@ def sample_batch(
     """Crops (B, C, C) with context, their masks, and each crop's image mean and std.
 
     The first ``round(batch * extra_fraction)`` samples come from ``extra`` when given. A
-    positive sample centres on a random nodule (or removal site, see :class:`Pool`) of a random
-    image that has one, shifted so it may lie anywhere in the inner 70 % of the patch; a
-    negative one is anywhere in the image.
+    positive sample centres on a random nodule of a random nodule image, shifted so the nodule
+    may lie anywhere in the inner 70 % of the patch; a negative one is anywhere in the image.
     """
     crop = cfg.patch + 2 * cfg.margin
     n_extra = round(cfg.batch * cfg.extra_fraction) if extra is not None else 0
@@ -112,12 +108,12 @@ def sample_batch(
     y = np.empty((cfg.batch, crop, crop), bool)
     mean = np.empty(cfg.batch, np.float32)
     std = np.empty(cfg.batch, np.float32)
-    sources = [_places(p) for p in (real, extra) if p is not None]
     for b in range(cfg.batch):
-        pool, points, with_nodules = sources[1] if b < n_extra else sources[0]
+        pool = extra if b < n_extra else real
+        with_nodules = [i for i, c in enumerate(pool.centres) if len(c)] if pool is not None else []
         if with_nodules and rng.random() < cfg.positive_fraction:
             i = with_nodules[int(rng.integers(len(with_nodules)))]
-            cy, cx = points[i][int(rng.integers(len(points[i])))]
+            cy, cx = pool.centres[i][int(rng.integers(len(pool.centres[i])))]
             cy, cx = cy + rng.uniform(-0.35, 0.35) * cfg.patch, cx + rng.uniform(-0.35, 0.35) * cfg.patch
         else:
             i = int(rng.integers(len(pool)))
@@ -128,14 +124,6 @@ def sample_batch(
         y[b] = pool.masks[i, y0:y0 + crop, x0:x0 + crop]
         mean[b], std[b] = pool.mean[i], pool.std[i]
     return x, y, mean, std
-
-
-def _places(pool: Pool) -> tuple[Pool, list[np.ndarray], list[int]]:
-    """The pool, the places a positive sample may centre on in each image (its nodules and its
-    sites), and the images that have any."""
-    points = pool.centres if pool.sites is None else [
-        np.concatenate([c, s]) if len(s) else c for c, s in zip(pool.centres, pool.sites)]
-    return pool, points, [i for i, c in enumerate(points) if len(c)]
 
 
 def _standardise(x: "torch.Tensor", mean: np.ndarray, std: np.ndarray) -> "torch.Tensor":
