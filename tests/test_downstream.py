@@ -15,7 +15,7 @@ from xraystudio import metrics
 from xraystudio.cli import main
 from xraystudio.errors import DatasetError
 from xraystudio.evaluation import downstream_data as data
-from xraystudio.evaluation.downstream import markdown_table, summarise
+from xraystudio.evaluation.downstream import markdown_table, paired, summarise
 from xraystudio.io.datasets import JsrtDataset
 from xraystudio.synthesis.conspicuity import RealNodule, draw_contrast, relative_contrast
 from xraystudio.training.nodule_segmenter import NoduleTraining, sample_batch
@@ -61,6 +61,27 @@ def test_summarise_and_markdown() -> None:
     table = markdown_table({"data": {"train_cases": 10, "synthetic_images": 4},
                             "summary": {"real": summary, "synthetic": summary}})
     assert "0.500 ± 0.141 (0.40, 0.60)" in table and "10 + 4" in table
+
+
+def test_paired_differences_match_seeds_and_say_when_a_gap_is_noise() -> None:
+    def arm(dice: list[float], fp: list[float], first: int = 0) -> list[dict]:
+        return [{"seed": first + k, "dice": d, "sensitivity": 0.5, "fp_per_normal": f}
+                for k, (d, f) in enumerate(zip(dice, fp))]
+
+    runs = {"blob": arm([0.2, 0.3, 0.4], [2.0, 1.0, 3.0]),
+            "synthetic": arm([0.25, 0.36, 0.44], [1.0, 3.0, 2.0])}
+    diff = paired(runs)
+    assert diff["seeds"] == [0, 1, 2]
+    assert diff["dice"]["seeds"] == pytest.approx([0.05, 0.06, 0.04])
+    low, high = diff["dice"]["ci95"]
+    assert diff["dice"]["mean"] == pytest.approx(0.05)
+    assert 0 < low < 0.05 < high  # a steady gain
+    low, high = diff["fp_per_normal"]["ci95"]
+    assert low < 0 < high  # a gap of 0 with swings of 1-2: noise
+    # Only seeds both arms ran are paired; without the blob arm there is nothing to pair.
+    runs["synthetic"] = arm([0.3, 0.3], [1.0, 1.0], first=1)
+    assert paired(runs)["seeds"] == [1, 2]
+    assert paired({"synthetic": runs["synthetic"]}) is None
 
 
 # ------------------------------------------------------------------------------ data and arms
@@ -208,6 +229,8 @@ def test_three_arms_same_compute_and_complete_report(tiny, tmp_path: Path, capsy
             assert len(report["summary"][arm][key]["seeds"]) == 2
             assert 0 <= report["summary"][arm][key]["mean"]
     assert {"dice", "sensitivity", "fp_per_normal", "met"} <= set(report["bar"])
+    assert report["paired_synthetic_minus_blob"]["seeds"] == [0, 1]
+    assert "synthetic - blob over 2 paired seeds" in printed
     for arm in ("real", "blob", "synthetic"):
         run = report["runs"][arm][0]
         assert 0 <= run["cpm"] <= 1 and set(run["sensitivity_at_fp"]) == {"0.25", "0.5", "1.0",

@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_downstream_cmd(args: argparse.Namespace) -> int:
-    from xraystudio.evaluation.downstream import DownstreamConfig, markdown_table, run_downstream
+    from xraystudio.evaluation.downstream import (
+        METRIC_TITLES, DownstreamConfig, markdown_table, run_downstream,
+    )
     from xraystudio.training.nodule_segmenter import NoduleTraining
 
     if args.threads is not None and args.threads < 1:
@@ -66,6 +68,11 @@ def run_downstream_cmd(args: argparse.Namespace) -> int:
     met = {True: "met", False: "not met", None: "not measured (needs the blob and synthetic arms)"}
     print(f"bar (synthetic beats blob on Dice and sensitivity, no more FP per normal image): "
           f"{met[verdict['met']]}")
+    diff = report["paired_synthetic_minus_blob"]
+    if diff is not None and len(diff["seeds"]) > 1:
+        figures = ", ".join(f"{METRIC_TITLES[m]} {v['mean']:+.3f} [{v['ci95'][0]:+.3f}, "
+                            f"{v['ci95'][1]:+.3f}]" for m, v in diff.items() if m in METRIC_TITLES)
+        print(f"synthetic - blob over {len(diff['seeds'])} paired seeds, mean [95 % CI]: {figures}")
     if args.out is not None:
         print(f"report: {args.out}")
     return 0

@@ -155,6 +155,34 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def paired(runs: dict[str, list[dict[str, Any]]], arm: str = "synthetic", other: str = "blob"
+           ) -> dict[str, Any] | None:
+    """``arm`` minus ``other``, seed by seed, per figure: the mean difference, its sd, and a 95 %
+    t-interval of the mean. A seed starts both arms from the same initial weights and random
+    stream and scores them on the same films, so the interval says whether a gap between the
+    two means is more than seed noise."""
+    from scipy import stats
+
+    if arm not in runs or other not in runs:
+        return None
+    by_seed = {r["seed"]: r for r in runs[other]}
+    pairs = [(r, by_seed[r["seed"]]) for r in runs[arm] if r["seed"] in by_seed]
+    if not pairs:
+        return None
+    out: dict[str, Any] = {"seeds": [a["seed"] for a, _ in pairs]}
+    for key in (*METRICS, "cpm", "tune_cpm"):
+        if not all(key in a and key in b for a, b in pairs):
+            continue
+        diff = np.array([a[key] - b[key] for a, b in pairs], np.float64)
+        mean = float(diff.mean())
+        sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+        half = float(stats.t.ppf(0.975, len(diff) - 1) * sd / math.sqrt(len(diff))) \
+            if len(diff) > 1 else math.nan
+        out[key] = {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half],
+                    "seeds": diff.tolist()}
+    return out
+
+
 def bar(summary: dict[str, Any]) -> dict[str, Any]:
     """Issue 13's bar, on the means: synthetic beats blob on Dice and sensitivity, no more FPs."""
     if not {"blob", "synthetic"} <= summary.keys():
@@ -313,6 +341,7 @@ def _report(cfg: DownstreamConfig, counts: dict, runs: dict[str, list[dict[str, 
         },
         "summary": summary,
         "bar": bar(summary),
+        "paired_synthetic_minus_blob": paired(done),
         "runs": done,
         "timing": {
             "load_seconds": round(load_seconds, 1), "total_seconds": round(seconds, 1),
