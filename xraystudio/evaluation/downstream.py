@@ -146,13 +146,17 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key in (*METRICS, "fp_per_nodule_image", "threshold", "cpm", "tune_cpm"):
         if not all(key in r for r in runs):
             continue
-        values = [r[key] for r in runs]
-        out[key] = {
-            "mean": float(np.mean(values)),
-            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "seeds": values,
-        }
+        out[key] = _spread([r[key] for r in runs])
     return out
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean, sample sd (0 for one seed) and the values themselves, seed by seed."""
+    return {
+        "mean": float(np.mean(values)),
+        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        "seeds": values,
+    }
 
 
 def paired(runs: dict[str, list[dict[str, Any]]], arm: str = "synthetic", other: str = "blob"
@@ -173,13 +177,11 @@ def paired(runs: dict[str, list[dict[str, Any]]], arm: str = "synthetic", other:
     for key in (*METRICS, "cpm", "tune_cpm"):
         if not all(key in a and key in b for a, b in pairs):
             continue
-        diff = np.array([a[key] - b[key] for a, b in pairs], np.float64)
-        mean = float(diff.mean())
-        sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-        half = float(stats.t.ppf(0.975, len(diff) - 1) * sd / math.sqrt(len(diff))) \
-            if len(diff) > 1 else math.nan
-        out[key] = {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half],
-                    "seeds": diff.tolist()}
+        spread = _spread([float(a[key] - b[key]) for a, b in pairs])
+        n = len(pairs)
+        half = float(stats.t.ppf(0.975, n - 1) * spread["sd"] / math.sqrt(n)) if n > 1 else math.nan
+        spread["ci95"] = [spread["mean"] - half, spread["mean"] + half]
+        out[key] = spread
     return out
 
 
