@@ -267,3 +267,38 @@ def test_one_arm_rerun_reports_no_bar(tiny, tmp_path: Path, capsys) -> None:
     report = json.loads(out.read_text())
     assert list(report["runs"]) == ["synthetic"] and report["complete"]
     assert report["bar"]["met"] is None and 0 <= report["runs"]["synthetic"][0]["tune_cpm"] <= 1
+
+
+def test_resume_extends_a_report_to_more_seeds_as_one_run_would(tiny, tmp_path: Path,
+                                                                capsys) -> None:
+    jsrt, synthetic, _, _ = tiny
+    common = ["benchmark", "downstream", str(jsrt), "--synthetic", str(synthetic), "--steps", "2",
+              "--batch", "4", "--size", "128", "--patch", "32", "--threads", "1",
+              "--tune-cases", "2"]
+    whole, part = tmp_path / "whole.json", tmp_path / "part.json"
+    assert main([*common, "--seeds", "2", "--out", str(whole)]) == 0
+    assert main([*common, "--seeds", "1", "--out", str(part)]) == 0
+    assert json.loads(part.read_text())["paired_synthetic_minus_blob"]["seeds"] == [0]
+    # Rerun one arm to two seeds: the other arms' runs stay, not retrained.
+    assert main([*common, "--seeds", "2", "--arms", "blob", "--out", str(part), "--resume"]) == 0
+    report = json.loads(part.read_text())
+    assert {a: [r["seed"] for r in rs] for a, rs in report["runs"].items()} == {
+        "real": [0], "blob": [0, 1], "synthetic": [0]}
+    assert not report["complete"]
+    assert main([*common, "--seeds", "2", "--out", str(part), "--resume"]) == 0
+    resumed, fresh = json.loads(part.read_text()), json.loads(whole.read_text())
+    assert resumed["complete"]
+    for arm in ("real", "blob", "synthetic"):
+        for key in ("dice", "sensitivity", "fp_per_normal", "cpm", "threshold"):
+            assert resumed["summary"][arm][key] == fresh["summary"][arm][key]
+    capsys.readouterr()
+
+    before = part.read_bytes()
+    other_steps = [*common]
+    other_steps[other_steps.index("--steps") + 1] = "3"
+    assert main([*other_steps, "--seeds", "3", "--out", str(part), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot resume") and "training" in err[0]
+    assert part.read_bytes() == before
+    assert main([*common, "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err

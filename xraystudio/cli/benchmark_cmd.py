@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="arms to train (default all three; the bar needs blob and synthetic)")
     d.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     d.add_argument("--out", type=Path, help="write the JSON report here (rewritten after each run)")
+    d.add_argument("--resume", action="store_true",
+                   help="keep the runs already in --out (an interrupted run, or fewer --seeds) and "
+                   "train only the missing ones; refused if --out was made with other settings "
+                   "or data")
     d.set_defaults(func=run_downstream_cmd)
 
 
@@ -61,7 +65,9 @@ def run_downstream_cmd(args: argparse.Namespace) -> int:
     cfg = DownstreamConfig(data_dir=Path(args.data), synthetic_dirs=tuple(Path(d) for d in args.synthetic),
                            seeds=args.seeds, training=training, out=args.out,
                            tune_cases=args.tune_cases, fp_target=args.fp_target,
-                           threads=args.threads, arms=tuple(args.arms))
+                           threads=args.threads, arms=tuple(args.arms), resume=args.resume)
+    if args.resume and args.out is None:
+        raise XRayStudioError("--resume needs --out, the report to continue")
     report = run_downstream(cfg)
     print(markdown_table(report))
     verdict = report["bar"]

@@ -22,17 +22,21 @@ which only reports:
 - false positives per normal image: predicted components on the validation normal cases.
 
 Seeds run in the outer loop and the report is rewritten after every run, so an interrupted
-benchmark still holds complete, paired seeds.
+benchmark still holds complete, paired seeds; ``resume`` continues such a report (or extends it to
+more seeds), training only the (seed, arm) runs it lacks, and refuses one written with other
+settings or other data: each run depends on its seed, arm, settings and data alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import platform
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,8 @@ class DownstreamConfig:
     threads: int | None = None
     #: The arms to train, in :data:`ARMS` order (all three for the bar; one to rerun an arm).
     arms: tuple[str, ...] = ARMS
+    #: Keep the runs of the report at ``out`` and train only the missing ones.
+    resume: bool = False
 
 
 def evaluate_model(
@@ -262,6 +268,9 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple
         "synthetic_source_cases": len({i.case for i in items}),
         "blob_images": len(blob), "blob_nodules_labelled": blob.nodule_count,
         "blob_contrast_pool": len(positive_contrasts(nodules)),
+        "synthetic_metadata_sha256": [
+            hashlib.sha256((Path(d) / data.METADATA).read_bytes()).hexdigest()[:16]
+            for d in cfg.synthetic_dirs],
     }
     pools = {"real": real, "blob": blob, "synthetic": synthetic}
     return pools, (tune, tune_nodule), (val, nodule_case), counts
@@ -282,17 +291,22 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
     arms = tuple(a for a in ARMS if a in cfg.arms)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    previous = _resumable(cfg) if cfg.resume else None
     started = time.monotonic()
     pools, (tune, tune_nodule), (val, nodule_case), counts = _load(cfg, progress)
     load_seconds = time.monotonic() - started
     log.info("loaded %s in %.0f s", counts, load_seconds)
-    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+    runs = ({arm: [] for arm in arms} if previous is None
+            else _resumed_runs(cfg, previous, counts, arms))
+    done = {(r["seed"], arm) for arm, rs in runs.items() for r in rs}
     report: dict[str, Any] = {}
     steps = cfg.training.steps
-    with tqdm(total=cfg.seeds * len(arms) * steps, desc="training", unit="step",
+    with tqdm(total=(cfg.seeds * len(arms) - len(done)) * steps, desc="training", unit="step",
               disable=not progress, dynamic_ncols=True) as bar_:
         for seed in range(cfg.seeds):
             for arm in arms:
+                if (seed, arm) in done:
+                    continue
                 bar_.set_description(f"seed {seed} {arm}")
                 t0 = time.monotonic()
                 extra = None if arm == "real" else pools[arm]
@@ -316,12 +330,70 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
                     "seconds_per_step": round((t1 - t0) / steps, 4),
                     "eval_seconds": round(time.monotonic() - t1, 1),
                 })
+                runs[arm].sort(key=lambda r: r["seed"])
                 log.info("seed %d %s: Dice %.3f sensitivity %.3f FP/normal %.2f", seed, arm,
                          scores["dice"], scores["sensitivity"], scores["fp_per_normal"])
                 report = _report(cfg, counts, runs, load_seconds, time.monotonic() - started)
                 if cfg.out is not None:
                     write_text(cfg.out, json.dumps(report, indent=1) + "\n")
+    if not report:  # every run was in the resumed report
+        report = _report(cfg, counts, runs, load_seconds, time.monotonic() - started)
+        if cfg.out is not None:
+            write_text(cfg.out, json.dumps(report, indent=1) + "\n")
     return report
+
+
+#: Settings a resumed report may differ in: they say how many runs, not how each one is made.
+_RUN_COUNT_SETTINGS = ("seeds", "arms")
+
+
+def _resumable(cfg: DownstreamConfig) -> dict[str, Any] | None:
+    """The report at ``cfg.out`` when it was made with this run's settings (checked before the
+    long load; ``DatasetError`` otherwise), None when there is none yet."""
+    if cfg.out is None or not cfg.out.is_file():
+        return None
+    try:
+        old = json.loads(cfg.out.read_text(encoding="utf-8"))
+        old_settings = old["settings"]
+        if not isinstance(old["data"], dict) or not isinstance(old["runs"], dict):
+            raise TypeError("data and runs must be objects")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"cannot resume {cfg.out}: not a downstream report ({exc})") from None
+    settings = _settings(cfg, cfg.arms)
+    _refuse_if(cfg, [k for k in sorted(settings.keys() | old_settings.keys())
+                     if k not in _RUN_COUNT_SETTINGS and settings.get(k) != old_settings.get(k)])
+    return old
+
+
+def _resumed_runs(cfg: DownstreamConfig, old: dict[str, Any], counts: dict,
+                  arms: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """``old``'s runs below ``cfg.seeds`` once its data are this run's: of ``arms`` and of any
+    other arm it holds (kept, not retrained: a rerun of one arm loses none of the others)."""
+    # A key older reports lack (added since) cannot be compared; every other one must agree.
+    _refuse_if(cfg, [k for k in counts if k in old["data"] and counts[k] != old["data"][k]])
+    runs = {arm: sorted((r for r in old["runs"].get(arm, []) if r["seed"] < cfg.seeds),
+                        key=lambda r: r["seed"])
+            for arm in ARMS if arm in arms or old["runs"].get(arm)}
+    log.info("resuming %s: %s", cfg.out, {arm: len(r) for arm, r in runs.items()})
+    return runs
+
+
+def _refuse_if(cfg: DownstreamConfig, differ: list[str]) -> None:
+    if differ:
+        raise DatasetError(f"cannot resume {cfg.out}: it was made with other {', '.join(differ)}; "
+                           "give another --out, or the same settings and data")
+
+
+def _settings(cfg: DownstreamConfig, arms: Iterable[str]) -> dict[str, Any]:
+    return {
+        "seeds": cfg.seeds, "training": cfg.training.to_dict(),
+        "threshold": f"per model, lowest with <= {cfg.fp_target} FP per tuning image",
+        "tune_cases": cfg.tune_cases, "fp_target": cfg.fp_target,
+        "arms": [a for a in ARMS if a in arms],
+        "min_component_diameter_mm": cfg.min_diameter_mm, "split": "JsrtDataset.split()",
+        "tuned_on_validation": False, "threads": cfg.threads, "precision": "fp32",
+        "machine": platform.processor() or platform.machine(),
+    }
 
 
 def _report(cfg: DownstreamConfig, counts: dict, runs: dict[str, list[dict[str, Any]]],
@@ -333,14 +405,7 @@ def _report(cfg: DownstreamConfig, counts: dict, runs: dict[str, list[dict[str, 
         "benchmark": "downstream", "xraystudio": __version__,
         "complete": all(len(r) == cfg.seeds for r in runs.values()),
         "data": counts,
-        "settings": {
-            "seeds": cfg.seeds, "training": cfg.training.to_dict(),
-            "threshold": f"per model, lowest with <= {cfg.fp_target} FP per tuning image",
-            "tune_cases": cfg.tune_cases, "fp_target": cfg.fp_target, "arms": list(runs),
-            "min_component_diameter_mm": cfg.min_diameter_mm, "split": "JsrtDataset.split()",
-            "tuned_on_validation": False, "threads": cfg.threads, "precision": "fp32",
-            "machine": platform.processor() or platform.machine(),
-        },
+        "settings": _settings(cfg, runs),
         "summary": summary,
         "bar": bar(summary),
         "paired_synthetic_minus_blob": paired(done),
