@@ -302,3 +302,9 @@ def test_resume_extends_a_report_to_more_seeds_as_one_run_would(tiny, tmp_path: 
     assert part.read_bytes() == before
     assert main([*common, "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
+    for text in ("not json", "{}", '{"settings": {}, "data": {}, "runs": {"real": [{}]}}'):
+        part.write_text(text)
+        assert main([*common, "--out", str(part), "--resume"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not a downstream report" in err[0]
+        assert part.read_text() == text

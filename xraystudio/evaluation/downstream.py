@@ -355,8 +355,11 @@ def _resumable(cfg: DownstreamConfig) -> dict[str, Any] | None:
     try:
         old = json.loads(cfg.out.read_text(encoding="utf-8"))
         old_settings = old["settings"]
-        if not isinstance(old["data"], dict) or not isinstance(old["runs"], dict):
-            raise TypeError("data and runs must be objects")
+        if not all(isinstance(old[k], dict) for k in ("settings", "data", "runs")):
+            raise TypeError("settings, data and runs must be objects")
+        for arm_runs in old["runs"].values():
+            if not isinstance(arm_runs, list) or not all(isinstance(r, dict) and isinstance(r["seed"], int) for r in arm_runs):
+                raise TypeError("every run needs an integer seed")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"cannot resume {cfg.out}: not a downstream report ({exc})") from None
     settings = _settings(cfg, cfg.arms)
