@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -183,6 +184,24 @@ def test_batches_mix_real_and_extra_with_nodule_patches(tiny) -> None:
     assert x.shape == y.shape == (8, 48, 48) and mean.shape == (8,)
     inner = y[:, 8:40, 8:40]
     assert inner.any(axis=(1, 2)).all()  # every patch holds a nodule when asked to
+
+
+def test_extra_fraction_sets_the_share_of_added_patches(tiny) -> None:
+    jsrt, _, train, _ = tiny
+    real, _ = data.real_pool(JsrtDataset(jsrt), train, 128)
+    black = dataclasses.replace(real, images=np.zeros_like(real.images))
+    cfg = NoduleTraining(size=128, patch=32, batch=8, extra_fraction=0.75)
+    x, _, _, _ = sample_batch(cfg, real, black, np.random.default_rng(0))
+    assert (x[:6] == 0).all(axis=(1, 2)).all() and not (x[6:] == 0).all(axis=(1, 2)).any()
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_extra_fraction_outside_0_1_is_one_error_line(tiny, value: str, capsys) -> None:
+    jsrt, synthetic, _, _ = tiny
+    code = main(["benchmark", "downstream", str(jsrt), "--synthetic", str(synthetic),
+                 "--extra-fraction", value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and "0-1" in err[0]
 
 
 def test_leaking_validation_case_is_refused(tiny, tmp_path: Path, capsys) -> None:

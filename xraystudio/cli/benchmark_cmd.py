@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--batch", type=int, default=32, help="patches per step (default 32)")
     d.add_argument("--size", type=int, default=256, help="working image size in px (default 256)")
     d.add_argument("--patch", type=int, default=64, help="training patch side in px (default 64)")
+    d.add_argument("--extra-fraction", type=float, default=0.5,
+                   help="share of each batch of the blob and synthetic arms drawn from the added "
+                   "images (default 0.5)")
     d.add_argument("--tune-cases", type=int, default=32,
                    help="training cases held out to choose each model's threshold (default 32)")
     d.add_argument("--fp-target", type=float, default=2.0,
@@ -61,7 +64,8 @@ def run_downstream_cmd(args: argparse.Namespace) -> int:
         raise XRayStudioError("--seeds must be at least 1")
     if args.tune_cases < 2 or args.fp_target < 0:
         raise XRayStudioError("--tune-cases must be at least 2 and --fp-target not negative")
-    training = NoduleTraining(size=args.size, patch=args.patch, batch=args.batch, steps=args.steps)
+    training = NoduleTraining(size=args.size, patch=args.patch, batch=args.batch, steps=args.steps,
+                               extra_fraction=args.extra_fraction)
     cfg = DownstreamConfig(data_dir=Path(args.data), synthetic_dirs=tuple(Path(d) for d in args.synthetic),
                            seeds=args.seeds, training=training, out=args.out,
                            tune_cases=args.tune_cases, fp_target=args.fp_target,

@@ -88,6 +88,8 @@ class NoduleTraining:
             raise XRayStudioError(f"a {self.patch} px patch with context does not fit {self.size} px")
         if self.steps < 1 or self.batch < 1:
             raise XRayStudioError("steps and batch must be at least 1")
+        if not 0.0 <= self.positive_fraction <= 1.0 or not 0.0 <= self.extra_fraction <= 1.0:
+            raise XRayStudioError("the nodule and added-image fractions must lie in 0-1")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "channels": list(self.channels)}
