@@ -126,11 +126,9 @@ def test_several_folders_and_a_removal_counterpart(tiny, tmp_path: Path) -> None
     removed = write_fake_synthetic(jsrt, tmp_path / "removed", [case], per_case=1)
     rows = [json.loads(line) for line in (removed / "metadata.jsonl").read_text().splitlines()]
     row = rows[0]
-    source = dataset.load(case)
-    info = source.info
     row["id"], row["nodules"] = f"{case}_r000", []
-    row["removed"] = [{"x": info.x_px, "y": info.y_px, "diameter_mm": info.size_mm}]
     (removed / "metadata.jsonl").write_text(json.dumps(row) + "\n")
+    source = dataset.load(case)
     Image.fromarray(np.zeros(source.image.shape, np.uint8)).save(removed / row["label"])
     items = data.read_synthetic([synthetic, removed], dataset, val)
     assert len(items) == 9 and items[-1].id == f"{case}_r000"
@@ -141,14 +139,6 @@ def test_several_folders_and_a_removal_counterpart(tiny, tmp_path: Path) -> None
     real = data.real_pool(dataset, [case], 128)[0]
     assert np.array_equal(blob.images[-1], real.images[0])
     assert np.array_equal(blob.masks[-1], real.masks[0]) and real.masks[0].any()
-    # The removed nodule's site is still a patch site: nodule-free in the synthetic arm, the
-    # real nodule in the blob arm, at the same place.
-    scale = 128 / source.image.shape[0]
-    assert items[-1].removed == ((info.x_px, info.y_px),)
-    assert len(syn.centres[-1]) == 0
-    assert np.allclose(syn.sites(len(syn) - 1), [[info.y_px * scale, info.x_px * scale]])
-    assert np.allclose(blob.sites(len(blob) - 1), syn.sites(len(syn) - 1), atol=1.0)
-    assert all(len(syn.sites(k)) == len(syn.centres[k]) for k in range(len(syn) - 1))
     with pytest.raises(DatasetError, match="twice"):
         data.read_synthetic([synthetic, synthetic], dataset, val)
 
@@ -194,25 +184,6 @@ def test_batches_mix_real_and_extra_with_nodule_patches(tiny) -> None:
     assert x.shape == y.shape == (8, 48, 48) and mean.shape == (8,)
     inner = y[:, 8:40, 8:40]
     assert inner.any(axis=(1, 2)).all()  # every patch holds a nodule when asked to
-
-
-def test_nodule_patches_are_drawn_at_removed_sites_too(tiny) -> None:
-    """A ``--remove`` counterpart has no nodule but keeps its site: asked for nodule patches
-    only, the sampler centres them there, with an empty label."""
-    jsrt, _, train, _ = tiny
-    real, _ = data.real_pool(JsrtDataset(jsrt), train, 128)
-    marked = np.zeros((1, 128, 128), np.uint8)
-    marked[0, 30, 100] = 255  # the site, so a crop shows whether it covers it
-    normal = dataclasses.replace(
-        real, ids=["normal"], images=marked, masks=np.zeros_like(marked, bool),
-        centres=[np.zeros((0, 2), np.float32)], mean=real.mean[:1], std=real.std[:1],
-        spacing_mm=real.spacing_mm[:1])
-    cfg = NoduleTraining(size=128, patch=32, batch=16, positive_fraction=1.0, extra_fraction=1.0)
-    anywhere, _, _, _ = sample_batch(cfg, real, normal, np.random.default_rng(1))
-    assert not (anywhere == 255).any(axis=(1, 2)).all()  # no site: crops fall anywhere
-    sited = dataclasses.replace(normal, removed=[np.array([[30.0, 100.0]], np.float32)])
-    x, y, _, _ = sample_batch(cfg, real, sited, np.random.default_rng(1))
-    assert (x == 255).any(axis=(1, 2)).all() and not y.any()
 
 
 def test_extra_fraction_sets_the_share_of_added_patches(tiny) -> None:

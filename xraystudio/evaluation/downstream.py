@@ -265,7 +265,6 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple
         "val_normal_cases": int((~nodule_case).sum()),
         "synthetic_images": len(synthetic), "synthetic_nodules_labelled": synthetic.nodule_count,
         "synthetic_nodules_inserted": sum(len(i.nodules) for i in items),
-        "synthetic_removed_sites": sum(len(i.removed) for i in items),
         "synthetic_source_cases": len({i.case for i in items}),
         "blob_images": len(blob), "blob_nodules_labelled": blob.nodule_count,
         "blob_contrast_pool": len(positive_contrasts(nodules)),

@@ -11,9 +11,7 @@ The arms differ only in what is added to the real training cases:
 - ``synthetic``: the folder(s) written by ``xraystudio synthesize`` (nnU-Net v2 layout plus
   ``metadata.jsonl``): edit-mode insertions, and ``--remove`` counterparts (a real nodule case
   with its nodule taken out, labelled free of it; blob insertion cannot remove, so its arm gets
-  the source case unchanged for such an item). The removed nodule's site stays a patch site
-  (:meth:`~xraystudio.training.nodule_segmenter.Pool.sites`), so the synthetic arm draws the
-  nodule-free film where the blob arm draws the same item's real nodule.
+  the source case unchanged for such an item).
 
 So the blob and synthetic arms have the same number of images, the same source radiographs, the
 same nodule layouts and the same target contrasts: only the insertion method differs. A synthetic image whose source is a
@@ -75,8 +73,7 @@ class Inserted:
 @dataclasses.dataclass(frozen=True)
 class SyntheticItem:
     """One line of ``metadata.jsonl``, checked: files exist, the source case is a training case;
-    ``nodule_value`` is the nodule's value in the label maps of its folder; ``removed`` the
-    (x, y) source pixels of the nodules a ``--remove`` item took out."""
+    ``nodule_value`` is the nodule's value in the label maps of its folder."""
 
     id: str
     image: Path
@@ -84,7 +81,6 @@ class SyntheticItem:
     case: str
     nodules: tuple[Inserted, ...]
     nodule_value: int
-    removed: tuple[tuple[float, float], ...] = ()
 
 
 # ----------------------------------------------------------------------- the synthetic folder
@@ -173,7 +169,6 @@ def _item(root: Path, row: dict, n: int, nodule_value: int) -> SyntheticItem:
                      None if d.get("contrast") is None else float(d["contrast"]))
             for d in row.get("nodules", [])
         )
-        removed = tuple((float(d["x"]), float(d["y"])) for d in row.get("removed", []))
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(f"{where}: missing or malformed field {exc}") from None
     if not isinstance(case, str) or not case:
@@ -184,7 +179,7 @@ def _item(root: Path, row: dict, n: int, nodule_value: int) -> SyntheticItem:
     for path in (image, label):
         if not path.is_file():
             raise DatasetError(f"{where} ({item_id}): file {path} is missing")
-    return SyntheticItem(item_id, image, label, case, nodules, nodule_value, removed)
+    return SyntheticItem(item_id, image, label, case, nodules, nodule_value)
 
 
 # --------------------------------------------------------------------------------- the pools
@@ -231,11 +226,8 @@ class _PoolBuilder:
         self.mean = np.empty(count, np.float32)
         self.std = np.empty(count, np.float32)
         self.spacing = np.empty(count, np.float32)
-        self.removed: list[np.ndarray] = []
 
-    def add(self, item_id: str, image: np.ndarray, mask: np.ndarray, spacing_mm: float,
-            removed: Iterable[tuple[float, float]] = ()) -> None:
-        """``removed``: (x, y) source pixels where a nodule was taken out of ``image``."""
+    def add(self, item_id: str, image: np.ndarray, mask: np.ndarray, spacing_mm: float) -> None:
         i = len(self.ids)
         small = _to_size(image, self.size)
         self.images[i] = np.round(small * 255).astype(np.uint8)
@@ -244,15 +236,12 @@ class _PoolBuilder:
         self.masks[i] = _mask_to_size(mask, self.size)
         self.centres.append(_centres(self.masks[i]))
         self.spacing[i] = spacing_mm * image.shape[1] / self.size
-        scale = np.array([self.size / image.shape[0], self.size / image.shape[1]], np.float32)
-        self.removed.append(np.array([(y, x) for x, y in removed], np.float32).reshape(-1, 2) * scale)
         self.ids.append(item_id)
 
     def build(self) -> Pool:
         n = len(self.ids)
-        removed = self.removed if any(len(r) for r in self.removed) else []
         return Pool(self.name, self.ids, self.images[:n], self.masks[:n], self.centres,
-                    self.mean[:n], self.std[:n], self.spacing[:n], removed)
+                    self.mean[:n], self.std[:n], self.spacing[:n])
 
 
 def real_pool(
@@ -286,7 +275,7 @@ def synthetic_pool(
         label = _read_png(item.label)
         if label.shape != image.shape:
             raise DatasetError(f"{item.label} is {label.shape} but its image is {image.shape}")
-        builder.add(item.id, image, label == item.nodule_value, spacing[item.case], item.removed)
+        builder.add(item.id, image, label == item.nodule_value, spacing[item.case])
         if progress:
             progress(k + 1, len(items))
     return builder.build()

@@ -5,11 +5,10 @@ learning-rate schedule are the anatomy segmenter's too (:mod:`xraystudio.trainin
 the loss a cross-entropy with nodule pixels weighted up. Training draws square patches from
 images at the working size (256 px: a 5 mm JSRT nodule is 3.6 px, the median 15 mm one 11 px;
 512 px learnt too slowly for this CPU's budget on the tuning cases) because a 64 px patch costs
-a sixteenth of the whole image and nodules are local. Half of every batch's patches are
-centred on a nodule (or on the site of a removed one); with an ``extra`` pool (blob or
-synthetic images) a fixed share of every batch comes from it. Every setting that costs compute
-(steps, batch, patch, widths, lr) is the same whatever the pools hold, so two training sets are
-compared on their data alone.
+a sixteenth of the whole image and nodules are local. Half of every batch's patches hold a
+nodule; with an ``extra`` pool (blob or synthetic images) a fixed share of every batch comes
+from it. Every setting that costs compute (steps, batch, patch, widths, lr) is the same whatever
+the pools hold, so two training sets are compared on their data alone.
 
 Inference runs on the whole image at the working size; images are standardised by their own
 mean and standard deviation there, in training and at inference alike.
@@ -35,10 +34,7 @@ class Pool:
 
     ``images`` (N, S, S) uint8; ``masks`` (N, S, S) bool; ``centres[i]`` (k, 2) rows of (y, x)
     at the working size; ``mean``/``std`` per image of ``images / 255``; ``spacing_mm`` per image
-    at the working size; ``ids`` say where each image came from. ``removed[i]`` (k, 2), when
-    given, are the sites a nodule was taken out of image i (a ``--remove`` counterpart): patches
-    are drawn there as often as at a nodule, so the segmenter sees the same film with and
-    without the nodule and must learn the nodule, not the place it tends to sit in.
+    at the working size; ``ids`` say where each image came from.
     """
 
     name: str
@@ -49,7 +45,6 @@ class Pool:
     mean: np.ndarray
     std: np.ndarray
     spacing_mm: np.ndarray
-    removed: list[np.ndarray] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,12 +52,6 @@ class Pool:
     @property
     def nodule_count(self) -> int:
         return int(sum(len(c) for c in self.centres))
-
-    def sites(self, i: int) -> np.ndarray:
-        """(k, 2) places a nodule patch of image i is centred on: its nodules and removed ones."""
-        if not self.removed or not len(self.removed[i]):
-            return self.centres[i]
-        return np.concatenate([self.centres[i], self.removed[i]])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +101,8 @@ def sample_batch(
     """Crops (B, C, C) with context, their masks, and each crop's image mean and std.
 
     The first ``round(batch * extra_fraction)`` samples come from ``extra`` when given. A
-    nodule sample centres on a random site (:meth:`Pool.sites`: a nodule, or where one was
-    removed) of a random image with sites, shifted so the site may lie anywhere in the inner
-    70 % of the patch; any other sample is anywhere in the image.
+    positive sample centres on a random nodule of a random nodule image, shifted so the nodule
+    may lie anywhere in the inner 70 % of the patch; a negative one is anywhere in the image.
     """
     crop = cfg.patch + 2 * cfg.margin
     n_extra = round(cfg.batch * cfg.extra_fraction) if extra is not None else 0
@@ -122,15 +110,12 @@ def sample_batch(
     y = np.empty((cfg.batch, crop, crop), bool)
     mean = np.empty(cfg.batch, np.float32)
     std = np.empty(cfg.batch, np.float32)
-    sited = {id(p): [i for i in range(len(p)) if len(p.sites(i))]
-             for p in (real, extra) if p is not None}
     for b in range(cfg.batch):
         pool = extra if b < n_extra else real
-        with_sites = sited[id(pool)]
-        if with_sites and rng.random() < cfg.positive_fraction:
-            i = with_sites[int(rng.integers(len(with_sites)))]
-            sites = pool.sites(i)
-            cy, cx = sites[int(rng.integers(len(sites)))]
+        with_nodules = [i for i, c in enumerate(pool.centres) if len(c)] if pool is not None else []
+        if with_nodules and rng.random() < cfg.positive_fraction:
+            i = with_nodules[int(rng.integers(len(with_nodules)))]
+            cy, cx = pool.centres[i][int(rng.integers(len(pool.centres[i])))]
             cy, cx = cy + rng.uniform(-0.35, 0.35) * cfg.patch, cx + rng.uniform(-0.35, 0.35) * cfg.patch
         else:
             i = int(rng.integers(len(pool)))
