@@ -15,6 +15,7 @@ from PIL import Image
 from dicom_factory import make_dicom
 from xraystudio.cli import main
 from xraystudio.errors import ImageLoadError
+from xraystudio.io.images import save_png, write_png_values
 from xraystudio.io.radiograph import load_radiograph
 from xraystudio.study import Study
 
@@ -31,6 +32,25 @@ def test_png_8_and_16_bit(tmp_path: Path) -> None:
     im16 = load_radiograph(tmp_path / "b.png")
     np.testing.assert_array_equal(im16.values, a16)
     assert im16.display().min() == 0 and im16.display().max() == 1
+
+
+def _zlib_level(path: Path) -> int:
+    """FLEVEL of a PNG's zlib stream (RFC 1950): 0 for zlib level 1, 2 for the default 6."""
+    data = path.read_bytes()
+    start = data.index(b"IDAT") + 4
+    return data[start + 1] >> 6
+
+
+def test_pngs_are_written_losslessly_at_the_fast_zlib_level(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4096, (256, 256)).astype(np.uint16)
+    write_png_values(tmp_path / "v.png", values, "uint16")
+    save_png(tmp_path / "m.png", values > 2000)
+    Image.fromarray(values).save(tmp_path / "default.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "v.png")), values)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "m.png")), values > 2000)
+    assert _zlib_level(tmp_path / "v.png") == _zlib_level(tmp_path / "m.png") == 0
+    assert _zlib_level(tmp_path / "default.png") == 2  # the check can tell the levels apart
 
 
 def test_rgb_jpeg_and_tiff_become_grey_with_a_note(tmp_path: Path) -> None:

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from xraystudio.curation.project import Project, ResultRecord, StudyRecord
 from xraystudio.errors import ProjectError
 from xraystudio.io.atomic import atomic_folder
+from xraystudio.io.images import save_png
 from xraystudio.io.nnunet import dataset_json, label_map
 from xraystudio.masks import MaskStack
 
@@ -196,7 +196,7 @@ def _metadata(case: ExportCase, keep_link: bool) -> dict[str, Any]:
 
 def _save_png(path: Path, pixels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="PNG")
+    save_png(path, pixels)
 
 
 class _NnUnetWriter:

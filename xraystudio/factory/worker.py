@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from xraystudio import __version__
 from xraystudio.errors import GenerationError, XRayStudioError
@@ -21,6 +20,7 @@ from xraystudio.factory.output import JSRT, OutputFolder
 from xraystudio.factory.settings import SynthesisSettings
 from xraystudio.image import XRayImage
 from xraystudio.io.atomic import atomic_path
+from xraystudio.io.images import save_png
 from xraystudio.io.nnunet import label_map
 from xraystudio.masks import ANATOMY, MaskStack
 
@@ -236,4 +236,4 @@ class Synthesizer:
 def _save_png(path: Path, pixels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+        save_png(tmp, pixels)

@@ -30,6 +30,7 @@ from skimage import transform, util
 
 from xraystudio.errors import DatasetError, ImageLoadError
 from xraystudio.io.atomic import atomic_open, atomic_path
+from xraystudio.io.images import save_png
 from xraystudio.io.masks_io import read_mask_png, resize_masks
 from xraystudio.masks import ANATOMY, MaskStack, Nodule
 
@@ -306,11 +307,11 @@ def write_case(
         )
 
     with atomic_path(root / "images" / f"{case_id}.png") as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+        save_png(tmp, pixels)
     for structure in ANATOMY:
         layer = np.asarray(masks[structure]) if structure in masks else np.zeros(masks.shape, bool)
         with atomic_path(root / "masks" / structure / f"{case_id}.png") as tmp:
-            Image.fromarray(layer.astype(bool)).save(tmp, format="PNG")
+            save_png(tmp, layer.astype(bool))
     _upsert_row(root / CASES_CSV, row)
     log.info("wrote case %s to %s", case_id, root)
     return row

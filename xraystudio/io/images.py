@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
+#: zlib level of every PNG the product writes. Level 1 writes a 1024 x 1024 radiograph 6-9 times
+#: faster than Pillow's default (6) for files 7-17 % larger, lossless either way; at the default,
+#: writing took half of a GPU ``synthesize`` run's time.
+PNG_COMPRESS_LEVEL = 1
+
 
 def read_image(path: str | os.PathLike) -> XRayImage:
     """Read a PNG/JPEG/TIFF/BMP file as a grey radiograph; ImageLoadError when it cannot."""
@@ -160,21 +165,17 @@ def write_png8(path: str | os.PathLike, display: np.ndarray) -> Path:
 
 
 def _write_png(path: str | os.PathLike, display: np.ndarray, dtype: type) -> Path:
-    from PIL import Image
-
     top = np.iinfo(dtype).max
     arr = np.rint(np.clip(np.asarray(display, np.float32), 0, 1) * top).astype(dtype)
     path = Path(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        save_png(tmp, arr)
     return path
 
 
 def write_png_values(path: str | os.PathLike, values: np.ndarray, dtype: str) -> Path:
     """Write integer pixel values as a grey PNG of ``dtype`` (uint8 or uint16), atomically: an
     edited PNG keeps the source's bit depth and values."""
-    from PIL import Image
-
     kind = np.dtype(dtype)
     if kind not in (np.uint8, np.uint16):
         raise ValueError(f"a PNG holds 8 or 16-bit grey values, not {dtype}")
@@ -182,5 +183,13 @@ def write_png_values(path: str | os.PathLike, values: np.ndarray, dtype: str) ->
     arr = np.clip(np.rint(values), info.min, info.max).astype(kind)
     path = Path(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        save_png(tmp, arr)
     return path
+
+
+def save_png(path: str | os.PathLike, pixels: np.ndarray) -> None:
+    """Write uint8, uint16 or bool pixels as they are to a PNG (not atomically: callers write to
+    a temporary path or inside an atomic folder)."""
+    from PIL import Image
+
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
