@@ -15,7 +15,7 @@ import numpy as np
 
 from xraystudio import __version__
 from xraystudio.errors import GenerationError, XRayStudioError
-from xraystudio.factory.items import WorkItem
+from xraystudio.factory.items import Source, WorkItem
 from xraystudio.factory.output import JSRT, OutputFolder
 from xraystudio.factory.settings import SynthesisSettings
 from xraystudio.image import XRayImage
@@ -63,6 +63,7 @@ class Synthesizer:
             self.sampler_sha = _sha256(Path(sampler_file))
         self._dataset = None
         self._segmenter = None
+        self._last: tuple[Source, _Loaded] | None = None
 
     def model_identity(self) -> dict:
         model = self.engine.model
@@ -76,7 +77,13 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------------ inputs
     def _load(self, item: WorkItem) -> _Loaded:
-        src = item.source
+        """The item's input, read once for the consecutive items made from it (nothing
+        downstream changes a loaded image or mask stack: an edit copies the masks)."""
+        if self._last is None or self._last[0] != item.source:
+            self._last = (item.source, self._read(item.source))
+        return self._last[1]
+
+    def _read(self, src: Source) -> _Loaded:
         if src.masks_only:
             from xraystudio.io.masks_io import load_masks
 
@@ -88,9 +95,10 @@ class Synthesizer:
 
             if self._dataset is None:
                 self._dataset = JsrtDataset(self.settings.input)
-            case = self._dataset.load(src.case)
-            image = read_image(src.path).with_spacing(case.spacing_mm)
-            return _Loaded(image, case.masks, float(np.mean(case.spacing_mm)))
+            image = read_image(src.path)
+            masks = self._dataset.masks(src.case, image.shape)
+            image = image.with_spacing(masks.spacing_mm)
+            return _Loaded(image, masks, float(np.mean(masks.spacing_mm)))
         from xraystudio.segmentation.segmenter import Segmenter
         from xraystudio.study import Study
 

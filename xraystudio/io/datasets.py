@@ -125,20 +125,9 @@ class JsrtDataset:
         Resizing anti-aliases the image (scikit-image) and area-averages the masks
         (:func:`resize_masks`); the spacing scales with it.
         """
-        try:
-            info = self._by_id[case_id]
-        except KeyError:
-            raise DatasetError(f"no case {case_id!r} in {self.root / CASES_CSV}") from None
+        info = self._info(case_id)
         image = _read_image(self.root / "images" / f"{case_id}.png")
-        shape = (image.shape[0], image.shape[1])
-        arrays = {
-            s: read_mask_png(self.root / "masks" / s / f"{case_id}.png", shape) for s in ANATOMY
-        }
-        nodules = []
-        if info.nodule:
-            nodules.append(Nodule(1, info.x_px, info.y_px, info.size_mm))
-        spacing = (info.spacing_mm, info.spacing_mm)
-        masks = MaskStack.from_arrays(shape, arrays, spacing, nodules, stamp_nodules=True)
+        masks = self.masks(case_id, (image.shape[0], image.shape[1]))
         if size is not None:
             image = transform.resize(
                 image, (size, size), order=1, anti_aliasing=True, preserve_range=True
@@ -146,6 +135,23 @@ class JsrtDataset:
             image = np.clip(image, 0.0, 1.0).astype(np.float32)
             masks = resize_masks(masks, (size, size))
         return Case(case_id, image, masks, masks.spacing_mm, info)
+
+    def masks(self, case_id: str, shape: tuple[int, int]) -> MaskStack:
+        """A case's anatomy masks and nodule at its image's ``shape``, without reading the image:
+        for a caller that reads the radiograph itself, with its stored values."""
+        info = self._info(case_id)
+        arrays = {
+            s: read_mask_png(self.root / "masks" / s / f"{case_id}.png", shape) for s in ANATOMY
+        }
+        nodules = [Nodule(1, info.x_px, info.y_px, info.size_mm)] if info.nodule else []
+        spacing = (info.spacing_mm, info.spacing_mm)
+        return MaskStack.from_arrays(shape, arrays, spacing, nodules, stamp_nodules=True)
+
+    def _info(self, case_id: str) -> CaseInfo:
+        try:
+            return self._by_id[case_id]
+        except KeyError:
+            raise DatasetError(f"no case {case_id!r} in {self.root / CASES_CSV}") from None
 
     def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
         """The held-out split every model uses: (train ids, validation ids), each sorted.
