@@ -57,6 +57,8 @@ def main() -> None:
         r["speedup_vs_batch_1"] = round(r["images_per_second"] / base, 2)
     report = {"device": args.device, "threads": args.threads, "machine": platform.processor()
               or platform.machine(), "rows": rows}
+    if args.device.startswith("cuda"):
+        report["gpu"] = torch.cuda.get_device_name(args.device)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
