@@ -83,6 +83,10 @@ def test_paired_differences_match_seeds_and_say_when_a_gap_is_noise() -> None:
     runs["synthetic"] = arm([0.3, 0.3], [1.0, 1.0], first=1)
     assert paired(runs)["seeds"] == [1, 2]
     assert paired({"synthetic": runs["synthetic"]}) is None
+    # one paired seed has no interval, and the report stays strict JSON
+    one = paired({"blob": runs["blob"][:1], "synthetic": arm([0.1], [1.0])})
+    assert one["dice"]["ci95"] is None
+    json.loads(json.dumps(one, allow_nan=False))
 
 
 # ------------------------------------------------------------------------------ data and arms

@@ -185,8 +185,9 @@ def paired(runs: dict[str, list[dict[str, Any]]], arm: str = "synthetic", other:
             continue
         spread = _spread([float(a[key] - b[key]) for a, b in pairs])
         n = len(pairs)
-        half = float(stats.t.ppf(0.975, n - 1) * spread["sd"] / math.sqrt(n)) if n > 1 else math.nan
-        spread["ci95"] = [spread["mean"] - half, spread["mean"] + half]
+        # one pair has no interval: null, not NaN, which strict JSON readers refuse
+        half = float(stats.t.ppf(0.975, n - 1) * spread["sd"] / math.sqrt(n)) if n > 1 else None
+        spread["ci95"] = None if half is None else [spread["mean"] - half, spread["mean"] + half]
         out[key] = spread
     return out
 
