@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
-#: zlib level of every PNG the product writes. Level 1 writes a 1024 x 1024 radiograph 6-9 times
+#: zlib level of the radiograph and label PNGs the product writes (saved results, synthesize,
+#: export, dataset cases). Level 1 writes a 1024 x 1024 radiograph 6-9 times
 #: faster than Pillow's default (6) for files 7-17 % larger, lossless either way; at the default,
 #: writing took half of a GPU ``synthesize`` run's time.
 PNG_COMPRESS_LEVEL = 1
