@@ -234,11 +234,9 @@ class Synthesizer:
         })
 
     def _write_jsrt(self, item_id: str, img: np.ndarray, masks: MaskStack) -> None:
-        root = self.folder.root / JSRT
-        _save_png(root / "images" / f"{item_id}.png", img)
-        for structure in ANATOMY:
-            layer = np.asarray(masks[structure]) if structure in masks else np.zeros(masks.shape, bool)
-            _save_png(root / "masks" / structure / f"{item_id}.png", layer.astype(bool))
+        from xraystudio.io.datasets import write_case_files
+
+        write_case_files(self.folder.root / JSRT, item_id, img, masks)
 
 
 def _save_png(path: Path, pixels: np.ndarray) -> None:

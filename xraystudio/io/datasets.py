@@ -312,15 +312,21 @@ def write_case(
             size_mm=None, subtlety=None, malignant=None, spacing_mm=spacing,
         )
 
+    write_case_files(root, case_id, pixels, masks)
+    _upsert_row(root / CASES_CSV, row)
+    log.info("wrote case %s to %s", case_id, root)
+    return row
+
+
+def write_case_files(root: Path, case_id: str, pixels: np.ndarray, masks: MaskStack) -> None:
+    """A case's image (integer ``pixels``, as they are) and five anatomy layers, each written
+    atomically, without its cases.csv row: for writers that list their cases at the end."""
     with atomic_path(root / "images" / f"{case_id}.png") as tmp:
         save_png(tmp, pixels)
     for structure in ANATOMY:
         layer = np.asarray(masks[structure]) if structure in masks else np.zeros(masks.shape, bool)
         with atomic_path(root / "masks" / structure / f"{case_id}.png") as tmp:
             save_png(tmp, layer.astype(bool))
-    _upsert_row(root / CASES_CSV, row)
-    log.info("wrote case %s to %s", case_id, root)
-    return row
 
 
 def _image_pixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
