@@ -331,3 +331,43 @@ def test_resume_extends_a_report_to_more_seeds_as_one_run_would(tiny, tmp_path: 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "not a downstream report" in err[0]
         assert part.read_text() == text
+
+
+def test_resume_trains_again_only_the_arm_whose_images_changed(tiny, tmp_path: Path,
+                                                               capsys) -> None:
+    import shutil
+
+    jsrt, synthetic, _, _ = tiny
+    remade = tmp_path / "remade"
+    shutil.copytree(synthetic, remade)
+    out = tmp_path / "report.json"
+    common = ["benchmark", "downstream", str(jsrt), "--steps", "2", "--batch", "4", "--size",
+              "128", "--patch", "32", "--threads", "1", "--tune-cases", "2", "--out", str(out)]
+    assert main([*common, "--synthetic", str(synthetic)]) == 0
+    before = json.loads(out.read_text())
+    # The same layouts drawn anew (another model): one image's pixels differ, metadata does not.
+    image = sorted((remade / "imagesTr").glob("*.png"))[0]
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[: pixels.shape[0] // 2] //= 2
+    Image.fromarray(pixels).save(image)
+    assert main([*common, "--synthetic", str(remade), "--resume"]) == 0
+    after = json.loads(out.read_text())
+    assert after["complete"] and after["data"]["synthetic_dirs"] == [str(remade)]
+    pools = before["data"]["pool_sha256"], after["data"]["pool_sha256"]
+    assert pools[0]["synthetic"] != pools[1]["synthetic"]
+    assert all(pools[0][k] == pools[1][k] for k in ("real", "tune", "val", "blob"))
+    for arm in ("real", "blob"):  # kept as they were, not trained again
+        assert after["runs"][arm] == before["runs"][arm]
+    assert after["runs"]["synthetic"][0]["train_seconds"] is not None
+    # Other real cases are refused outright.
+    other = tmp_path / "other_jsrt"
+    shutil.copytree(jsrt, other)
+    first = sorted((other / "images").glob("*.png"))[0]
+    pixels = np.asarray(Image.open(first)).copy()
+    Image.fromarray(255 - pixels).save(first)
+    capsys.readouterr()
+    args = [*common, "--synthetic", str(remade), "--resume"]
+    args[args.index(str(jsrt))] = str(other)
+    assert main(args) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "cannot resume" in errors[0] and "real cases" in errors[0]

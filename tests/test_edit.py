@@ -14,7 +14,7 @@ from PIL import Image
 from dicom_factory import make_dicom
 from synthetic_data import write_dataset
 from xraystudio.cli import main
-from xraystudio.errors import GenerationError
+from xraystudio.errors import GenerationError, ModelError
 from xraystudio.image import XRayImage
 from xraystudio.io.dicom import read_dicom
 from xraystudio.io.images import read_image
@@ -246,6 +246,40 @@ def test_an_inserted_nodule_is_drawn_to_its_target_contrast(pipe) -> None:
     assert out.gains == [pytest.approx(MAX_CONTRAST_GAIN)]
     with pytest.raises(GenerationError, match="one target contrast"):
         EditPlan([(100, 100, 8.0)], [], contrast=[0.1, 0.2])
+
+
+def test_opacity_composite_adds_only_the_nodule_and_the_scale_narrows_its_disc(pipe) -> None:
+    import dataclasses
+
+    rng = np.random.default_rng(4)
+    values = np.rint(rng.normal(2000, 40, (200, 200))).astype(np.float32)
+    values[0, 0], values[-1, -1] = 0, 4095
+    image = XRayImage(values, [], spacing_mm=(0.35, 0.35), metadata={"dtype": "uint16"})
+    r = 8.0 / 0.35 / 2
+    far = np.hypot(*np.ogrid[-100:100, -100:100]) > 2.0 * r
+    outs = {}
+    for composite, scale in (("redraw", 1.0), ("opacity", 1.0), ("opacity", 0.8)):
+        drawing = _DrawsNodules(pipe)
+        drawing.spec = dataclasses.replace(pipe.spec, composite=composite, nodule_scale=scale)
+        outs[composite, scale] = run_edit(drawing, image, None,
+                                          EditPlan([(100, 100, 8.0)], [], contrast=[0.004]), seed=1)
+    redraw, opacity, narrow = outs["redraw", 1.0], outs["opacity", 1.0], outs["opacity", 0.8]
+    # The model's redraw of the lung around the nodule reaches the file in "redraw" only.
+    region_far = redraw.changed & far
+    assert region_far.sum() > 100
+    assert (redraw.values[region_far] != values[region_far]).mean() > 0.5
+    assert np.abs(opacity.values[region_far] - values[region_far]).max() <= 1
+    for out in (opacity, narrow):  # the target contrast is met either way, on the source itself
+        assert out.gains[0] < MAX_CONTRAST_GAIN
+        added = relative_contrast(out.values, 100, 100, r) - relative_contrast(values, 100, 100, r)
+        assert added == pytest.approx(0.004, rel=0.05)
+    # The model is asked for a smaller disc; the region, label and contrast keep the asked size.
+    disc_area = [out.conditions[0][CHANNELS.index("nodule")].sum() for out in (opacity, narrow)]
+    assert disc_area[1] / disc_area[0] == pytest.approx(0.8**2, rel=0.05)
+    assert (narrow.changed == opacity.changed).all()
+    for bad in ({"nodule_scale": 0.0}, {"composite": "paste"}):
+        with pytest.raises(ModelError):
+            dataclasses.replace(pipe.spec, **bad)
 
 
 def test_edit_is_the_default_mode_and_reproducible_by_seed(model) -> None:

@@ -23,8 +23,12 @@ which only reports:
 
 Seeds run in the outer loop and the report is rewritten after every run, so an interrupted
 benchmark still holds complete, paired seeds; ``resume`` continues such a report (or extends it to
-more seeds), training only the (seed, arm) runs it lacks, and refuses one written with other
-settings or other data: each run depends on its seed, arm, settings and data alone.
+more seeds), training only the (seed, arm) runs it lacks: each run depends on its seed, arm,
+settings and training images alone. It refuses a report written with other settings or other
+real cases; the report records a hash of every pool of images, and an arm whose added images
+changed since (a synthetic folder made anew with another model) is trained again while the
+other arms' runs are kept, so a new synthetic folder with the same layouts costs only its own
+arm.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ from xraystudio.training.nodule_segmenter import (
 log = logging.getLogger(__name__)
 
 ARMS: tuple[str, ...] = ("real", "blob", "synthetic")
+#: The pools every arm trains on or is scored on; the arms' own added images are pools too.
+SHARED_POOLS: tuple[str, ...] = ("real", "tune", "val")
 ARM_TITLES = {"real": "real only", "blob": "real + blob insertion", "synthetic": "real + synthetic"}
 METRICS: tuple[str, ...] = ("dice", "sensitivity", "fp_per_normal")
 METRIC_TITLES = {"dice": "nodule Dice", "sensitivity": "sensitivity",
@@ -274,7 +280,17 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple
             for d in cfg.synthetic_dirs],
     }
     pools = {"real": real, "blob": blob, "synthetic": synthetic}
+    counts["pool_sha256"] = {name: _pool_hash(pool) for name, pool in
+                             {**pools, "tune": tune, "val": val}.items()}
     return pools, (tune, tune_nodule), (val, nodule_case), counts
+
+
+def _pool_hash(pool: Pool) -> str:
+    """What a run trained on or was scored on, exactly: ids, pixels, labels and spacings."""
+    digest = hashlib.sha256("\n".join(pool.ids).encode())
+    for array in (pool.images, pool.masks, pool.spacing_mm):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, Any]:
@@ -371,13 +387,23 @@ def _resumable(cfg: DownstreamConfig) -> dict[str, Any] | None:
 
 def _resumed_runs(cfg: DownstreamConfig, old: dict[str, Any], counts: dict,
                   arms: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
-    """``old``'s runs below ``cfg.seeds`` once its data are this run's: of ``arms`` and of any
+    """``old``'s runs below ``cfg.seeds`` whose images are this run's: of ``arms`` and of any
     other arm it holds (kept, not retrained: a rerun of one arm loses none of the others)."""
-    # A key older reports lack (added since) cannot be compared; every other one must agree.
-    _refuse_if(cfg, [k for k in counts if k in old["data"] and counts[k] != old["data"][k]])
-    runs = {arm: sorted((r for r in old["runs"].get(arm, []) if r["seed"] < cfg.seeds),
-                        key=lambda r: r["seed"])
-            for arm in ARMS if arm in arms or old["runs"].get(arm)}
+    old_pools, pools = old["data"].get("pool_sha256"), counts["pool_sha256"]
+    stale: set[str] = set()
+    if isinstance(old_pools, dict):
+        _refuse_if(cfg, [f"{name} cases" for name in SHARED_POOLS
+                         if old_pools.get(name) != pools[name]])
+        stale = {arm for arm in ARMS if old_pools.get(arm) != pools[arm]}
+        if stale & set(old["runs"]):
+            log.info("training %s again: their images changed since %s",
+                     ", ".join(sorted(stale & set(old["runs"]))), cfg.out)
+    else:  # a report from before pool hashes: all its data must agree
+        _refuse_if(cfg, [k for k in counts if k in old["data"] and counts[k] != old["data"][k]])
+    runs = {arm: [] if arm in stale else
+            sorted((r for r in old["runs"].get(arm, []) if r["seed"] < cfg.seeds),
+                   key=lambda r: r["seed"])
+            for arm in ARMS if arm in arms or (old["runs"].get(arm) and arm not in stale)}
     log.info("resuming %s: %s", cfg.out, {arm: len(r) for arm, r in runs.items()})
     return runs
 

@@ -70,6 +70,7 @@ class Synthesizer:
         out = {"name": self.engine.spec.name, "weights_sha256": model.weights_hash}
         if self.settings.mode in ("edit", "remove"):
             out["edit_weights_sha256"] = self.engine.edit_pipe.weights_hash
+            out["edit_settings"] = self.engine.edit_pipe.spec.tuned()
         return out
 
     def fingerprint(self) -> dict:

@@ -289,7 +289,7 @@ class _EditState:
             cy = (y - site.box.y0 + 0.5) * spec.window / site.box.size - 0.5
             cx = (x - site.box.x0 + 0.5) * spec.window / site.box.size - 0.5
             disc_at = (cy, cx, diameter / 2 / s)
-            nodule = soft_disc((spec.window,) * 2, *disc_at)
+            nodule = soft_disc((spec.window,) * 2, cy, cx, spec.nodule_scale * diameter / 2 / s)
         else:
             disc_at = None
             nodule = np.zeros((spec.window,) * 2, np.float32)
@@ -320,7 +320,8 @@ class _EditState:
             else:
                 log.info("the model drew no nodule opacity at (%.0f, %.0f) to scale to its "
                          "target contrast; it is kept as drawn", x, y)
-            new = new + (gain - 1.0) * delta
+            new = (w + gain * delta if self.spec.composite == "opacity"
+                   else new + (gain - 1.0) * delta)
             self.gains[id(site)] = gain
         _paste(self.work, self.changed, site.box, new, weight > 0)
 

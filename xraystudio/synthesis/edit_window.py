@@ -48,17 +48,40 @@ class EditSpec:
     #: residual sampling grain stays out of the file. 0 keeps the model's every band. Chosen on
     #: the tuning cases (benchmarks/tune_edit_detail.py).
     detail_mm: float = 0.0
+    #: The nodule disc the model is conditioned on, as a fraction of the one asked for: the model
+    #: (with the detail blur) draws an opacity wider than its disc, so a 10 mm nodule is asked of
+    #: it as a smaller disc and comes out as wide as a real 10 mm nodule. The label, the region
+    #: and the contrast stay at the asked size. Chosen on training cases
+    #: (benchmarks/tune_nodule_scale.py).
+    nodule_scale: float = 1.0
+    #: How an insertion drawn to a target contrast (the model draws its window twice, with and
+    #: without the nodule) enters the file. "redraw": the model's window with the nodule, its
+    #: opacity scaled to the target. "opacity": only the nodule's opacity (the difference of the
+    #: two drawings, within 1.25 of its radii) added to the source's own pixels, as X-ray
+    #: densities add along the beam: the model's redraw of the lung around the nodule, and the
+    #: faint halo it leaves there, stay out of the file. Chosen on training cases
+    #: (benchmarks/tune_nodule_scale.py).
+    composite: str = "redraw"
 
     #: The settings chosen on tuning cases after training, not by it: a retrained model keeps them.
-    TUNED = ("detail_mm",)
+    TUNED = ("detail_mm", "nodule_scale", "composite")
+    COMPOSITES = ("redraw", "opacity")
 
     def __post_init__(self) -> None:
         if self.window % (8 * self.patch):
             raise ModelError("edit window must be a multiple of 8 x patch")
         if self.detail_mm < 0:
             raise ModelError("edit detail_mm must not be negative")
+        if not 0 < self.nodule_scale <= 2:
+            raise ModelError("edit nodule_scale must be in (0, 2]")
+        if self.composite not in self.COMPOSITES:
+            raise ModelError(f"edit composite must be one of {', '.join(self.COMPOSITES)}")
         if self.spacing_mm <= 0 or self.context < 1:
             raise ModelError("edit spacing must be positive and context at least 1")
+
+    def tuned(self) -> dict:
+        """The tuned settings, as provenance records how an edit was made."""
+        return {key: getattr(self, key) for key in self.TUNED}
 
     @property
     def condition_channels(self) -> int:

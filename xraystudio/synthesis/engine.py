@@ -355,6 +355,7 @@ class Engine:
                 prov = self._provenance(req, settings, seed, cond,
                                         time.perf_counter() - image_started)
                 prov["model"]["edit_weights_sha256"] = pipe.weights_hash
+                prov["model"]["edit_settings"] = pipe.spec.tuned()
                 prov["edits"] = out.describe()
                 prov["changed_pixels"] = int(out.changed.sum())
                 results.append(Result(image=display, working=display, condition=cond, seed=seed,

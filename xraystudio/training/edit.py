@@ -51,12 +51,12 @@ def tune_split(dataset: JsrtDataset, train_ids: list[str], n: int) -> tuple[list
 
 def _tuned_settings(init_from: str | None) -> dict:
     """The inference settings of the model this run continues, which were chosen on the tuning
-    cases: a continued model exports with them (retune with benchmarks/tune_edit_detail.py)."""
+    cases: a continued model exports with them (retune with benchmarks/tune_edit_detail.py and
+    benchmarks/tune_nodule_scale.py)."""
     folder = Path(init_from) / "edit" if init_from else None
     if folder is None or not (folder / "edit.json").is_file():
         return {}
-    spec = EditSpec.read(folder)
-    return {key: getattr(spec, key) for key in EditSpec.TUNED}
+    return EditSpec.read(folder).tuned()
 
 
 class EditTrainer:
