@@ -277,6 +277,11 @@ def test_opacity_composite_adds_only_the_nodule_and_the_scale_narrows_its_disc(p
     disc_area = [out.conditions[0][CHANNELS.index("nodule")].sum() for out in (opacity, narrow)]
     assert disc_area[1] / disc_area[0] == pytest.approx(0.8**2, rel=0.05)
     assert (narrow.changed == opacity.changed).all()
+    # A nodule without a target is drawn from the asked disc, as the model draws it.
+    drawing = _DrawsNodules(pipe)
+    drawing.spec = dataclasses.replace(pipe.spec, composite="opacity", nodule_scale=0.8)
+    plain = run_edit(drawing, image, None, EditPlan([(100, 100, 8.0)], []), seed=1)
+    assert plain.conditions[0][CHANNELS.index("nodule")].sum() == pytest.approx(disc_area[0])
     for bad in ({"nodule_scale": 0.0}, {"composite": "paste"}):
         with pytest.raises(ModelError):
             dataclasses.replace(pipe.spec, **bad)

@@ -289,7 +289,10 @@ class _EditState:
             cy = (y - site.box.y0 + 0.5) * spec.window / site.box.size - 0.5
             cx = (x - site.box.x0 + 0.5) * spec.window / site.box.size - 0.5
             disc_at = (cy, cx, diameter / 2 / s)
-            nodule = soft_disc((spec.window,) * 2, cy, cx, spec.nodule_scale * diameter / 2 / s)
+            # Only a nodule drawn to a target contrast is asked for the narrower disc: its gain
+            # gives it the asked contrast, where one drawn as the model draws it would only fade.
+            scale = spec.nodule_scale if site.contrast is not None else 1.0
+            nodule = soft_disc((spec.window,) * 2, cy, cx, scale * diameter / 2 / s)
         else:
             disc_at = None
             nodule = np.zeros((spec.window,) * 2, np.float32)
