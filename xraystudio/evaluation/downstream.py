@@ -390,20 +390,20 @@ def _resumed_runs(cfg: DownstreamConfig, old: dict[str, Any], counts: dict,
     """``old``'s runs below ``cfg.seeds`` whose images are this run's: of ``arms`` and of any
     other arm it holds (kept, not retrained: a rerun of one arm loses none of the others)."""
     old_pools, pools = old["data"].get("pool_sha256"), counts["pool_sha256"]
-    stale: set[str] = set()
+    held = {arm for arm in ARMS if old["runs"].get(arm)}
     if isinstance(old_pools, dict):
         _refuse_if(cfg, [f"{name} cases" for name in SHARED_POOLS
                          if old_pools.get(name) != pools[name]])
-        stale = {arm for arm in ARMS if old_pools.get(arm) != pools[arm]}
-        if stale & set(old["runs"]):
+        stale = {arm for arm in held if old_pools.get(arm) != pools[arm]}
+        if stale:
             log.info("training %s again: their images changed since %s",
-                     ", ".join(sorted(stale & set(old["runs"]))), cfg.out)
+                     ", ".join(sorted(stale)), cfg.out)
+        held -= stale
     else:  # a report from before pool hashes: all its data must agree
         _refuse_if(cfg, [k for k in counts if k in old["data"] and counts[k] != old["data"][k]])
-    runs = {arm: [] if arm in stale else
-            sorted((r for r in old["runs"].get(arm, []) if r["seed"] < cfg.seeds),
-                   key=lambda r: r["seed"])
-            for arm in ARMS if arm in arms or (old["runs"].get(arm) and arm not in stale)}
+    kept = {arm: sorted((r for r in old["runs"][arm] if r["seed"] < cfg.seeds),
+                        key=lambda r: r["seed"]) for arm in held}
+    runs = {arm: kept.get(arm, []) for arm in ARMS if arm in arms or arm in held}
     log.info("resuming %s: %s", cfg.out, {arm: len(r) for arm, r in runs.items()})
     return runs
 
