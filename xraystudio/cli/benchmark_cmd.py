@@ -14,6 +14,9 @@ from xraystudio.errors import XRayStudioError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from xraystudio.training.nodule_segmenter import NoduleTraining
+
+    defaults = NoduleTraining()
     p = sub.add_parser("benchmark", help="measure what the product's outputs are worth",
                        description="Benchmarks that train and score models on the product's output.")
     benchmarks = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
@@ -28,14 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output folder(s) of `xraystudio synthesize` (nnU-Net layout + "
                    "metadata.jsonl), e.g. an edit-mode folder and a --remove folder")
     d.add_argument("--seeds", type=int, default=3, help="training seeds per arm (default 3)")
-    d.add_argument("--steps", type=int, default=1500,
-                   help="optimizer steps per run, the same for every arm (default 1500)")
-    d.add_argument("--batch", type=int, default=32, help="patches per step (default 32)")
-    d.add_argument("--size", type=int, default=256, help="working image size in px (default 256)")
-    d.add_argument("--patch", type=int, default=64, help="training patch side in px (default 64)")
-    d.add_argument("--extra-fraction", type=float, default=0.5,
+    d.add_argument("--steps", type=int, default=defaults.steps,
+                   help=f"optimizer steps per run, the same for every arm (default {defaults.steps})")
+    d.add_argument("--batch", type=int, default=defaults.batch,
+                   help=f"patches per step (default {defaults.batch})")
+    d.add_argument("--size", type=int, default=defaults.size,
+                   help=f"working image size in px (default {defaults.size})")
+    d.add_argument("--patch", type=int, default=defaults.patch,
+                   help=f"training patch side in px (default {defaults.patch})")
+    d.add_argument("--extra-fraction", type=float, default=defaults.extra_fraction,
                    help="share of each batch of the blob and synthetic arms drawn from the added "
-                   "images (default 0.5)")
+                   f"images (default {defaults.extra_fraction})")
     d.add_argument("--tune-cases", type=int, default=32,
                    help="training cases held out to choose each model's threshold (default 32)")
     d.add_argument("--fp-target", type=float, default=2.0,
