@@ -316,43 +316,42 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
     runs = ({arm: [] for arm in arms} if previous is None
             else _resumed_runs(cfg, previous, counts, arms))
     done = {(r["seed"], arm) for arm, rs in runs.items() for r in rs}
+    # Only the runs still to train count: ``done`` also holds kept runs of arms not trained now.
+    todo = [(seed, arm) for seed in range(cfg.seeds) for arm in arms if (seed, arm) not in done]
     report: dict[str, Any] = {}
     steps = cfg.training.steps
-    with tqdm(total=(cfg.seeds * len(arms) - len(done)) * steps, desc="training", unit="step",
+    with tqdm(total=len(todo) * steps, desc="training", unit="step",
               disable=not progress, dynamic_ncols=True) as bar_:
-        for seed in range(cfg.seeds):
-            for arm in arms:
-                if (seed, arm) in done:
-                    continue
-                bar_.set_description(f"seed {seed} {arm}")
-                t0 = time.monotonic()
-                extra = None if arm == "real" else pools[arm]
-                model = train_nodule_segmenter(
-                    cfg.training, pools["real"], extra, seed,
-                    on_step=lambda step, loss: (bar_.update(1), bar_.set_postfix(loss=f"{loss:.3f}")),
-                )
-                t1 = time.monotonic()
-                tune_prob = predict(model, tune)
-                threshold = choose_threshold(tune_prob, tune, tune_nodule, cfg.fp_target,
-                                             cfg.min_diameter_mm)
-                tune_froc = froc(tune_prob, tune, tune_nodule, cfg.min_diameter_mm)
-                val_prob = predict(model, val)
-                scores = evaluate_model(val_prob, val, nodule_case, threshold,
-                                        cfg.min_diameter_mm)
-                scores.update(froc(val_prob, val, nodule_case, cfg.min_diameter_mm))
-                runs[arm].append({
-                    "seed": seed, "threshold": threshold, **scores,
-                    "tune_cpm": tune_froc["cpm"],
-                    "train_seconds": round(t1 - t0, 1),
-                    "seconds_per_step": round((t1 - t0) / steps, 4),
-                    "eval_seconds": round(time.monotonic() - t1, 1),
-                })
-                runs[arm].sort(key=lambda r: r["seed"])
-                log.info("seed %d %s: Dice %.3f sensitivity %.3f FP/normal %.2f", seed, arm,
-                         scores["dice"], scores["sensitivity"], scores["fp_per_normal"])
-                report = _report(cfg, counts, runs, load_seconds, time.monotonic() - started)
-                if cfg.out is not None:
-                    write_text(cfg.out, json.dumps(report, indent=1) + "\n")
+        for seed, arm in todo:
+            bar_.set_description(f"seed {seed} {arm}")
+            t0 = time.monotonic()
+            extra = None if arm == "real" else pools[arm]
+            model = train_nodule_segmenter(
+                cfg.training, pools["real"], extra, seed,
+                on_step=lambda step, loss: (bar_.update(1), bar_.set_postfix(loss=f"{loss:.3f}")),
+            )
+            t1 = time.monotonic()
+            tune_prob = predict(model, tune)
+            threshold = choose_threshold(tune_prob, tune, tune_nodule, cfg.fp_target,
+                                         cfg.min_diameter_mm)
+            tune_froc = froc(tune_prob, tune, tune_nodule, cfg.min_diameter_mm)
+            val_prob = predict(model, val)
+            scores = evaluate_model(val_prob, val, nodule_case, threshold,
+                                    cfg.min_diameter_mm)
+            scores.update(froc(val_prob, val, nodule_case, cfg.min_diameter_mm))
+            runs[arm].append({
+                "seed": seed, "threshold": threshold, **scores,
+                "tune_cpm": tune_froc["cpm"],
+                "train_seconds": round(t1 - t0, 1),
+                "seconds_per_step": round((t1 - t0) / steps, 4),
+                "eval_seconds": round(time.monotonic() - t1, 1),
+            })
+            runs[arm].sort(key=lambda r: r["seed"])
+            log.info("seed %d %s: Dice %.3f sensitivity %.3f FP/normal %.2f", seed, arm,
+                     scores["dice"], scores["sensitivity"], scores["fp_per_normal"])
+            report = _report(cfg, counts, runs, load_seconds, time.monotonic() - started)
+            if cfg.out is not None:
+                write_text(cfg.out, json.dumps(report, indent=1) + "\n")
     if not report:  # every run was in the resumed report
         report = _report(cfg, counts, runs, load_seconds, time.monotonic() - started)
         if cfg.out is not None:
