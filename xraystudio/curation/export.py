@@ -194,11 +194,6 @@ def _metadata(case: ExportCase, keep_link: bool) -> dict[str, Any]:
     return row
 
 
-def _save_png(path: Path, pixels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(path, pixels)
-
-
 class _NnUnetWriter:
     """nnU-Net v2 raw dataset: imagesTr/<case>_0000.png, labelsTr/<case>.png, dataset.json."""
 
@@ -210,8 +205,8 @@ class _NnUnetWriter:
     def add(self, case: ExportCase, pixels: np.ndarray, masks: MaskStack) -> dict[str, str]:
         image = f"imagesTr/{case.case_id}_0000.png"
         label = f"labelsTr/{case.case_id}.png"
-        _save_png(self.root / image, pixels)
-        _save_png(self.root / label, label_map(masks))
+        save_png(self.root / image, pixels)
+        save_png(self.root / label, label_map(masks))
         return {"image": image, "label": label}
 
     def finish(self, rows: list[dict[str, Any]]) -> None:

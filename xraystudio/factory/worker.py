@@ -19,7 +19,6 @@ from xraystudio.factory.items import Source, WorkItem
 from xraystudio.factory.output import JSRT, OutputFolder
 from xraystudio.factory.settings import SynthesisSettings
 from xraystudio.image import XRayImage
-from xraystudio.io.atomic import atomic_path
 from xraystudio.io.images import save_png
 from xraystudio.io.nnunet import label_map
 from xraystudio.masks import ANATOMY, MaskStack
@@ -201,8 +200,8 @@ class Synthesizer:
                              or str(ld.image.metadata.get("dtype")) == "uint8") else np.uint16
         info = np.iinfo(dtype)
         img = np.clip(pixels, info.min, info.max).astype(dtype)
-        _save_png(self.folder.image_path(item.id), img)
-        _save_png(self.folder.label_path(item.id), label_map(masks))
+        save_png(self.folder.image_path(item.id), img)
+        save_png(self.folder.label_path(item.id), label_map(masks))
         nodules = [n.to_dict() for n in inserted]
         source_nodules = [{"x": x, "y": y, "diameter_mm": d, "subtlety": None}
                           for (x, y, d) in item.source.nodules if (x, y, d) not in removed]
@@ -239,8 +238,3 @@ class Synthesizer:
 
         write_case_files(self.folder.root / JSRT, item_id, img, masks)
 
-
-def _save_png(path: Path, pixels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_png(tmp, pixels)

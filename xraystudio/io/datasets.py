@@ -29,7 +29,7 @@ from PIL import Image
 from skimage import transform, util
 
 from xraystudio.errors import DatasetError, ImageLoadError
-from xraystudio.io.atomic import atomic_open, atomic_path
+from xraystudio.io.atomic import atomic_open
 from xraystudio.io.images import save_png
 from xraystudio.io.masks_io import read_mask_png, resize_masks
 from xraystudio.masks import ANATOMY, MaskStack, Nodule
@@ -321,12 +321,10 @@ def write_case(
 def write_case_files(root: Path, case_id: str, pixels: np.ndarray, masks: MaskStack) -> None:
     """A case's image (integer ``pixels``, as they are) and five anatomy layers, each written
     atomically, without its cases.csv row: for writers that list their cases at the end."""
-    with atomic_path(root / "images" / f"{case_id}.png") as tmp:
-        save_png(tmp, pixels)
+    save_png(root / "images" / f"{case_id}.png", pixels)
     for structure in ANATOMY:
         layer = np.asarray(masks[structure]) if structure in masks else np.zeros(masks.shape, bool)
-        with atomic_path(root / "masks" / structure / f"{case_id}.png") as tmp:
-            save_png(tmp, layer.astype(bool))
+        save_png(root / "masks" / structure / f"{case_id}.png", layer.astype(bool))
 
 
 def _image_pixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

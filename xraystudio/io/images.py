@@ -169,8 +169,7 @@ def _write_png(path: str | os.PathLike, display: np.ndarray, dtype: type) -> Pat
     top = np.iinfo(dtype).max
     arr = np.rint(np.clip(np.asarray(display, np.float32), 0, 1) * top).astype(dtype)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_png(tmp, arr)
+    save_png(path, arr)
     return path
 
 
@@ -183,14 +182,14 @@ def write_png_values(path: str | os.PathLike, values: np.ndarray, dtype: str) ->
     info = np.iinfo(kind)
     arr = np.clip(np.rint(values), info.min, info.max).astype(kind)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_png(tmp, arr)
+    save_png(path, arr)
     return path
 
 
 def save_png(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """Write uint8, uint16 or bool pixels as they are to a PNG (not atomically: callers write to
-    a temporary path or inside an atomic folder)."""
+    """Write uint8, uint16 or bool pixels as they are to a PNG, atomically and with its folder:
+    a killed run leaves the old file or none, never half a PNG that a resume would trust."""
     from PIL import Image
 
-    Image.fromarray(pixels).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
