@@ -53,6 +53,24 @@ def test_pngs_are_written_losslessly_at_the_fast_zlib_level(tmp_path: Path) -> N
     assert _zlib_level(tmp_path / "default.png") == 2  # the check can tell the levels apart
 
 
+def test_a_failed_png_write_keeps_the_old_file_and_leaves_no_partial_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = np.full((8, 8), 7, np.uint8)
+    save_png(tmp_path / "deep" / "x.png", old)  # makes its folder
+
+    def dies_half_way(self: Image.Image, fp: Path, *args: object, **kwargs: object) -> None:
+        Path(fp).write_bytes(b"\x89PNG half")  # a killed or failing encoder leaves this behind
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", dies_half_way)
+    with pytest.raises(OSError):
+        save_png(tmp_path / "deep" / "x.png", np.zeros((8, 8), np.uint8))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "deep" / "x.png")), old)
+    assert [p.name for p in (tmp_path / "deep").iterdir()] == ["x.png"]
+
+
 def test_rgb_jpeg_and_tiff_become_grey_with_a_note(tmp_path: Path) -> None:
     rgb = np.zeros((32, 40, 3), np.uint8)
     rgb[..., 1] = 200
