@@ -15,11 +15,9 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
-    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QScrollArea,
     QTabWidget,
     QWidget,
 )
@@ -33,6 +31,7 @@ from xraystudio.gui.dialogs import help as help_dialog
 from xraystudio.gui.dialogs import restore as restore_dialog
 from xraystudio.gui import recent_menus
 from xraystudio.gui.dialogs.export import ExportDialog
+from xraystudio.gui.dock_sizes import BottomDockSizer, scrolling
 from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.panels.gallery import GalleryPanel
 from xraystudio.gui.panels.generation import GenerationPanel, read_spec
@@ -100,20 +99,17 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryPanel(self.projects)
         self._dock("Layers", self.layers, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Nodules", self.nodules, Qt.DockWidgetArea.LeftDockWidgetArea)
-        # Scrolls rather than squeezing its rows when the window is short.
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self.generator)
+        scroll = scrolling(self.generator, horizontal=False)
         scroll.setMinimumWidth(self.generator.minimumSizeHint().width()
                                + scroll.verticalScrollBar().sizeHint().width())
         self._dock("Generation", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("Results", self.strip, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.gallery_dock = self._dock("Gallery", self.gallery,
+        self.gallery_dock = self._dock("Gallery", scrolling(self.gallery),
                                        Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.tabifyDockWidget(self.findChild(QDockWidget, "resultsDock"), self.gallery_dock)
-        self.findChild(QDockWidget, "resultsDock").raise_()
+        results_dock = self.findChild(QDockWidget, "resultsDock")
+        self.tabifyDockWidget(results_dock, self.gallery_dock)
+        results_dock.raise_()
+        self.dock_sizer = BottomDockSizer(self, results_dock, self.gallery_dock)
         self.sweeps = SweepController(self)  # the Sweep tab: grid, runs, saved sweeps
 
         self.position = QLabel()
@@ -129,6 +125,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self._restore_settings()
+        QTimer.singleShot(0, self.dock_sizer, self.dock_sizer.fit)  # once shown, restored layouts included
         self._set_study_enabled(False)
         self._on_project_changed()
 

@@ -349,7 +349,7 @@ class ResultsStrip(QListWidget):
         self.setWrapping(False)
         self.setIconSize(QSize(THUMB, THUMB))
         self.setMovement(QListView.Movement.Static)
-        self.setFixedHeight(THUMB + 48)
+        self.setMinimumHeight(THUMB + 48)  # not fixed: a tabbed dock area is no taller than its tabs allow
         self.setSpacing(4)
         self.results: list[GeneratedImage] = []
         self.result_ids: list[str | None] = []  # project result ids, None when not stored
