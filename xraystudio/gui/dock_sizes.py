@@ -1,10 +1,11 @@
 """Keeps the bottom dock area as tall as the tab it shows.
 
-The results strip and the gallery share one tabbed dock area, and Qt gives a tabbed area the
-height its tallest tab asks for. The strip is one fixed-height row of thumbnails, the gallery a
-list beside a preview, so with the strip on top a third of the window was blank grey taken from
-the canvas. Raising the strip now shrinks the area to the strip; raising the gallery grows it to
-a share of the window (never shrinks it: a user who dragged it taller keeps that).
+The results strip and the gallery share one tabbed dock area, and Qt holds such an area at the
+largest minimum height of its tabs. The gallery (a list beside a preview) asked for 388 px, so
+under the strip, one row of thumbnails, a third of the window was blank grey taken from the
+canvas. The gallery now scrolls when short; raising the strip shrinks the area to the strip
+(a taller strip shows nothing more: its thumbnails have one size), and raising the gallery grows
+the area to a share of the window (never shrinks it: a user who dragged it taller keeps that).
 """
 
 from __future__ import annotations
