@@ -103,10 +103,9 @@ class MainWindow(QMainWindow):
         scroll.setMinimumWidth(self.generator.minimumSizeHint().width()
                                + scroll.verticalScrollBar().sizeHint().width())
         self._dock("Generation", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._dock("Results", self.strip, Qt.DockWidgetArea.BottomDockWidgetArea)
+        results_dock = self._dock("Results", self.strip, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.gallery_dock = self._dock("Gallery", scrolling(self.gallery),
                                        Qt.DockWidgetArea.BottomDockWidgetArea)
-        results_dock = self.findChild(QDockWidget, "resultsDock")
         self.tabifyDockWidget(results_dock, self.gallery_dock)
         results_dock.raise_()
         self.dock_sizer = BottomDockSizer(self, results_dock, self.gallery_dock)
@@ -125,7 +124,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self._restore_settings()
-        QTimer.singleShot(0, self.dock_sizer, self.dock_sizer.fit)  # once shown, restored layouts included
+        # Once shown, so a restored layout is fitted too.
+        QTimer.singleShot(0, self.dock_sizer, self.dock_sizer.fit)
         self._set_study_enabled(False)
         self._on_project_changed()
 

@@ -349,7 +349,8 @@ class ResultsStrip(QListWidget):
         self.setWrapping(False)
         self.setIconSize(QSize(THUMB, THUMB))
         self.setMovement(QListView.Movement.Static)
-        self.setMinimumHeight(THUMB + 48)  # not fixed: a tabbed dock area is no taller than its tabs allow
+        # Not fixed: a tabbed dock area grows no taller than its tabs' maximum heights allow.
+        self.setMinimumHeight(THUMB + 48)
         self.setSpacing(4)
         self.results: list[GeneratedImage] = []
         self.result_ids: list[str | None] = []  # project result ids, None when not stored
