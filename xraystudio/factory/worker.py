@@ -70,6 +70,10 @@ class Synthesizer:
         if self.settings.mode in ("edit", "remove"):
             out["edit_weights_sha256"] = self.engine.edit_pipe.weights_hash
             out["edit_settings"] = self.engine.edit_pipe.spec.tuned()
+        elif self.engine.has_fullres:
+            # New patients are drawn at full resolution: its stage is part of what made them.
+            out["fullres_weights_sha256"] = self.engine.fullres_pipe.weights_hash
+            out["fullres_settings"] = self.engine.fullres_pipe.spec.tuned()
         return out
 
     def fingerprint(self) -> dict:
@@ -190,7 +194,8 @@ class Synthesizer:
             reqs.append(GenerationRequest(masks=masks, mode="layout", seed=item.seed,
                                           steps=s.steps, scheduler=s.scheduler))
         results = self.engine.generate_batch(reqs)
-        return [(np.rint(np.clip(r.image, 0, 1) * 255), masks, inserted, [], {})
+        return [(np.rint(np.clip(r.image, 0, 1) * 255), masks, inserted, [],
+                 {"drawn_resolution": r.provenance["model"]["drawn_resolution"]})
                 for r, (masks, inserted) in zip(results, layouts)]
 
     # ------------------------------------------------------------------------------ output
