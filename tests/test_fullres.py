@@ -156,3 +156,59 @@ def test_fullres_training_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert not (tmp_path / "run/checkpoints/step-fullres-1").exists()  # pruned to two
     pipe = load_fullres_model(tmp_path / "run" / "model")
     assert pipe(np.zeros((1, 16, 16), np.float32), [0], steps=2).shape == (1, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from xraystudio.synthesis.fullres import has_fullres
+    from xraystudio.synthesis.model import builtin_model_dir
+
+    folder = builtin_model_dir()
+    if not has_fullres(folder):
+        pytest.skip("the built-in model has no full-resolution stage")
+    return load_fullres_model(folder)
+
+
+def _phase_means(residual: np.ndarray, period: int = 4) -> np.ndarray:
+    h, w = residual.shape
+    return residual.reshape(h // period, period, w // period, period).mean(axis=(0, 2))
+
+
+def test_shipped_stage_keeps_smooth_and_flat_pictures_whole(shipped) -> None:
+    """No seams, no drift, no block pattern: on a flat and a smooth picture the film, boxed back
+    to the input's grid, is the input, and the added detail has no 4-pixel period (the network
+    draws 4 x 4 blocks)."""
+    import torch
+
+    from xraystudio.synthesis.fullres import upsample
+
+    yy, xx = np.mgrid[0:64, 0:64] / 63.0
+    pictures = {"flat": np.full((64, 64), -0.2, np.float32),
+                "smooth": (0.6 * xx - 0.3 * yy - 0.1).astype(np.float32)}
+    for name, low in pictures.items():
+        film = shipped(low[None], [0])[0]
+        assert film.shape == (256, 256)
+        back = film.reshape(64, 4, 64, 4).mean(axis=(1, 3))
+        assert np.abs(back - low).mean() < 0.02, name
+        residual = film - upsample(torch.from_numpy(low)[None, None], 4)[0, 0].numpy()
+        phases = _phase_means(residual)
+        assert phases.std() < 0.25 * residual.std() + 1e-4, name
+        # Block borders are not steps: differences across them match those within blocks.
+        across = np.abs(np.diff(residual, axis=1))[:, 3::4].mean()
+        within = np.abs(np.diff(residual, axis=1))[:, 0::4].mean()
+        assert 0.75 < across / within < 1.33, name
+        rows = residual.mean(axis=1)
+        assert np.abs(np.diff(rows)).max() < 4 * residual.std() / np.sqrt(256), name
+
+
+def test_shipped_stage_draws_detail_a_bicubic_upsampling_lacks(shipped) -> None:
+    """On a smooth picture with an edge, the film has fine texture (grain) everywhere, while
+    the edge stays where it was."""
+    low = np.where(np.arange(64)[None, :] < 32, -0.4, 0.2).repeat(64, axis=0).astype(np.float32)
+    film = shipped(low[None], [1])[0]
+    from scipy import ndimage
+
+    fine = film - ndimage.gaussian_filter(film, 2)
+    assert fine[:, :100].std() > 0.002 and fine[:, 156:].std() > 0.002
+    profile = film.mean(axis=0)
+    assert profile[:120].mean() < -0.3 and profile[136:].mean() > 0.1

@@ -26,7 +26,7 @@ from xraystudio.masks import LUNGS, MaskStack
 from xraystudio.synthesis.condition import Letterbox, build_condition
 from xraystudio.synthesis.device import DeviceChoice, pick_device
 from xraystudio.synthesis.model import LoadedModel, load_model
-from xraystudio.synthesis.spec import SCHEDULERS, ModelSpec
+from xraystudio.synthesis.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +97,9 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def _scheduler(pipe, name: str):
-    from diffusers import (
-        DDIMScheduler,
-        DDPMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerDiscreteScheduler,
-        UniPCMultistepScheduler,
-    )
+    from xraystudio.synthesis.schedulers import make_scheduler
 
-    config = pipe.scheduler.config
-    if name == "dpm++":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
-    classes = {"ddim": DDIMScheduler, "unipc": UniPCMultistepScheduler,
-               "euler": EulerDiscreteScheduler, "ddpm": DDPMScheduler}
-    if name not in classes:
-        raise GenerationError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-    return classes[name].from_config(config)
+    return make_scheduler(pipe.scheduler.config, name)
 
 
 class Engine:

@@ -202,7 +202,7 @@ class FullresPipeline:
         device = self.device
         up = upsample(torch.from_numpy(degraded)[:, None], spec.scale)
         cond = pack(condition(up, noise, blur, spec), spec.patch).to(device)
-        sched = sampler(self.scheduler_config, spec.scheduler)
+        sched = sampler(self.scheduler_config, spec.scheduler, "the full-resolution stage")
         sched.set_timesteps(steps, device=device)
         p2 = spec.patch * spec.patch
         h, w = cond.shape[-2:]
