@@ -174,13 +174,13 @@ class OutputFolder:
                      spacing=dict(sorted(Counter(spacing.values()).items())))
 
     def finish(self, items: list[WorkItem], description: str, jsrt: bool) -> bool:
-        """Write the dataset files if every item is done or failed; False (and nothing)
-        otherwise. Failed items are left out of the dataset (and listed in ``failed/``)."""
+        """Write the dataset files if every item is done, failed or not used; False (and
+        nothing) otherwise. The others are left out of the dataset (and listed in ``failed/``)."""
         from xraystudio.io.nnunet import dataset_json
 
-        done = self.done(items)
-        if len(done | self.failed(items) | set(self.skipped(items))) < len(items):
+        if self.settled(items) < len(items):
             return False
+        done = self.done(items)
         items = [i for i in items if i.id in done]
         # Files half-written by a killed process: no item is in flight once all are done.
         for sub in ("imagesTr", "labelsTr", ITEMS, FAILED, JSRT):
