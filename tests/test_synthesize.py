@@ -395,3 +395,17 @@ def test_keep_implausible_tries_an_unlabelled_picture_but_never_a_labelled_hip(
     leg = json.loads((out / "failed" / "leg_e000.json").read_text())
     assert "skipped" not in leg and "nodule" in leg["error"]
     assert json.loads((out / "failed" / "hip_e000.json").read_text())["skipped"] == "not chest"
+
+
+def test_the_summary_says_when_films_carry_no_spacing(tmp_path: Path) -> None:
+    from xraystudio.factory.output import Tally
+
+    def tally(spacing: dict[str, int]) -> Tally:
+        return Tally(inputs=3, done=3, skipped_inputs={}, skipped_items=0, failed=0,
+                     spacing=spacing)
+
+    (line,) = tally({"assumed": 3}).warnings(tmp_path)
+    assert line.startswith("none of the films used records its pixel spacing: 0.2 mm was assumed")
+    (line,) = tally({"PixelSpacing": 2, "assumed": 1}).warnings(tmp_path)
+    assert line.startswith("1 of the 3 films used record no pixel spacing")
+    assert tally({"ImagerPixelSpacing": 3}).warnings(tmp_path) == []

@@ -162,7 +162,8 @@ class Synthesizer:
         recorded (``failed/<id>.json``, retried by the next run) while the rest go on.
         """
         skipped = self.folder.skipped(unit)
-        todo = [i for i in unit if i.id not in skipped and not self.folder.item_path(i.id).is_file()]
+        todo = [i for i in unit
+                if i.id not in skipped and not self.folder.item_path(i.id).is_file()]
         ready: list[tuple[WorkItem, _Loaded]] = []
         try:
             for item in todo:
