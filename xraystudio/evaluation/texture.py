@@ -126,8 +126,9 @@ def compare_nps(real: list[tuple[np.ndarray, int]], generated: list[tuple[np.nda
     """Pool per-film NPS curves (each weighted by its region count) and compare them by band.
 
     ``real`` and ``generated`` hold (NPS, regions) per film. Returns the bands, the pooled real
-    and generated band means, their ratio per band, and ``within_factor``: whether every ratio
-    lies within ``factor`` of 1 (None when a band could not be measured).
+    and generated band means, their ratio per band (None where a band holds no frequency of the
+    regions or no region was found), and ``within_factor``: whether every ratio lies within
+    ``factor`` of 1 (None when a band could not be measured).
     """
     def pooled(curves: list[tuple[np.ndarray, int]]) -> np.ndarray:
         used = [(c, n) for c, n in curves if n > 0]
@@ -138,8 +139,12 @@ def compare_nps(real: list[tuple[np.ndarray, int]], generated: list[tuple[np.nda
     r, g = band_means(freqs, pooled(real), bands), band_means(freqs, pooled(generated), bands)
     ratio = [gv / rv if rv > 0 and math.isfinite(gv) else math.nan for gv, rv in zip(g, r)]
     finite = all(math.isfinite(v) for v in ratio)
-    return {"bands_cycles_per_px": [list(b) for b in bands], "real": r, "generated": g,
-            "ratio": ratio, "factor": factor,
+
+    def plain(values: list[float]) -> list[float | None]:  # JSON has no nan
+        return [v if math.isfinite(v) else None for v in values]
+
+    return {"bands_cycles_per_px": [list(b) for b in bands], "real": plain(r),
+            "generated": plain(g), "ratio": plain(ratio), "factor": factor,
             "within_factor": all(1 / factor <= v <= factor for v in ratio) if finite else None,
             "rois_real": int(sum(n for _, n in real)),
             "rois_generated": int(sum(n for _, n in generated))}
