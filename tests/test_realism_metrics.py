@@ -78,9 +78,11 @@ def test_nearest_distance_finds_a_copy_and_ignores_exposure() -> None:
     new = memorisation.thumbnail(_noise(rng, (200, 180), sigma=4))
     d = memorisation.nearest_distances(np.stack([copy, new]), thumbs)
     assert d[0] < 0.05 and d[1] > 0.5
-    s = memorisation.summary(np.array([0.6, 0.7, 0.8]), np.array([0.5, 0.6, 0.7]))
-    assert s["not_below_real"] is True and s["generated_median"] == pytest.approx(0.7)
-    assert memorisation.summary(np.array([0.01, 0.7]), np.array([0.5, 0.6]))["not_below_real"] is False
+    same = rng.uniform(0.05, 0.2, (2, 30))
+    s = memorisation.summary(same[0], same[1])
+    assert s["not_below_real"] is True and s["generated_median"] == pytest.approx(np.median(same[0]))
+    copies = memorisation.summary(np.r_[same[0][:20], np.full(10, 0.01)], same[1])
+    assert copies["not_below_real"] is False and copies["closer_than_every_real"] == 10
 
 
 def test_auc_counts_pairs() -> None:
