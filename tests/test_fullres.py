@@ -197,8 +197,11 @@ def test_shipped_stage_keeps_smooth_and_flat_pictures_whole(shipped) -> None:
         across = np.abs(np.diff(residual, axis=1))[:, 3::4].mean()
         within = np.abs(np.diff(residual, axis=1))[:, 0::4].mean()
         assert 0.75 < across / within < 1.33, name
-        rows = residual.mean(axis=1)
-        assert np.abs(np.diff(rows)).max() < 4 * residual.std() / np.sqrt(256), name
+        # Nothing at a large scale: no brightness steps or drift across the picture (a 1024 px
+        # film runs through the network whole, so there are no tiles to disagree).
+        from scipy import ndimage
+
+        assert np.abs(ndimage.gaussian_filter(residual, 8)).max() < 0.02, name
 
 
 def test_shipped_stage_draws_detail_a_bicubic_upsampling_lacks(shipped) -> None:

@@ -84,6 +84,11 @@ class FullresTrainer(UNetStageTrainer):
             return UNet2DModel.from_pretrained(init, use_safetensors=True)
         return fullres_unet(self.spec, self.cfg.fullres_channels, self.cfg.layers_per_block)
 
+    def fallback_ema(self) -> Path | None:
+        """A committed checkpoint keeps only the raw weights; the EMA restarts from the shipped
+        stage (``--init-from`` a model folder)."""
+        return Path(self.cfg.init_from) / "fullres" / "unet" if self.cfg.init_from else None
+
     def batch(self, rng: np.random.Generator):
         target, cond = fullres_batch(self.films, rng, self.spec, self.cfg.fullres_batch,
                                      self.cfg.fullres_crop)
