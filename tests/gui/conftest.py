@@ -15,6 +15,7 @@ from gui_helpers import chest_png, open_and_wait  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
+from xraystudio.gui.dialogs import keep_results  # noqa: E402
 from xraystudio.gui.main_window import MainWindow  # noqa: E402
 from xraystudio.gui.settings import AppSettings  # noqa: E402
 
@@ -33,6 +34,11 @@ def window(qtbot, settings: AppSettings, monkeypatch) -> MainWindow:
     # A modal "save changes?" question would wait forever offscreen: answer Discard.
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *a, **k: QMessageBox.StandardButton.Discard)
+
+    def unexpected(*args, **kwargs):  # a test that switches projects with results must answer
+        raise AssertionError("asked whether to keep the session's results")
+
+    monkeypatch.setattr(keep_results, "ask_keep", unexpected)
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.resize(1200, 800)

@@ -420,7 +420,7 @@ class MainWindow(QMainWindow):
         self.canvas.set_study(study, prepared.lut if prepared else None)
         self.layers.set_layers(study.masks.names if study else self.layers.names())
         self.nodules.attach()
-        self.strip.clear_results()
+        self.results.clear()
         self.compare.set_reference(prepared.reference if prepared else None,
                                    prepared.reference_pixels if prepared else None,
                                    study.image if study else None)
@@ -751,20 +751,33 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------- projects
     def choose_new_project(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self, "New project: choose a new, empty folder", self.settings.last_folder)
+        # A save dialog, not a folder picker: the project folder is usually one to be made.
+        folder, _ = QFileDialog.getSaveFileName(
+            self, "New project: name a new folder (or choose an empty one)",
+            self.settings.last_folder)
         if folder:
             self.new_project(folder)
 
     def new_project(self, folder: str | Path) -> bool:
-        """Create a project in ``folder``; the radiograph on the canvas becomes its first study."""
+        """Create a project in ``folder``; the radiograph on the canvas becomes its first study
+        (with the session's results, if the user keeps them)."""
+        kept = self.results.before_project_change("creating the project")
+        if kept is None:
+            return False
         try:
             project = Project.create(folder)
         except (XRayStudioError, OSError) as exc:
             self.show_error("Cannot create the project", str(exc))
             return False
+        sweep = self.sweeps.session() if kept else None
         self._use_project(project, adopt_open_study=True)
+        self._keep(kept, sweep)
         return True
+
+    def _keep(self, kept: list, sweep) -> None:
+        if sweep is not None:
+            self.sweeps.keep_session(sweep)
+        self.results.keep(kept)
 
     def choose_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a project folder",
@@ -778,6 +791,9 @@ class MainWindow(QMainWindow):
         current = self.projects.project
         if current is not None and current.folder == folder.absolute():
             return True  # reopening it here would take our own session for a crash
+        kept = self.results.before_project_change("opening the project")
+        if kept is None:
+            return False
         try:
             project = Project.open(folder)
         except (XRayStudioError, OSError) as exc:
@@ -796,8 +812,12 @@ class MainWindow(QMainWindow):
             except (XRayStudioError, OSError) as exc:
                 self.show_error("Cannot restore the project", str(exc))
                 return False
-        self._use_project(project, adopt_open_study=False)
-        if project.studies:
+        sweep = self.sweeps.session() if kept else None
+        # Kept results stay with the study on the canvas, which joins the project as its latest.
+        self._use_project(project, adopt_open_study=bool(kept))
+        if kept:
+            self._keep(kept, sweep)
+        elif project.studies:
             try:
                 self.open_file(project.source_path(project.studies[-1].id))
             except XRayStudioError as exc:

@@ -248,18 +248,16 @@ class SweepController(QObject):
         self._store(record)
 
     def _add_result(self, index: int, result, masks: MaskStack) -> None:
-        """The cell as an ordinary result: in the strip and, with a project, stored."""
-        w = self.w
-        w.strip.add([result])
+        """The cell as an ordinary result: in the strip and, with a project, stored (or kept
+        as unsaved until a project is made, when :meth:`keep_session` keeps the grid too)."""
         record = self.record
 
         def stored(ids: list[str], record=record) -> None:
-            w.results._on_stored([result], ids)
             if ids and record is not None:
                 record.cells[index].result = ids[0]
                 self._store(record)
 
-        w.projects.add_results([result], masks, stored)
+        self.w.results.add_generated([result], masks, select=False, on_stored=stored)
 
     def _on_done(self, data: dict) -> None:
         record = self.record
@@ -305,6 +303,26 @@ class SweepController(QObject):
             record.id = projects.project.save_sweep(record.to_dict())
         except (XRayStudioError, OSError) as exc:
             log.warning("cannot save the sweep: %s", exc)
+
+    # ------------------------------------------------------- project switch
+    def session(self) -> tuple[SweepRecord, dict, dict] | None:
+        """The sweep shown when it is in no project yet (record, images, results), to keep."""
+        if self.record is None or self.record.id or self.running:
+            return None
+        return self.record, dict(self.images), dict(self.results)
+
+    def keep_session(self, session: tuple[SweepRecord, dict, dict]) -> None:
+        """Show a kept sweep again and save it in the project now open; its cells link to
+        their results as those are stored (see :meth:`_add_result`)."""
+        record, images, results = session
+        record.study = self.w.projects.study_id
+        self.show(record)
+        self.images, self.results = images, results
+        for index, image in images.items():
+            self.panel.set_cell_pixels(index, cell_words(image), image.shape)
+        self.panel.refresh_captions()
+        self._store(record)
+        self._fill_saved()
 
     # ------------------------------------------------------------ showing
     def show(self, record: SweepRecord | None) -> None:
