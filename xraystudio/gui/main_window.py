@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -30,14 +31,17 @@ from xraystudio.gui.canvas.view import CanvasView
 from xraystudio.gui.dialogs import help as help_dialog
 from xraystudio.gui.dialogs import restore as restore_dialog
 from xraystudio.gui import recent_menus
-from xraystudio.gui.dialogs.export import ExportDialog
 from xraystudio.gui.dock_sizes import BottomDockSizer, scrolling
 from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
+from xraystudio.gui.dialogs.chest_confirm import CHEST, failed_chest_check
+from xraystudio.gui.dialogs.export import ExportDialog
+from xraystudio.gui.film_warnings import FilmWarnings
 from xraystudio.gui.panels.gallery import GalleryPanel
 from xraystudio.gui.panels.generation import GenerationPanel, read_spec
 from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
+from xraystudio.gui.panels.warning_banner import WarningBanner
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.results_controller import ResultsController
 from xraystudio.gui.settings import AppSettings
@@ -79,7 +83,6 @@ class MainWindow(QMainWindow):
         self.projects = ProjectController(self)
         self.results = ResultsController(self)  # the strip, Compare, stored results, saving
         self.last_error: QMessageBox | None = None
-        self.chest_warning: str | None = None  # why the open image got no automatic masks
         self.setWindowTitle("xraystudio")
         self.setObjectName("mainWindow")
 
@@ -88,7 +91,15 @@ class MainWindow(QMainWindow):
         self.compare = CompareView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("centralTabs")
-        self.tabs.addTab(self.canvas, "Edit")
+        banner = WarningBanner()
+        self.film_warnings = FilmWarnings(banner, self)  # kept until read, in provenance
+        edit_page = QWidget()
+        edit_layout = QVBoxLayout(edit_page)
+        edit_layout.setContentsMargins(0, 0, 0, 0)
+        edit_layout.setSpacing(0)
+        edit_layout.addWidget(banner)
+        edit_layout.addWidget(self.canvas, 1)
+        self.tabs.addTab(edit_page, "Edit")
         self.tabs.addTab(self.compare, "Compare")
         self.setCentralWidget(self.tabs)
 
@@ -376,7 +387,6 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, opened: OpenedStudy) -> None:
         self._open_thread = None
-        self.chest_warning = None
         self.settings.add_recent(opened.path)
         source = opened.study.image.source
         in_project = source is not None and self.projects.study_for(source) is not None
@@ -390,7 +400,7 @@ class MainWindow(QMainWindow):
                             if name in self.study.masks)):
             labels = chest_check.check(self.study.image)
             if labels.warning:  # a hip, a leg, a lateral view: no "lungs" painted on it
-                self.chest_warning = labels.warning
+                self.film_warnings.add(CHEST, labels.warning)
                 self.statusBar().showMessage(
                     f"{labels.warning}. No automatic anatomy segmentation "
                     "(Tools ▸ Segment anatomy, Ctrl+Shift+A, segments anyway).", 30000)
@@ -418,6 +428,7 @@ class MainWindow(QMainWindow):
                 self.show_error("Cannot add the study to the project", str(exc))
         prepared = opened.display() if opened else None
         self.canvas.set_study(study, prepared.lut if prepared else None)
+        self.film_warnings.study_opened(study)
         self.layers.set_layers(study.masks.names if study else self.layers.names())
         self.nodules.attach()
         self.results.clear()
@@ -471,6 +482,11 @@ class MainWindow(QMainWindow):
             act.setEnabled(enabled)
         self.generator.generate.setEnabled(enabled and self.generation is None)
         self.save_result_action.setEnabled(self.compare.result is not None)
+
+    @property
+    def chest_warning(self) -> str | None:
+        """Why the open film may be no frontal chest (the banner shows it), or None."""
+        return self.film_warnings.chest_warning
 
     @property
     def study(self) -> Study | None:
@@ -578,7 +594,7 @@ class MainWindow(QMainWindow):
             verdict = chest_check.check(study.image, masks) if automatic else None
             if verdict is not None and verdict.warning:
                 # Unlabelled (a PNG of a knee): the masks themselves show it is no chest.
-                self.chest_warning = verdict.warning
+                self.film_warnings.add(CHEST, verdict.warning)
                 self.statusBar().showMessage(
                     f"Automatic segmentation not applied. {verdict.warning} (Tools ▸ Segment "
                     "anatomy, Ctrl+Shift+A, segments anyway).", 30000)
@@ -705,6 +721,8 @@ class MainWindow(QMainWindow):
     def generate(self) -> None:
         study = self.study
         if study is None or self.generation is not None or self.sweeps.running:
+            return
+        if not self.film_warnings.confirm(self, "Generate"):
             return
         self.settings.generation = self.generator.saved_state()
         self._generation_masks = study.masks.copy()
@@ -873,7 +891,10 @@ class MainWindow(QMainWindow):
             return None
         if self.export_dialog is None or self.export_dialog.thread is None:
             self.projects.flush_masks()
-            self.export_dialog = ExportDialog(project.folder, self.settings.last_folder, self)
+            self.export_dialog = ExportDialog(
+                project.folder, self.settings.last_folder, self,
+                flagged=lambda: [r.id for r in project.results(decision="accepted")
+                                 if failed_chest_check(r.provenance)])
         self.export_dialog.open()
         return self.export_dialog
 

@@ -70,6 +70,10 @@ class ResultsController(QObject):
         """Show new results in the strip and store them in the project (in the background);
         without a project they are remembered as unsaved, so a project switch can keep them."""
         w = self.w
+        warnings = w.film_warnings.records()
+        for r in results:  # what the user was warned of about the film travels with the result
+            if warnings:
+                r.provenance["warnings"] = warnings
         first_new = len(w.strip.results)
         w.strip.add(results)
         self._store(results, masks, on_stored)

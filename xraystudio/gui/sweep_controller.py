@@ -205,6 +205,8 @@ class SweepController(QObject):
             self.panel.show_message("A generation is running; the sweep can start when it is "
                                     "done.", error=True)
             return
+        if not w.film_warnings.confirm(w, "Run the sweep"):
+            return
         try:
             sweep = self.build()
         except XRayStudioError as exc:

@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from xraystudio.curation.project import ProjectEvent, ResultRecord
+from xraystudio.gui.dialogs import chest_confirm
+from xraystudio.gui.dialogs.chest_confirm import failed_chest_check
 from xraystudio.gui.panels.results import metrics_text
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.qimage import ArrayImage
@@ -376,6 +378,10 @@ class GalleryPanel(QWidget):
         elif rid is None:
             return
         elif action in ("accepted", "rejected", "none"):
+            reason = (failed_chest_check(self.controller.project.result(rid).provenance)
+                      if action == "accepted" and self.controller.project is not None else None)
+            if reason and not chest_confirm.confirm_unsupported(self, reason, "Accept this result"):
+                return
             if self.controller.run(lambda p: p.decide(rid, action)) and action != "none":
                 self.step(1)
         elif action == "star":
