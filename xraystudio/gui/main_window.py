@@ -749,9 +749,8 @@ class MainWindow(QMainWindow):
     def _on_generated(self, results: list[GeneratedImage]) -> None:
         if self._generation_study is not self.study:
             return  # made for a study that has been closed since
-        self.results.add_generated(results, self._generation_masks,
-                                   select=self.compare.result is None
-                                   or self.tabs.currentIndex() == 1)
+        # Compare follows the newest result (it kept showing #1 when results came in later).
+        self.results.add_generated(results, self._generation_masks, select=True)
         self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
         self.statusBar().showMessage(f"Generated {len(results)} image(s)", 8000)
 

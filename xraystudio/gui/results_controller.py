@@ -93,6 +93,7 @@ class ResultsController(QObject):
     def clear(self) -> None:
         """Another study is shown: the strip starts over (unsaved results go with it)."""
         self.w.strip.clear_results()
+        self.w.nodules.show_drawn(None, None)
         self.unsaved = []
 
     def before_project_change(self, verb: str) -> list[UnsavedResult] | None:
@@ -123,8 +124,10 @@ class ResultsController(QObject):
                     break
 
     def compare(self, result: GeneratedImage, number: int) -> None:
-        self.w.compare.show_result(result, number)
-        self.w.save_result_action.setEnabled(True)
+        w = self.w
+        w.compare.show_result(result, number)
+        w.save_result_action.setEnabled(True)
+        w.nodules.show_drawn(result, w.study.image if w.study else None)
 
     # ------------------------------------------------------------------ save
     def save_suffix(self) -> str:
