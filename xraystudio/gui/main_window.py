@@ -45,6 +45,7 @@ from xraystudio.gui.panels.warning_banner import WarningBanner
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.results_controller import ResultsController
 from xraystudio.gui.settings import AppSettings
+from xraystudio.gui.shortcut_guard import ShortcutGuard
 from xraystudio.gui.sweep_controller import SweepController
 from xraystudio.gui.workers import (
     GenerationThread,
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
 
         self.tools = all_tools()
         self._build_actions()
+        self.shortcut_guard = ShortcutGuard(self, self.statusBar())
         self._connect()
         self._restore_settings()
         # Once shown, so a restored layout is fitted too.

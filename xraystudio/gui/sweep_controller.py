@@ -160,6 +160,7 @@ class SweepController(QObject):
         p.cellClicked.connect(self.open_cell)
         p.sweepChosen.connect(self.open_saved)
         window.projects.projectChanged.connect(self.study_changed)
+        window.strip.model().rowsInserted.connect(self._number_cells)
         self.study_changed()
 
     @property
@@ -326,16 +327,35 @@ class SweepController(QObject):
         self._store(record)
         self._fill_saved()
 
+    def _number_cells(self, *_: object) -> None:
+        """Caption each cell with its number in the results strip (results arrive later)."""
+        record, strip = self.record, self.w.strip
+        if record is None:
+            return
+        numbers = {}
+        for cell in record.cells:
+            mine = self.results.get(cell.index)
+            row = next((i for i, r in enumerate(strip.results) if r is mine), None)
+            if row is None and cell.result in strip.result_ids:
+                row = strip.result_ids.index(cell.result)
+            if row is not None:
+                numbers[cell.index] = row + 1
+        if numbers != self.panel.numbers:
+            self.panel.numbers = numbers
+            self.panel.refresh_captions()
+
     # ------------------------------------------------------------ showing
     def show(self, record: SweepRecord | None) -> None:
         self.stop_loading()
         self.record = record
         self.images = {}
         self.results = {}
+        self.panel.numbers = {}
         self.panel.show_record(record)
         if record is not None:
             self.panel.set_axis_texts([a.text for a in record.sweep.axes])
         self._fill_saved()
+        self._number_cells()
 
     def _fill_saved(self) -> None:
         items = []

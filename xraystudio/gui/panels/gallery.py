@@ -46,7 +46,7 @@ NEXT_KEYS = (Qt.Key.Key_Right, Qt.Key.Key_K)
 PREVIOUS_KEYS = (Qt.Key.Key_Left, Qt.Key.Key_J)
 DECISION_KEYS = {Qt.Key.Key_A: "accepted", Qt.Key.Key_R: "rejected", Qt.Key.Key_U: None}
 REVIEW_KEYS = (*NEXT_KEYS, *PREVIOUS_KEYS, *DECISION_KEYS, Qt.Key.Key_S, Qt.Key.Key_N)
-BADGES = {"accepted": "✓ accepted", "rejected": "✗ rejected", "none": "· undecided"}
+BADGES = {"accepted": "✓ accepted", "rejected": "✗ rejected", "none": "undecided"}
 TINTS = {"accepted": QColor(46, 160, 67, 90), "rejected": QColor(218, 54, 51, 90)}
 ANY = "Any"
 

@@ -92,6 +92,8 @@ class SweepPanel(QWidget):
         self.setObjectName("sweepPanel")
         self.record: SweepRecord | None = None
         self.pixels: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}  # index -> words, size
+        #: Cell index -> the cell's number in the results strip, so both say the same "#n".
+        self.numbers: dict[int, int] = {}
         self.views: list[CellView] = []
         self._syncing = False
         self.axis_edits = []
@@ -315,13 +317,15 @@ class SweepPanel(QWidget):
             self.legend.clear()
         for view in self.views:
             cell = record.cells[view.index]
+            number = self.numbers.get(view.index)
+            name = f"#{number}" if number is not None else f"cell {view.index + 1}"
             if cell.status == "done":
                 text = metric_text(cell.metrics, key or None) if key else ""
-                text = (text + "\n" if text else "") + f"#{view.index + 1} · seed {cell.seed}"
+                text = (text + "\n" if text else "") + f"{name} · seed {cell.seed}"
             elif cell.status == "failed":
-                text = f"#{view.index + 1} failed: {cell.error or ''}"
+                text = f"{name} failed: {cell.error or ''}"
             else:
-                text = f"#{view.index + 1} waiting"
+                text = f"{name} waiting"
             view.caption.setText(text)
             view.setToolTip(cell_tooltip(record, view.index))
             colour = ""
