@@ -110,9 +110,12 @@ class ResultsController(QObject):
     def keep(self, kept: list[UnsavedResult]) -> None:
         """Show ``kept`` results again (the strip started over) and store them in the project
         now open; any it cannot take (read-only) stay unsaved."""
+        strip = self.w.strip
         for item in kept:
-            self.w.strip.add([item.result])
+            strip.add([item.result])
             self._store([item.result], item.masks, item.on_stored)
+        if kept and self.w.compare.result is None:
+            strip.setCurrentRow(strip.count() - 1)  # Compare shows the newest again
 
     def _on_stored(self, results: list[GeneratedImage], ids: list[str]) -> None:
         """Results were committed to the project: link the strip's items to their ids."""
