@@ -52,7 +52,7 @@ def test_stamped_nodule_at_the_default_grade_shows_at_its_stamp(qtbot, window, t
     (nodule,) = w.study.masks.nodules
     median = default_sampler(builtin_model_dir()).typical_contrast(12.0)
     assert nodule.contrast == pytest.approx(median) and median > 0.01
-    assert f"{100 * median:.2f} %" in w.nodules.conspicuity.note.text()
+    assert f"{100 * median:.2f} % contrast at 12 mm" in w.nodules.conspicuity.note.text()
 
     g.random_seed.setChecked(False)
     g.seed.setValue(1)

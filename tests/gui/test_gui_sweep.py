@@ -170,3 +170,15 @@ def test_cells_are_numbered_as_in_the_results_strip(ready, qtbot):
     captions = [v.caption.text() for v in w.sweeps.panel.views]
     assert "#2 · seed 5" in captions[0] and "#3 · seed 6" in captions[1]
     assert w.strip.item(1).text().startswith("#2 ") and w.strip.results[1] is w.sweeps.results[0]
+
+
+def test_heat_map_shows_every_caption_of_the_bottom_row(ready, qtbot):
+    w = ready
+    run_sweep(qtbot, w, "seed=1,2,3", "conditioning_scale=0.5,1.5")
+    panel = w.sweeps.panel
+    panel.heat.setChecked(True)
+    qtbot.wait(100)
+    for view in panel.views:  # none of them clipped by the grid's scroll view
+        caption = view.caption
+        assert "PSNR" in caption.text()
+        assert caption.visibleRegion().boundingRect() == caption.rect(), caption.text()

@@ -19,9 +19,9 @@ from xraystudio.synthesis.layout_sampler import (
     stamp_contrast,
 )
 
-GRADES = ((TYPICAL, "Typical for its size (median)"), (1, "1 · extremely subtle"),
+GRADES = ((TYPICAL, "Typical (median)"), (1, "1 · extremely subtle"),
           (2, "2 · very subtle"), (3, "3 · subtle"), (4, "4 · relatively obvious"),
-          (5, "5 · obvious"), (MODEL_OWN, "As the model draws it (no target)"))
+          (5, "5 · obvious"), (MODEL_OWN, "Model's own (no target)"))
 
 
 def parse_contrast(text: str, sampler: LayoutSampler | None, diameter_mm: float) -> float | None:
@@ -45,6 +45,9 @@ class ConspicuityChooser(QWidget):
         self.grade.setObjectName("noduleGrade")
         for value, label in GRADES:
             self.grade.addItem(label, value)
+        # As narrow as the dock allows (the longest label would widen the whole window).
+        self.grade.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.grade.setMinimumContentsLength(6)
         self.grade.setToolTip("How conspicuous new nodules are drawn in edit mode: a JSRT "
                               "subtlety grade or the typical real nodule of their size, from "
                               "the model's layout sampler; the C % column changes one nodule")
@@ -76,11 +79,14 @@ class ConspicuityChooser(QWidget):
     def _update(self) -> None:
         contrast = self.contrast_for(self.diameter_mm)
         if contrast is not None:
-            self.note.setText(f"New {self.diameter_mm:g} mm nodules: {100 * contrast:.2f} % "
-                              "contrast, as real ones of this size and grade")
+            self.note.setText(f"{100 * contrast:.2f} % contrast at {self.diameter_mm:g} mm")
+            self.note.setToolTip("The contrast real nodules of this size and grade have "
+                                 "(the model's layout sampler); edit mode draws new ones to it")
         elif self.grade.currentData() == MODEL_OWN:
-            self.note.setText("New nodules: as the model draws them (often faint)")
+            self.note.setText("No target: often faint")
+            self.note.setToolTip("New nodules are drawn as the model draws them")
         else:
-            self.note.setText("The chosen model has no layout sampler: new nodules are drawn "
-                              "as the model draws them")
+            self.note.setText("No layout sampler: no target")
+            self.note.setToolTip("The chosen model has no layout sampler: new nodules are drawn "
+                                 "as the model draws them")
         self.changed.emit()

@@ -35,7 +35,9 @@ from xraystudio.gui.panels.results import LinkedView, follow
 from xraystudio.gui.qimage import ArrayImage
 
 PLACEHOLDERS = ("conditioning_scale=0.5:1.5:3", "seed=1,2,3", "layer.heart=on,off")
-CELL_MIN = 120
+#: Cells shrink to this before the grid scrolls: small enough that a 3-row grid with its captions
+#: fits the Sweep tab of a 900 px window (at 120 the bottom row's captions were scrolled away).
+CELL_MIN = 64
 
 
 def caption_colour(background: str) -> str:
@@ -68,6 +70,9 @@ class CellView(LinkedView):
         self.index = index
         self._pressed: QPoint | None = None
         self.setMinimumSize(CELL_MIN, CELL_MIN)
+        # Lines of its own, unwrapped: a wrapped caption's height is reckoned at the narrowest
+        # width, which pushed the grid past the view and hid the bottom row's captions.
+        self.caption.setWordWrap(False)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt naming)
         self._pressed = event.position().toPoint()
@@ -323,7 +328,8 @@ class SweepPanel(QWidget):
                 text = metric_text(cell.metrics, key or None) if key else ""
                 text = (text + "\n" if text else "") + f"{name} · seed {cell.seed}"
             elif cell.status == "failed":
-                text = f"{name} failed: {cell.error or ''}"
+                error = cell.error or ""
+                text = f"{name} failed: {error[:40]}{'…' if len(error) > 40 else ''}"
             else:
                 text = f"{name} waiting"
             view.caption.setText(text)
