@@ -68,7 +68,7 @@ def test_new_project_keeps_generated_edited_and_swept_results(session, qtbot, tm
     project = w.projects.project
     records = project.results(study=w.projects.study_id)
     ids = w.strip.result_ids
-    assert sorted(ids) == [r.id for r in records]  # stored in parallel: any order
+    assert ids == [r.id for r in records]  # stored in the strip's order
     # each is stored as what it is: the edit with its exact values, the others without
     assert [project.result_edit(rid) is not None for rid in ids] == [False, True, False, False]
     assert [project.result(rid).parameters["seed"] for rid in ids] == [1, 2, 3, 4]

@@ -113,7 +113,16 @@ class ResultsController(QObject):
         strip = self.w.strip
         for item in kept:
             strip.add([item.result])
-            self._store([item.result], item.masks, item.on_stored)
+        results = [item.result for item in kept]
+
+        def stored(ids: list[str]) -> None:  # in order, on one thread: the project keeps it
+            self._on_stored(results, ids)
+            for item, rid in zip(kept, ids):
+                if item.on_stored is not None:
+                    item.on_stored([rid])
+
+        if kept and not self.w.projects.add_results(results, [i.masks for i in kept], stored):
+            self.unsaved += kept
         if kept and self.w.compare.result is None:
             strip.setCurrentRow(strip.count() - 1)  # Compare shows the newest again
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
@@ -326,6 +326,9 @@ class SweepController(QObject):
         self.panel.refresh_captions()
         self._store(record)
         self._fill_saved()
+        self.panel.show_message(f"Sweep {record.id or ''} kept: {len(record.done)} of "
+                                f"{len(record.cells)} cells ({record.status})")
+        QTimer.singleShot(0, self.panel.fit)  # once the rebuilt grid has its size
 
     def _number_cells(self, *_: object) -> None:
         """Caption each cell with its number in the results strip (results arrive later)."""

@@ -19,7 +19,7 @@ from xraystudio.synthesis.layout_sampler import (
     stamp_contrast,
 )
 
-GRADES = ((TYPICAL, "Typical (median)"), (1, "1 · extremely subtle"),
+GRADES = ((TYPICAL, "Typical"), (1, "1 · extremely subtle"),
           (2, "2 · very subtle"), (3, "3 · subtle"), (4, "4 · relatively obvious"),
           (5, "5 · obvious"), (MODEL_OWN, "Model's own (no target)"))
 

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from xraystudio.curation.project import ProjectEvent, ResultRecord
 from xraystudio.gui.dialogs import chest_confirm
 from xraystudio.gui.dialogs.chest_confirm import failed_chest_check
+from xraystudio.gui.panels.fit_label import FitLabel
 from xraystudio.gui.panels.results import metrics_text
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.qimage import ArrayImage
@@ -145,7 +146,7 @@ class GalleryPanel(QWidget):
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setGridSize(QSize(THUMB + 24, THUMB + 44))
         self.list.setWordWrap(True)
-        self.preview = QLabel("Open or create a project (File menu) to review its results.")
+        self.preview = FitLabel("Open or create a project (File menu) to review its results.")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(240, 240)
         self.info = QLabel()
@@ -343,7 +344,7 @@ class GalleryPanel(QWidget):
         project = self.controller.project
         self.note_edit.setEnabled(rid is not None and self.controller.writable)
         if rid is None or project is None:
-            self.preview.setPixmap(QPixmap())
+            self.preview.set_image(None)
             self.preview.setText("No results" if project is not None else
                                  "Open or create a project (File menu) to review its results.")
             self.info.clear()
@@ -352,8 +353,9 @@ class GalleryPanel(QWidget):
         rec = project.result(rid)
         image = self._previews.get(rid)
         if image is not None:
-            self.preview.setPixmap(QPixmap.fromImage(image))
+            self.preview.set_image(image)
         else:
+            self.preview.set_image(None)
             self.preview.setText("Loading…")
         params = {k: v for k, v in rec.parameters.items() if v is not None}
         metrics = rec.provenance.get("metrics") or {}
