@@ -17,7 +17,6 @@ import argparse
 import copy
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 

@@ -56,3 +56,39 @@ def radiograph(tmp_path: Path) -> Path:
 def opened(qtbot, window: MainWindow, radiograph: Path) -> MainWindow:
     open_and_wait(qtbot, window, radiograph)
     return window
+
+
+@pytest.fixture(scope="module")
+def shared_engine():
+    """One engine process on one thread for a module's tests that generate (torch starts once)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from test_gui_generation import SharedEngine
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    engine = SharedEngine(threads=1)
+    yield engine
+    engine.shutdown()
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def edit_model(tmp_path_factory) -> str:
+    """A tiny random pixel model with a tiny edit model beside it (every mode)."""
+    pytest.importorskip("diffusers")
+    from xraystudio.synthesis.tiny import make_tiny_edit_model, make_tiny_pixel_model
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-edit"
+    make_tiny_pixel_model(folder)
+    make_tiny_edit_model(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def plain_model(tmp_path_factory) -> str:
+    """A tiny random pixel model without an edit model."""
+    pytest.importorskip("diffusers")
+    from xraystudio.synthesis.tiny import make_tiny_pixel_model
+
+    return str(make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny-plain"))

@@ -17,7 +17,6 @@ from xraystudio.synthesis.model import builtin_model_dir
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
-from test_gui_edit import shared_engine  # noqa: E402, F401 (fixture)
 
 H, W, SPACING = 1000, 800, 0.2
 

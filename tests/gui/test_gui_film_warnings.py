@@ -11,7 +11,6 @@ from xraystudio.gui.dialogs.chest_confirm import CHEST
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
-from test_gui_edit import plain_model, shared_engine  # noqa: E402, F401 (fixtures)
 
 
 def test_chest_check_warning_is_recorded_and_asked_about(opened, qtbot, tmp_path, plain_model,

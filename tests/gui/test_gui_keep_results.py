@@ -13,7 +13,6 @@ from xraystudio.gui.dialogs.keep_results import KeepChoice
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
-from test_gui_edit import edit_model, shared_engine  # noqa: E402, F401 (fixtures)
 
 
 def answer(monkeypatch, choice: KeepChoice) -> list[int]:

@@ -20,7 +20,6 @@ from xraystudio.gui.dialogs.keep_results import KeepChoice
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
-from test_gui_edit import edit_model, shared_engine  # noqa: E402, F401 (fixtures)
 
 
 def test_walk_open_stamp_generate_compare_project_review_export(window, qtbot, tmp_path,

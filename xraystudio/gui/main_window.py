@@ -26,15 +26,15 @@ from PySide6.QtWidgets import (
 from xraystudio import __version__, chest_check
 from xraystudio.curation.project import Project, ProjectEvent
 from xraystudio.errors import XRayStudioError
+from xraystudio.gui import recent_menus
 from xraystudio.gui.canvas.tools import Tool, all_tools
 from xraystudio.gui.canvas.view import CanvasView
 from xraystudio.gui.dialogs import help as help_dialog
 from xraystudio.gui.dialogs import restore as restore_dialog
-from xraystudio.gui import recent_menus
-from xraystudio.gui.dock_sizes import BottomDockSizer, scrolling
-from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.dialogs.chest_confirm import CHEST, failed_chest_check
 from xraystudio.gui.dialogs.export import ExportDialog
+from xraystudio.gui.dock_sizes import BottomDockSizer, scrolling
+from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.film_warnings import FilmWarnings
 from xraystudio.gui.panels.gallery import GalleryPanel
 from xraystudio.gui.panels.generation import GenerationPanel, read_spec

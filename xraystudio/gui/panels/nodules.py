@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QBrush, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -152,6 +152,19 @@ class NodulesPanel(QWidget):
         canvas.noduleSelected.connect(self._select_row)
         canvas.noduleDragged.connect(self.refresh)
         self.set_model_folder(self._model_folder)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        """Wide enough for every column of a typical row, so a dock with room shows them all
+        (a narrower one scrolls sideways; the minimum width stays small)."""
+        hint = super().sizeHint()
+        metrics = self.table.fontMetrics()
+        widest = ("99", "0000", "0000", "00.0", "0.00", "0.00", IN_SOURCE)
+        columns = sum(max(metrics.horizontalAdvance(text), metrics.horizontalAdvance(title)) + 14
+                      for text, title in zip(widest, COLUMNS))
+        frame = 2 * self.table.frameWidth() + self.table.verticalScrollBar().sizeHint().width()
+        margins = self.layout().contentsMargins()
+        width = columns + frame + margins.left() + margins.right()
+        return QSize(max(hint.width(), width), hint.height())
 
     def attach(self) -> None:
         """Follow the canvas' current study (and, from now on, the window's model choice)."""
