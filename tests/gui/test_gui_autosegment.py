@@ -284,7 +284,7 @@ def test_labelled_lower_leg_gets_no_automatic_masks(qtbot, window, tmp_path, fak
     assert anatomy_filled(window) == [] and not window.study.masks.can_undo
     message = window.statusBar().currentMessage()
     assert "labelled EXTREMITY" in message and "frontal (PA/AP) chest" in message
-    assert "Ctrl+Shift+A" in message and window.chest_warning
+    assert "Ctrl+Shift+A" in message and window.film_warnings.chest_warning
     assert window.last_error is None  # a note, not a dialog
     window.segment_anatomy()  # by hand (Ctrl+Shift+A): done as asked
     wait_segmented(qtbot, window)

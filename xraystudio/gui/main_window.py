@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -41,7 +40,7 @@ from xraystudio.gui.panels.generation import GenerationPanel, read_spec
 from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
-from xraystudio.gui.panels.warning_banner import WarningBanner
+from xraystudio.gui.panels.warning_banner import with_banner
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.results_controller import ResultsController
 from xraystudio.gui.settings import AppSettings
@@ -92,14 +91,8 @@ class MainWindow(QMainWindow):
         self.compare = CompareView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("centralTabs")
-        banner = WarningBanner()
+        edit_page, banner = with_banner(self.canvas)
         self.film_warnings = FilmWarnings(banner, self)  # kept until read, in provenance
-        edit_page = QWidget()
-        edit_layout = QVBoxLayout(edit_page)
-        edit_layout.setContentsMargins(0, 0, 0, 0)
-        edit_layout.setSpacing(0)
-        edit_layout.addWidget(banner)
-        edit_layout.addWidget(self.canvas, 1)
         self.tabs.addTab(edit_page, "Edit")
         self.tabs.addTab(self.compare, "Compare")
         self.setCentralWidget(self.tabs)
@@ -486,11 +479,6 @@ class MainWindow(QMainWindow):
         self.save_result_action.setEnabled(self.compare.result is not None)
 
     @property
-    def chest_warning(self) -> str | None:
-        """Why the open film may be no frontal chest (the banner shows it), or None."""
-        return self.film_warnings.chest_warning
-
-    @property
     def study(self) -> Study | None:
         return self.opened.study if self.opened else None
 
@@ -788,15 +776,9 @@ class MainWindow(QMainWindow):
         except (XRayStudioError, OSError) as exc:
             self.show_error("Cannot create the project", str(exc))
             return False
-        sweep = self.sweeps.session() if kept else None
         self._use_project(project, adopt_open_study=True)
-        self._keep(kept, sweep)
-        return True
-
-    def _keep(self, kept: list, sweep) -> None:
-        if sweep is not None:
-            self.sweeps.keep_session(sweep)
         self.results.keep(kept)
+        return True
 
     def choose_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a project folder",
@@ -831,11 +813,10 @@ class MainWindow(QMainWindow):
             except (XRayStudioError, OSError) as exc:
                 self.show_error("Cannot restore the project", str(exc))
                 return False
-        sweep = self.sweeps.session() if kept else None
         # Kept results stay with the study on the canvas, which joins the project as its latest.
         self._use_project(project, adopt_open_study=bool(kept))
         if kept:
-            self._keep(kept, sweep)
+            self.results.keep(kept)
         elif project.studies:
             try:
                 self.open_file(project.source_path(project.studies[-1].id))

@@ -56,6 +56,18 @@ class UnsavedResult:
     on_stored: Callable[[list[str]], None] | None = None
 
 
+@dataclasses.dataclass
+class Kept:
+    """What the user keeps across a project switch: results, and the sweep grid they fill
+    (``SweepController.session``). False when there is nothing to keep."""
+
+    results: list[UnsavedResult]
+    sweep: tuple | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.results)
+
+
 class ResultsController(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -96,20 +108,25 @@ class ResultsController(QObject):
         self.w.nodules.show_drawn(None, None)
         self.unsaved = []
 
-    def before_project_change(self, verb: str) -> list[UnsavedResult] | None:
+    def before_project_change(self, verb: str) -> Kept | None:
         """Ask what to do with the unsaved results before a project is created or opened:
-        the ones to keep (empty when there are none or the user discards them), or None when
-        the user cancels."""
+        what to keep (nothing when there are none or the user discards them), or None when
+        the user cancels. Call it before the switch: the sweep grid starts over with it."""
         if not self.unsaved:
-            return []
+            return Kept([])
         choice = keep_results.ask_keep(self.w, len(self.unsaved), verb)
         if choice is keep_results.KeepChoice.CANCEL:
             return None
-        return list(self.unsaved) if choice is keep_results.KeepChoice.KEEP else []
+        if choice is keep_results.KeepChoice.DISCARD:
+            return Kept([])
+        return Kept(list(self.unsaved), self.w.sweeps.session())
 
-    def keep(self, kept: list[UnsavedResult]) -> None:
-        """Show ``kept`` results again (the strip started over) and store them in the project
-        now open; any it cannot take (read-only) stay unsaved."""
+    def keep(self, what: Kept) -> None:
+        """Show the kept results again (the strip started over) and store them in the project
+        now open, with the sweep they came from; any it cannot take (read-only) stay unsaved."""
+        if what.sweep is not None:
+            self.w.sweeps.keep_session(what.sweep)
+        kept = what.results
         strip = self.w.strip
         for item in kept:
             strip.add([item.result])

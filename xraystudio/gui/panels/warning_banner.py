@@ -12,6 +12,18 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 
+def with_banner(widget: QWidget) -> tuple[QWidget, WarningBanner]:
+    """``widget`` (the canvas) under a banner of its own: the page holding both, and the banner."""
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(0)
+    banner = WarningBanner()
+    layout.addWidget(banner)
+    layout.addWidget(widget, 1)
+    return page, banner
+
+
 class WarningBanner(QFrame):
     """One row per warning (key, text), each with a dismiss button; hidden when none is left."""
 
