@@ -118,6 +118,19 @@ def test_plausible_masks_score_high_and_swapped_or_missing_low() -> None:
     assert chest_check.chest_confidence({}) == 0.0
 
 
+def test_short_names_count_the_verdicts() -> None:
+    """The few words ``synthesize`` counts skipped films by."""
+    labels = chest_check.check_labels
+    assert labels({"body_part": "HIP"}).short == "not chest"
+    assert labels({"modality": "MR"}).short == "not chest"
+    assert labels({"body_part": "CHEST", "view_position": "LL"}).short == "not frontal"
+    assert labels({"body_part": "CHEST", "view_position": "PA"}).short == "chest"
+    swapped = _masks()
+    swapped["right_lung"], swapped["left_lung"] = swapped["left_lung"], swapped["right_lung"]
+    assert chest_check.check(None, swapped).short == "implausible lungs"
+    assert chest_check.check(None, _masks()).short == "chest"
+
+
 @pytest.mark.slow
 def test_segmenter_masks_on_real_files() -> None:
     """The segmenter paints a 'left lung' on the WG04 lower leg: its masks score low; on the

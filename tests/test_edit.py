@@ -405,7 +405,8 @@ def test_edit_batches_mix_fills_and_insertions_as_asked(tmp_path: Path) -> None:
 
 
 def test_edit_evaluation_measures_the_saved_files(pipe, tmp_path: Path) -> None:
-    from xraystudio.evaluation.edit_eval import EditEvalConfig, EditEvaluator, auc
+    from xraystudio.evaluation.edit_eval import EditEvalConfig, EditEvaluator
+    from xraystudio.evaluation.realism import auc
     from xraystudio.io.datasets import JsrtDataset
 
     data = write_dataset(tmp_path / "data", n=8, size=128)

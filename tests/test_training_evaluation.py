@@ -12,7 +12,7 @@ from PIL import Image
 
 from synthetic_data import write_dataset
 from xraystudio.cli import main
-from xraystudio.evaluation.evaluate import EvalConfig, Evaluator
+from xraystudio.evaluation.evaluate import EngineFilms, EvalConfig, Evaluator
 from xraystudio.io.datasets import JsrtDataset
 from xraystudio.synthesis.engine import Engine, GenerationRequest
 from xraystudio.training.config import TrainConfig
@@ -188,7 +188,8 @@ def test_sd_base_must_be_a_diffusers_folder(trained, tmp_path: Path) -> None:
 def test_evaluation_report_and_contact_sheet(trained, tmp_path: Path) -> None:
     data, model = trained
     engine = Engine.load(str(model), device="cpu", precision="fp32")
-    ev = Evaluator(engine, JsrtDataset(data), EvalConfig(mode="guided", steps=2, limit=4))
+    cfg = EvalConfig(mode="guided", steps=2, limit=4, classifier_steps=5)
+    ev = Evaluator(EngineFilms(engine, cfg), JsrtDataset(data), cfg)
     report = ev.run(tmp_path / "report.json")
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["mean"] == report["mean"] and len(saved["cases"]) == 4

@@ -66,6 +66,17 @@ class ChestCheck:
         return self.kind in ("frontal_chest", "unknown")
 
     @property
+    def short(self) -> str:
+        """A few words for counts ("skipped: 6 not chest"): ``not chest`` (its labels),
+        ``not frontal`` (labelled lateral or oblique), ``implausible lungs`` (the segmenter's
+        masks of an unlabelled image), or ``chest``."""
+        if self.supported:
+            return "chest"
+        if self.source == "segmentation":
+            return "implausible lungs"
+        return "not chest" if self.kind == "not_chest" else "not frontal"
+
+    @property
     def warning(self) -> str | None:
         if self.supported:
             return None

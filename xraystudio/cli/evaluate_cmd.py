@@ -26,7 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", choices=SCHEDULERS, help="default: the model's")
     p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=None,
                    help="layout mode over the model's layout prior (default: when it has one)")
+    p.add_argument("--resolution", type=int,
+                   help="layout/guided: the side the model draws (default: its largest)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classifier-steps", type=int,
+                   help="training steps per fold of the two-sample classifier (default 300)")
+    p.add_argument("--classifier-seeds", type=int,
+                   help="seeds of the two-sample classifier, AUCs averaged (default 1; 0: skip)")
     p.add_argument("--no-diversity", action="store_true", help="skip the second seed")
     p.add_argument("--no-segmenter", action="store_true", help="skip faithfulness Dice")
     p.add_argument("--device", default="auto")
@@ -37,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from xraystudio.evaluation.evaluate import EvalConfig, Evaluator
+    from xraystudio.evaluation.evaluate import EngineFilms, EvalConfig, Evaluator
     from xraystudio.io.datasets import JsrtDataset
     from xraystudio.synthesis.engine import Engine
 
@@ -58,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
         except ModelError as exc:
             print(f"note: no faithfulness Dice ({exc})", file=sys.stderr)
     cfg = EvalConfig(mode=args.mode, seed=args.seed, steps=args.steps, scheduler=args.scheduler,
-                     limit=args.limit, prior=args.prior,
-                     split=args.split, diversity=not args.no_diversity)
-    ev = Evaluator(engine, JsrtDataset(args.data), cfg, segmenter)
+                     limit=args.limit, prior=args.prior, resolution=args.resolution,
+                     split=args.split, diversity=not args.no_diversity,
+                     **{k: v for k, v in (("classifier_steps", args.classifier_steps),
+                                          ("classifier_seeds", args.classifier_seeds))
+                        if v is not None})
+    ev = Evaluator(EngineFilms(engine, cfg), JsrtDataset(args.data), cfg, segmenter)
     bar = tqdm(total=len(ev.case_ids()), unit="case", desc=f"evaluate {args.mode}")
 
     def progress(done: int, total: int) -> None:

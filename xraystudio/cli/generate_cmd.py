@@ -68,6 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=None,
                    help="layout mode: start from the layout prior's typical look (default: when "
                    "the model has a prior); --no-prior draws exposure and surround at random")
+    p.add_argument("--resolution", type=int,
+                   help="layout and guided modes: the side the model draws, its working size "
+                   "(256 for the built-in model) or its full resolution (1024, the default: a "
+                   "second stage draws rib cortex, vessels and grain)")
     p.add_argument("--seed", type=int, help="first seed (random when omitted; always recorded)")
     p.add_argument("--steps", type=int)
     p.add_argument("--scheduler", choices=("dpm++", "ddim", "unipc", "euler", "ddpm"))
@@ -152,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps, scheduler=args.scheduler, conditioning_scale=args.conditioning_scale,
         control_start=args.control_start, control_end=args.control_end,
         guidance_scale=args.guidance_scale, prompt=args.prompt,
-        negative_prompt=args.negative_prompt, prior=args.prior,
+        negative_prompt=args.negative_prompt, prior=args.prior, resolution=args.resolution,
     )
     bar = tqdm(total=args.n, unit="img", disable=not sys.stderr.isatty(), dynamic_ncols=True,
                desc=f"{engine.spec.name} on {engine.device.label}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from xraystudio.errors import XRayStudioError
@@ -49,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default cpu)")
     p.add_argument("--jsrt", action="store_true",
                    help="also write the JSRT-style layout in OUT/jsrt (to train xraystudio)")
+    p.add_argument("--keep-implausible", action="store_true",
+                   help="use unlabelled films whose segmented lungs look implausible for a "
+                   "frontal chest (films labelled as another body part or view are never used)")
     p.add_argument("--backend", choices=BACKENDS, default="local",
                    help="local (default), accelerate (under accelerate launch) or ray")
     p.add_argument("--actors", type=int, help="ray: number of actors (default one per GPU)")
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xraystudio.factory.run import synthesize, synthesize_accelerate, synthesize_ray
     from xraystudio.factory.settings import SynthesisSettings
+    from xraystudio.masks import DEFAULT_SPACING_MM
 
     for name in ("per_input", "batch", "limit", "steps", "actors", "threads"):
         value = getattr(args, name)
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         input=Path(args.input), out=Path(args.out), mode=args.mode, per_input=args.per_input,
         seed=args.seed, batch=args.batch, split=args.split, limit=args.limit, model=args.model,
         sampler=Path(args.sampler) if args.sampler else None, steps=args.steps,
-        scheduler=args.scheduler, device=args.device, jsrt=args.jsrt)
+        scheduler=args.scheduler, device=args.device, jsrt=args.jsrt,
+        keep_implausible=args.keep_implausible)
     bar = tqdm(unit="img", dynamic_ncols=True, disable=None, desc="synthesize")
 
     def progress(done: int, total: int) -> None:
@@ -92,11 +98,19 @@ def run(args: argparse.Namespace) -> int:
             summary = synthesize(settings, progress=progress)
     finally:
         bar.close()
+    tally = summary.tally
+    for line in tally.warnings(settings.out):
+        print(f"warning: {line}", file=sys.stderr)
     print(json.dumps({
-        "out": str(settings.out), "images": summary.total, "this_process": summary.share,
-        "already_done": summary.skipped, "made": summary.made, "failed": summary.failed,
+        "out": str(settings.out), "inputs": tally.inputs, "images": summary.total,
+        "this_process": summary.share, "already_done": summary.already_done,
+        "made": summary.made, "in_dataset": tally.done, "failed": tally.failed,
+        "skipped": tally.skipped_inputs, "skipped_images": tally.skipped_items,
+        "spacing": tally.spacing,
+        **({"spacing_assumed_mm": DEFAULT_SPACING_MM} if tally.assumed_spacing else {}),
         "seconds": round(summary.seconds, 1),
         "images_per_second": round(summary.images_per_second, 3),
         "complete": summary.complete,
     }, indent=2))
     return 0
+

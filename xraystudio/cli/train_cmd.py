@@ -25,6 +25,9 @@ _OPTIONAL = {
 _FLAGS = {
     "edit": "train the edit model instead (native-resolution windows: insert, remove nodules); "
             "writes OUT/model/edit, to be copied into a model folder",
+    "fullres": "train the full-resolution stage instead (4x super-resolution of new patients: "
+               "rib cortex, vessels, grain); writes OUT/model/fullres, to be copied into a model "
+               "folder",
 }
 
 
@@ -66,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**values)
-    if cfg.edit:
+    if cfg.edit and cfg.fullres:
+        from xraystudio.errors import XRayStudioError
+
+        raise XRayStudioError("--edit and --fullres train different models; choose one")
+    if cfg.fullres:
+        from xraystudio.training.fullres import FullresTrainer as Trainer
+    elif cfg.edit:
         from xraystudio.training.edit import EditTrainer as Trainer
     elif cfg.sd_base:
         from xraystudio.training.sd_controlnet import StableDiffusionControlNetTrainer as Trainer

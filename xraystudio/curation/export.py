@@ -13,6 +13,11 @@ Every export is honest and safe by construction:
   export leaves nothing that looks complete, and an existing output is replaced only with
   ``overwrite=True``.
 
+Every exported image is air dark (the sense of MONOCHROME2) whatever its source's photometric
+(:mod:`xraystudio.io.polarity`): an edit of a MONOCHROME1 film, exported at its source's bit
+depth, is mirrored within its stored range; each case records the source's photometric and the
+transform in ``metadata.jsonl`` (``polarity``), and dataset.json declares it.
+
 nnU-Net labels are exclusive, but the masks overlap (clavicles over lungs, nodules inside a
 lung), so one label map is made by painting the structures in order (``io.nnunet.LABELS``),
 each over the previous: nodule over clavicles over heart over lungs. The small, clinically important structure
@@ -35,6 +40,7 @@ import numpy as np
 from xraystudio.curation.project import Project, ResultRecord, StudyRecord
 from xraystudio.errors import ProjectError
 from xraystudio.io.atomic import atomic_folder
+from xraystudio.io import polarity
 from xraystudio.io.images import save_png
 from xraystudio.io.nnunet import dataset_json, label_map
 from xraystudio.masks import MaskStack
@@ -77,11 +83,14 @@ def export_project(project: Project, out: str | os.PathLike, fmt: str, *,
             writer = _WRITERS[fmt](tmp, keep_link)
             rows = []
             for done, case in enumerate(cases, 1):
-                pixels = (source_values(project, case) if writer.source_values else None)
-                if pixels is None:
-                    pixels = project.result_pixels(case.result.id)
+                made = source_values(project, case) if writer.source_values else None
+                if made is None:  # the display pixels the result was saved as (air dark)
+                    made = (project.result_pixels(case.result.id),
+                            polarity.record(_photometric(case), "display"))
+                pixels, turned = made
                 masks = project.result_masks(case.result.id)
-                rows.append({**_metadata(case, keep_link), **writer.add(case, pixels, masks)})
+                rows.append({**_metadata(case, keep_link), "polarity": turned,
+                             **writer.add(case, pixels, masks)})
                 if progress is not None:
                     progress(done, len(cases))
             writer.finish(rows)
@@ -139,11 +148,19 @@ def _source(project: Project, study: StudyRecord, keep_link: bool
         return path, None
 
 
-def source_values(project: Project, case: ExportCase) -> np.ndarray | None:
-    """An edit result as the file the user saved: the source's stored integers at its own bit
-    depth with the edited pixels replaced (a 12-bit DICOM gives 12-bit values in a 16-bit PNG, an
-    8-bit PNG stays 8-bit). None for other results, and, with a warning, where the source is
-    missing, has changed since the edit (pixel hash), or stores signed or > 16-bit values."""
+def _photometric(case: ExportCase) -> str | None:
+    """The source's photometric without reading its pixels (None: a DICOM that is missing)."""
+    if case.source_header is not None:
+        return str(case.source_header.get("PhotometricInterpretation", "")) or None
+    return None if case.study.format == "DICOM" else polarity.AIR_DARK
+
+
+def source_values(project: Project, case: ExportCase) -> tuple[np.ndarray, dict] | None:
+    """An edit result at its source's own bit depth, air dark, and its polarity record: the
+    source's stored integers with the edited pixels replaced (a 12-bit DICOM gives 12-bit values
+    in a 16-bit PNG, an 8-bit PNG stays 8-bit), a MONOCHROME1 source's mirrored within its
+    stored range. None for other results, and, with a warning, where the source is missing, has
+    changed since the edit (pixel hash), or stores signed or > 16-bit values."""
     edit = project.result_edit(case.result.id)
     if edit is None:
         return None
@@ -162,14 +179,15 @@ def source_values(project: Project, case: ExportCase) -> np.ndarray | None:
                     case.case_id)
         return None
     fmt = PixelFormat.of(image)
-    if fmt.lo < 0 or fmt.hi > 65535:
+    full = image.values.copy()
+    full[changed] = values
+    try:
+        return polarity.air_dark_stored(fmt.stored(full), polarity.source_photometric(image),
+                                        fmt.lo, fmt.hi)
+    except ValueError:
         log.warning("%s: the source stores signed or > 16-bit values; exported as display "
                     "pixels", case.case_id)
         return None
-    full = image.values.copy()
-    full[changed] = values
-    dtype = np.uint8 if fmt.hi <= 255 else np.uint16
-    return fmt.stored(full).astype(dtype)
 
 
 def deidentified_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +215,7 @@ def _metadata(case: ExportCase, keep_link: bool) -> dict[str, Any]:
 class _NnUnetWriter:
     """nnU-Net v2 raw dataset: imagesTr/<case>_0000.png, labelsTr/<case>.png, dataset.json."""
 
-    source_values = True  # edits in their source's values and bit depth
+    source_values = True  # edits in their source's bit depth (air dark)
 
     def __init__(self, root: Path, keep_link: bool) -> None:
         self.root = root
@@ -212,7 +230,8 @@ class _NnUnetWriter:
     def finish(self, rows: list[dict[str, Any]]) -> None:
         dataset = dataset_json(
             len(rows), NOT_FOR_DIAGNOSIS, synthetic=True,
-            overlap_resolution="labels painted in increasing order, later over earlier")
+            overlap_resolution="labels painted in increasing order, later over earlier",
+            **polarity.DECLARATION)
         (self.root / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n",
                                                 encoding="utf-8")
 
@@ -238,9 +257,9 @@ class _JsrtWriter:
 class _DicomWriter:
     """<case>_sc.dcm (Secondary Capture) and <case>_seg.dcm (SEG referencing it) per case.
 
-    Edit results too are Secondary Captures of their 16-bit display pixels here: a de-identified
-    SC + SEG pair is what this export promises; the edited DICOM in the source's own pixel format
-    is what Save writes beside the source."""
+    Edit results too are Secondary Captures of their 16-bit display pixels here (MONOCHROME2,
+    air dark): a de-identified SC + SEG pair is what this export promises; the edited DICOM in
+    the source's own pixel format is what Save writes beside the source."""
 
     source_values = False
 

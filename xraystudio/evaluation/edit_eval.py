@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from xraystudio import metrics
+from xraystudio.evaluation.realism import two_sample_auc
 from xraystudio.io.datasets import Case, JsrtDataset
 from xraystudio.io.images import read_image
 from xraystudio.masks import LUNGS
@@ -110,59 +111,6 @@ def classifier_window(img: np.ndarray, x: float, y: float, diameter_px: float) -
     crop = pad[y0 + side:y0 + 2 * side, x0 + side:x0 + 2 * side]
     win = resize(crop, (CLASSIFIER_PX, CLASSIFIER_PX))
     return ((win - win.mean()) / (win.std() + 1e-6)).astype(np.float32)
-
-
-def two_sample_auc(real: list[np.ndarray], real_groups: list[str], fake: list[np.ndarray],
-                   fake_groups: list[str], seed: int = 0, folds: int = 4, steps: int = 150) -> float:
-    """Cross-validated AUC of a small CNN trained from scratch to tell ``fake`` from ``real``.
-
-    Folds split by case (``*_groups``), so no radiograph is both trained on and scored; the
-    classifier sees flips and 90-degree turns. 0.5 means it cannot tell them apart.
-    """
-    import torch
-
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    x = np.stack(real + fake)[:, None]
-    y = np.array([0] * len(real) + [1] * len(fake), np.float32)
-    groups = np.array(real_groups + fake_groups)
-    unique = np.array(sorted(set(groups)))
-    rng.shuffle(unique)
-    fold_of = {g: i % folds for i, g in enumerate(unique)}
-    scores = np.zeros(len(y), np.float32)
-    for f in range(folds):
-        test = np.array([fold_of[g] == f for g in groups])
-        if not test.any() or len(set(y[~test])) < 2:
-            continue
-        net = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-            torch.nn.Flatten(), torch.nn.Linear(64, 1))
-        opt = torch.optim.Adam(net.parameters(), 1e-3, weight_decay=1e-4)
-        xt, yt = torch.from_numpy(x[~test]), torch.from_numpy(y[~test])
-        w_pos = float((yt == 0).sum() / max(1, (yt == 1).sum()))
-        for _ in range(steps):
-            idx = torch.from_numpy(rng.integers(0, len(xt), 32))
-            xb = xt[idx]
-            if rng.random() < 0.5:
-                xb = xb.flip(-1)
-            xb = torch.rot90(xb, int(rng.integers(4)), dims=(-2, -1))
-            logits = net(xb)[:, 0]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, yt[idx], weight=torch.where(yt[idx] == 1, w_pos, 1.0))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            scores[test] = net(torch.from_numpy(x[test]))[:, 0].numpy()
-    return auc(scores[y == 0], scores[y == 1])
-
-
-def auc(negative: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U over all pairs, ties counting one half)."""
-    neg, pos = np.asarray(negative)[:, None], np.asarray(positive)[None, :]
-    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (neg.size * pos.size))
 
 
 class EditEvaluator:

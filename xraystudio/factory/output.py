@@ -7,7 +7,8 @@ Layout::
     imagesTr/<id>_0000.png      nnU-Net v2 raw layout
     labelsTr/<id>.png
     items/<id>.json             the item's metadata; written last, so it marks the item done
-    failed/<id>.json            an item that could not be made, and why (retried by a rerun)
+    failed/<id>.json            an item that could not be made, and why (retried by a rerun),
+                                or whose input the chest check refused ("skipped": final)
     metadata.jsonl, dataset.json    the whole dataset, written once every item is done
     jsrt/                       (on request) the JSRT-style layout, cases.csv written at the end
 
@@ -18,14 +19,17 @@ items alone, so two processes doing it at once write the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from xraystudio.errors import DatasetError
 from xraystudio.factory.items import WorkItem
 from xraystudio.io.atomic import write_text
+from xraystudio.io.polarity import DECLARATION
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,40 @@ JSRT = "jsrt"
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    inputs: int
+    done: int  # items made (in this run or before)
+    skipped_inputs: dict[str, int]  # reason ("not chest", ...) -> inputs not used
+    skipped_items: int  # items of those inputs
+    failed: int  # items that could not be made
+    spacing: dict[str, int]  # where the spacing came from -> inputs with items made
+
+    @property
+    def assumed_spacing(self) -> int:
+        """Inputs whose films carry no pixel spacing (a default was assumed)."""
+        return self.spacing.get("assumed", 0)
+
+    def warnings(self, out: Path) -> list[str]:
+        """What the user must know of the inputs: those not used, and spacing assumed."""
+        from xraystudio.masks import DEFAULT_SPACING_MM
+
+        lines = []
+        if self.skipped_inputs:
+            why = ", ".join(f"{n} {reason}" for reason, n in self.skipped_inputs.items())
+            lines.append(f"{sum(self.skipped_inputs.values())} of {self.inputs} inputs not used "
+                         f"({why}); each is listed with its reason in {Path(out) / FAILED}")
+        used = sum(self.spacing.values())
+        if self.assumed_spacing:
+            who = ("none of the films used records its pixel spacing"
+                   if self.assumed_spacing == used
+                   else f"{self.assumed_spacing} of the {used} films used record no pixel spacing")
+            lines.append(f"{who}: {DEFAULT_SPACING_MM} mm was assumed for every size in mm (the "
+                         "nodules' diameters); each item's spacing and its source are in "
+                         f"{METADATA}")
+        return lines
 
 
 class OutputFolder:
@@ -92,17 +130,57 @@ class OutputFolder:
     def write_failure(self, item_id: str, error: str) -> None:
         write_text(self.root / FAILED / f"{item_id}.json", _dumps({"id": item_id, "error": error}) + "\n")
 
+    def write_skip(self, item_id: str, reason: str, error: str) -> None:
+        """An item whose input is not used (``reason``: the chest check's few words); unlike a
+        failure it is not retried, as the same settings give the same verdict."""
+        write_text(self.root / FAILED / f"{item_id}.json",
+                   _dumps({"id": item_id, "error": error, "skipped": reason}) + "\n")
+
+    def _records(self, items: list[WorkItem]) -> dict[str, dict]:
+        out = {}
+        for i in items:
+            path = self.root / FAILED / f"{i.id}.json"
+            if path.is_file():
+                try:
+                    out[i.id] = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError:  # half-written by hand or a foreign tool: a failure
+                    out[i.id] = {"id": i.id}
+        return out
+
     def failed(self, items: list[WorkItem]) -> set[str]:
-        return {i.id for i in items if (self.root / FAILED / f"{i.id}.json").is_file()}
+        """Items that could not be made (a rerun retries them)."""
+        return {k for k, r in self._records(items).items() if "skipped" not in r}
+
+    def skipped(self, items: list[WorkItem]) -> dict[str, str]:
+        """Items whose input is not used, with the reason."""
+        return {k: r["skipped"] for k, r in self._records(items).items() if "skipped" in r}
+
+    def settled(self, items: list[WorkItem]) -> int:
+        """How many of ``items`` are done, failed or not used."""
+        return len(self.done(items) | set(self._records(items)))
+
+    def tally(self, items: list[WorkItem]) -> Tally:
+        """What the whole run holds so far, by input."""
+        skipped = self.skipped(items)
+        reasons = {i.source.name: skipped[i.id] for i in items if i.id in skipped}
+        spacing: dict[str, str] = {}
+        for i in items:
+            if i.source.name not in spacing and self.item_path(i.id).is_file():
+                row = json.loads(self.item_path(i.id).read_text(encoding="utf-8"))
+                spacing[i.source.name] = (row.get("spacing") or {}).get("source", "unknown")
+        return Tally(inputs=len({i.source.name for i in items}), done=len(self.done(items)),
+                     skipped_inputs=dict(sorted(Counter(reasons.values()).items())),
+                     skipped_items=len(skipped), failed=len(self.failed(items)),
+                     spacing=dict(sorted(Counter(spacing.values()).items())))
 
     def finish(self, items: list[WorkItem], description: str, jsrt: bool) -> bool:
-        """Write the dataset files if every item is done or failed; False (and nothing)
-        otherwise. Failed items are left out of the dataset (and listed in ``failed/``)."""
+        """Write the dataset files if every item is done, failed or not used; False (and
+        nothing) otherwise. The others are left out of the dataset (and listed in ``failed/``)."""
         from xraystudio.io.nnunet import dataset_json
 
-        done = self.done(items)
-        if len(done | self.failed(items)) < len(items):
+        if self.settled(items) < len(items):
             return False
+        done = self.done(items)
         items = [i for i in items if i.id in done]
         # Files half-written by a killed process: no item is in flight once all are done.
         for sub in ("imagesTr", "labelsTr", ITEMS, FAILED, JSRT):
@@ -112,7 +190,7 @@ class OutputFolder:
         write_text(self.root / METADATA, "".join(_dumps(r) + "\n" for r in rows))
         meta = dataset_json(len(rows), description, synthetic=True,
                             overlap_resolution="labels painted in increasing order, later over "
-                                               "earlier")
+                                               "earlier", **DECLARATION)
         write_text(self.root / "dataset.json", json.dumps(meta, indent=2) + "\n")
         if jsrt:
             self._finish_jsrt(rows)

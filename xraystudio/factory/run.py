@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from xraystudio.factory.items import find_sources, plan_items, shard, units
-from xraystudio.factory.output import OutputFolder
+from xraystudio.factory.output import OutputFolder, Tally
 from xraystudio.factory.settings import SynthesisSettings
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,16 @@ ProgressCallback = Callable[[int, int], None]
 class RunSummary:
     total: int  # items in the whole run
     share: int  # items this process was given
-    skipped: int  # of those, already done before this run
+    already_done: int  # of those, done before this run
     made: int  # made by this run
-    failed: int  # items of the whole run that could not be made (see failed/)
     seconds: float
     complete: bool  # the dataset files are written
+    tally: Tally  # the whole run by input: not used (and why), failed, spacing sources
+
+    @property
+    def failed(self) -> int:
+        """Items of the whole run that could not be made (see failed/)."""
+        return self.tally.failed
 
     @property
     def images_per_second(self) -> float:
@@ -58,17 +63,20 @@ def synthesize(settings: SynthesisSettings, rank: int = 0, world: int = 1,
     folder.prepare(worker.fingerprint(), items)
     mine = shard(all_units, rank, world)
     share = sum(len(u) for u in mine)
-    skipped = sum(len(folder.done(u)) for u in mine)
+    already_done = sum(len(folder.done(u)) for u in mine)
     made = 0
+    settled = sum(folder.settled(u) for u in mine)  # done, failed or not used
     if progress is not None:
-        progress(skipped, share)
+        progress(settled, share)
     for unit in mine:
+        before = folder.settled(unit)
         made += worker.run_unit(unit)
+        settled += folder.settled(unit) - before
         if progress is not None:
-            progress(skipped + made, share)
+            progress(settled, share)
     complete = folder.finish(items, DESCRIPTION, settings.jsrt)
-    return RunSummary(len(items), share, skipped, made, len(folder.failed(items)),
-                      time.perf_counter() - started, complete)
+    return RunSummary(len(items), share, already_done, made, time.perf_counter() - started,
+                      complete, folder.tally(items))
 
 
 def synthesize_accelerate(settings: SynthesisSettings,
@@ -119,7 +127,7 @@ def synthesize_ray(settings: SynthesisSettings, actors: int | None = None,
     folder = OutputFolder(settings.out)
     folder.prepare(Synthesizer(settings).fingerprint(), items)
     pending = [k for k, u in enumerate(all_units) if len(folder.done(u)) < len(u)]
-    skipped = len(folder.done(items))
+    already_done = len(folder.done(items))
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -132,7 +140,7 @@ def synthesize_ray(settings: SynthesisSettings, actors: int | None = None,
         for row in ds.iter_rows():
             made += int(row["made"])
             if progress is not None:
-                progress(skipped + made, len(items))
+                progress(already_done + made, len(items))
     complete = folder.finish(items, DESCRIPTION, settings.jsrt)
-    return RunSummary(len(items), len(items), skipped, made, len(folder.failed(items)),
-                      time.perf_counter() - started, complete)
+    return RunSummary(len(items), len(items), already_done, made, time.perf_counter() - started,
+                      complete, folder.tally(items))

@@ -24,6 +24,9 @@ class SynthesisSettings:
     scheduler: str | None = None
     device: str = "cpu"
     jsrt: bool = False  # also write the JSRT-style layout (to train the product's models)
+    #: Use unlabelled films whose segmented lungs fail the chest check's plausibility test
+    #: (films labelled as another body part or view are never used).
+    keep_implausible: bool = False
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v)
@@ -41,11 +44,13 @@ class SynthesisSettings:
         """Everything that changes an output file. Batch is part of it: the model sees a unit's
         windows together, and a batch of another size may round differently in the last bit."""
         return {
-            "format": 1,
+            # 2: every image air dark (MONOCHROME1 sources mirrored), films checked for a chest
+            "format": 2,
             "software": f"xraystudio {__version__}",
             "model": model,
             "sampler_sha256": sampler_sha,
             "input": str(Path(self.input).resolve()),
             **{k: getattr(self, k) for k in ("mode", "per_input", "seed", "batch", "split",
-                                             "limit", "steps", "scheduler", "jsrt")},
+                                             "limit", "steps", "scheduler", "jsrt",
+                                             "keep_implausible")},
         }

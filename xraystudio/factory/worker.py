@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from xraystudio import __version__
+from xraystudio import __version__, chest_check
 from xraystudio.errors import GenerationError, XRayStudioError
 from xraystudio.factory.items import Source, WorkItem
 from xraystudio.factory.output import JSRT, OutputFolder
 from xraystudio.factory.settings import SynthesisSettings
 from xraystudio.image import XRayImage
+from xraystudio.io import polarity
 from xraystudio.io.images import save_png
 from xraystudio.io.nnunet import label_map
 from xraystudio.masks import ANATOMY, MaskStack
@@ -36,11 +37,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class InputSkipped(XRayStudioError):
+    """An input the run does not use: the chest check says it is no frontal chest film. Unlike
+    a failure it is final for the run's settings (a rerun does not retry it)."""
+
+    def __init__(self, verdict: chest_check.ChestCheck) -> None:
+        super().__init__(verdict.warning)
+        self.verdict = verdict
+
+
 @dataclasses.dataclass
 class _Loaded:
     image: XRayImage | None  # None for a mask stack without an image (layout mode)
     masks: MaskStack
     spacing_mm: float
+    #: Where the spacing came from: a DICOM tag (ImagerPixelSpacing, PixelSpacing), "assumed"
+    #: (the file has none), "dataset" (a JSRT-style cases.csv or its default), "masks" (saved).
+    spacing_source: str
+    chest: dict | None = None  # the chest check's verdict, for inputs segmented here
+
+    def spacing_record(self) -> dict:
+        return {"mm": [float(v) for v in self.masks.spacing_mm], "source": self.spacing_source}
 
 
 class Synthesizer:
@@ -62,7 +79,7 @@ class Synthesizer:
             self.sampler_sha = _sha256(Path(sampler_file))
         self._dataset = None
         self._segmenter = None
-        self._last: tuple[Source, _Loaded] | None = None
+        self._last: tuple[Source, _Loaded | InputSkipped] | None = None
 
     def model_identity(self) -> dict:
         model = self.engine.model
@@ -70,6 +87,10 @@ class Synthesizer:
         if self.settings.mode in ("edit", "remove"):
             out["edit_weights_sha256"] = self.engine.edit_pipe.weights_hash
             out["edit_settings"] = self.engine.edit_pipe.spec.tuned()
+        elif self.engine.has_fullres:
+            # New patients are drawn at full resolution: its stage is part of what made them.
+            out["fullres_weights_sha256"] = self.engine.fullres_pipe.weights_hash
+            out["fullres_settings"] = self.engine.fullres_pipe.spec.tuned()
         return out
 
     def fingerprint(self) -> dict:
@@ -78,9 +99,17 @@ class Synthesizer:
     # ------------------------------------------------------------------------------ inputs
     def _load(self, item: WorkItem) -> _Loaded:
         """The item's input, read once for the consecutive items made from it (nothing
-        downstream changes a loaded image or mask stack: an edit copies the masks)."""
+        downstream changes a loaded image or mask stack: an edit copies the masks). An input
+        the chest check refuses raises InputSkipped, for each of its items."""
         if self._last is None or self._last[0] != item.source:
-            self._last = (item.source, self._read(item.source))
+            try:
+                loaded: _Loaded | InputSkipped = self._read(item.source)
+            except InputSkipped as exc:
+                log.warning("%s is not used: %s", item.source.path.name, exc)
+                loaded = exc
+            self._last = (item.source, loaded)
+        if isinstance(self._last[1], InputSkipped):
+            raise self._last[1]
         return self._last[1]
 
     def _read(self, src: Source) -> _Loaded:
@@ -88,7 +117,7 @@ class Synthesizer:
             from xraystudio.io.masks_io import load_masks
 
             masks = load_masks(src.path, None)
-            return _Loaded(None, masks, float(np.mean(masks.spacing_mm)))
+            return _Loaded(None, masks, float(np.mean(masks.spacing_mm)), "masks")
         if src.case is not None:
             from xraystudio.io.datasets import JsrtDataset
             from xraystudio.io.images import read_image
@@ -98,15 +127,35 @@ class Synthesizer:
             image = read_image(src.path)
             masks = self._dataset.masks(src.case, image.shape)
             image = image.with_spacing(masks.spacing_mm)
-            return _Loaded(image, masks, float(np.mean(masks.spacing_mm)))
+            return _Loaded(image, masks, float(np.mean(masks.spacing_mm)), "dataset")
+        return self._read_radiograph(src)
+
+    def _read_radiograph(self, src: Source) -> _Loaded:
+        """A film of a folder: the window's chest check (its labels first: a film labelled as
+        a hip is never segmented), its anatomy segmented, then the check of the masks for an
+        unlabelled film (kept with ``keep_implausible``)."""
         from xraystudio.segmentation.segmenter import Segmenter
         from xraystudio.study import Study
 
         study = Study.open(src.path)
+        verdict = chest_check.check(study.image)
+        if not verdict.supported:
+            raise InputSkipped(verdict)
         if self._segmenter is None:
             self._segmenter = Segmenter.load()
         self._segmenter.fill_stack(study.masks, study.image.display())
-        return _Loaded(study.image, study.masks, float(np.mean(study.spacing_mm)))
+        verdict = chest_check.check(study.image, chest_check.masks_of(study.masks))
+        kept = verdict.source == "segmentation" and self.settings.keep_implausible
+        if not verdict.supported and not kept:
+            raise InputSkipped(verdict)
+        chest = {"kind": verdict.kind, "source": verdict.source, "reason": verdict.reason,
+                 "confidence": None if verdict.confidence is None
+                 else round(verdict.confidence, 3)}
+        if not verdict.supported:
+            chest["kept"] = "--keep-implausible"
+        source = study.image.spacing_source
+        return _Loaded(study.image, study.masks, float(np.mean(study.spacing_mm)),
+                       "assumed" if source == "default" else source, chest)
 
     # ------------------------------------------------------------------------------- units
     def run_unit(self, unit: list[WorkItem]) -> int:
@@ -116,11 +165,19 @@ class Synthesizer:
         stop an unattended run: the unit is retried item by item, and the one that fails is
         recorded (``failed/<id>.json``, retried by the next run) while the rest go on.
         """
-        todo = [i for i in unit if not self.folder.item_path(i.id).is_file()]
-        if not todo:
-            return 0
+        skipped = self.folder.skipped(unit)
+        todo = [i for i in unit
+                if i.id not in skipped and not self.folder.item_path(i.id).is_file()]
+        ready: list[tuple[WorkItem, _Loaded]] = []
         try:
-            return self._make(todo)
+            for item in todo:
+                try:
+                    ready.append((item, self._load(item)))
+                except InputSkipped as exc:
+                    self.folder.write_skip(item.id, exc.verdict.short, str(exc))
+            if not ready:
+                return 0
+            return self._make([i for i, _ in ready], [ld for _, ld in ready])
         except XRayStudioError as exc:
             if len(todo) > 1:
                 return sum(self.run_unit([item]) for item in todo)
@@ -128,14 +185,13 @@ class Synthesizer:
             self.folder.write_failure(todo[0].id, str(exc))
             return 0
 
-    def _make(self, todo: list[WorkItem]) -> int:
-        loaded = [self._load(i) for i in todo]
+    def _make(self, todo: list[WorkItem], loaded: list[_Loaded]) -> int:
         if self.settings.mode == "layout":
             outputs = self._layout(todo, loaded)
         else:
             outputs = self._edit(todo, loaded)
-        for item, ld, (pixels, masks, inserted, removed, extra) in zip(todo, loaded, outputs):
-            self._write(item, ld, pixels, masks, inserted, removed, extra)
+        for item, ld, (img, masks, inserted, removed, extra) in zip(todo, loaded, outputs):
+            self._write(item, ld, img, masks, inserted, removed, extra)
         return len(todo)
 
     def _layout_nodules(self, item: WorkItem, ld: _Loaded, existing) -> list:
@@ -169,9 +225,15 @@ class Synthesizer:
                     masks.remove_nodule(n.id)
             for n in inserted:
                 masks.add_nodule(n.x, n.y, n.diameter_mm)
-            pixels = out.pixel_format.stored(out.values)
-            extra = {"edits": out.describe(), "changed_pixels": int(out.changed.sum())}
-            results.append((pixels, masks, inserted, removed, extra))
+            fmt = out.pixel_format
+            try:  # the source's bit depth, air dark (a MONOCHROME1 film mirrored in its range)
+                img, turned = polarity.air_dark_stored(
+                    fmt.stored(out.values), polarity.source_photometric(ld.image), fmt.lo, fmt.hi)
+            except ValueError as exc:
+                raise GenerationError(str(exc)) from None
+            extra = {"edits": out.describe(), "changed_pixels": int(out.changed.sum()),
+                     "polarity": turned}
+            results.append((img, masks, inserted, removed, extra))
         return results
 
     def _layout(self, todo: list[WorkItem], loaded: list[_Loaded]) -> list:
@@ -190,16 +252,16 @@ class Synthesizer:
             reqs.append(GenerationRequest(masks=masks, mode="layout", seed=item.seed,
                                           steps=s.steps, scheduler=s.scheduler))
         results = self.engine.generate_batch(reqs)
-        return [(np.rint(np.clip(r.image, 0, 1) * 255), masks, inserted, [], {})
-                for r, (masks, inserted) in zip(results, layouts)]
+        return [(np.rint(np.clip(r.image, 0, 1) * 255).astype(np.uint8), masks, inserted, [],
+                 {"polarity": polarity.record(polarity.source_photometric(ld.image), "generated"),
+                  "drawn_resolution": r.provenance["model"]["drawn_resolution"]})
+                for r, (masks, inserted), ld in zip(results, layouts, loaded)]
 
     # ------------------------------------------------------------------------------ output
-    def _write(self, item: WorkItem, ld: _Loaded, pixels: np.ndarray, masks: MaskStack,
+    def _write(self, item: WorkItem, ld: _Loaded, img: np.ndarray, masks: MaskStack,
                inserted: list, removed: list, extra: dict) -> None:
-        dtype = np.uint8 if (self.settings.mode == "layout"
-                             or str(ld.image.metadata.get("dtype")) == "uint8") else np.uint16
-        info = np.iinfo(dtype)
-        img = np.clip(pixels, info.min, info.max).astype(dtype)
+        """``img``: the dataset pixels (air dark); ``extra`` holds their polarity record."""
+        turned = extra.pop("polarity")
         save_png(self.folder.image_path(item.id), img)
         save_png(self.folder.label_path(item.id), label_map(masks))
         nodules = [n.to_dict() for n in inserted]
@@ -220,6 +282,9 @@ class Synthesizer:
             "removed": [{"x": x, "y": y, "diameter_mm": d} for (x, y, d) in removed],
             "seed": item.seed,
             "spacing_mm": ld.spacing_mm,
+            "spacing": ld.spacing_record(),
+            "polarity": turned,
+            **({"chest_check": ld.chest} if ld.chest is not None else {}),
             "size": [int(img.shape[1]), int(img.shape[0])],
             "provenance": {
                 "software": f"xraystudio {__version__}",

@@ -55,16 +55,15 @@ def edit_scheduler():
                          prediction_type="v_prediction")
 
 
-def sampler(scheduler_config: dict, name: str):
-    """A sampling scheduler of ``name`` over the model's noise schedule."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+#: The samplers the edit and full-resolution networks were checked with at their few steps.
+SAMPLERS = ("dpm++", "ddim", "unipc")
 
-    if name == "dpm++":
-        return DPMSolverMultistepScheduler.from_config(scheduler_config, algorithm_type="dpmsolver++")
-    classes = {"ddim": DDIMScheduler, "unipc": UniPCMultistepScheduler}
-    if name not in classes:
-        raise ModelError(f"the edit model samples with dpm++, ddim or unipc, not {name!r}")
-    return classes[name].from_config(scheduler_config)
+
+def sampler(scheduler_config: dict, name: str, what: str = "the edit model"):
+    """A sampling scheduler of ``name`` over the model's noise schedule."""
+    from xraystudio.synthesis.schedulers import make_scheduler
+
+    return make_scheduler(scheduler_config, name, SAMPLERS, what)
 
 
 class EditPipeline:

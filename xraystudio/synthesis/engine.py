@@ -26,7 +26,7 @@ from xraystudio.masks import LUNGS, MaskStack
 from xraystudio.synthesis.condition import Letterbox, build_condition
 from xraystudio.synthesis.device import DeviceChoice, pick_device
 from xraystudio.synthesis.model import LoadedModel, load_model
-from xraystudio.synthesis.spec import SCHEDULERS, ModelSpec
+from xraystudio.synthesis.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class GenerationRequest:
     #: guided mode: how much of the structure guide the model sees, 0 (none: as layout mode
     #: without prior) to 1 (all, the default); the guide and its flag channel are scaled together.
     guide_strength: float | None = None
+    #: layout and guided modes: the side of the square the model draws, the model's working
+    #: size or, with a full-resolution stage, that size times its scale (None: the largest).
+    resolution: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Progress:
     elapsed_s: float
     eta_s: float
     preview: np.ndarray | None = None
+    stage: str = ""  # layout and guided at full resolution: "coarse", then "full resolution"
 
     @property
     def fraction(self) -> float:
@@ -79,7 +83,9 @@ class Progress:
 @dataclasses.dataclass
 class Result:
     image: np.ndarray  # float32 [0, 1], at the source size
-    working: np.ndarray  # float32 [0, 1], at the model's working size (edit: the source size)
+    #: float32 [0, 1], the square the model drew (full resolution when drawn so; edit: the
+    #: source size)
+    working: np.ndarray
     condition: np.ndarray  # (C, S, S) model input (edit: the first window's)
     seed: int
     provenance: dict
@@ -91,22 +97,9 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def _scheduler(pipe, name: str):
-    from diffusers import (
-        DDIMScheduler,
-        DDPMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerDiscreteScheduler,
-        UniPCMultistepScheduler,
-    )
+    from xraystudio.synthesis.schedulers import make_scheduler
 
-    config = pipe.scheduler.config
-    if name == "dpm++":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
-    classes = {"ddim": DDIMScheduler, "unipc": UniPCMultistepScheduler,
-               "euler": EulerDiscreteScheduler, "ddpm": DDPMScheduler}
-    if name not in classes:
-        raise GenerationError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-    return classes[name].from_config(config)
+    return make_scheduler(pipe.scheduler.config, name)
 
 
 class Engine:
@@ -117,6 +110,7 @@ class Engine:
         self.device = device
         self._lock = threading.Lock()
         self._edit_pipe = None
+        self._fullres_pipe = None
 
     @classmethod
     def load(
@@ -156,6 +150,33 @@ class Engine:
 
             self._edit_pipe = load_edit_model(self.model.source, self.device.device)
         return self._edit_pipe
+
+    @property
+    def has_fullres(self) -> bool:
+        from xraystudio.synthesis.fullres import has_fullres
+
+        return self.spec.kind == "pixel" and has_fullres(self.model.source)
+
+    @property
+    def fullres_pipe(self):
+        """The model folder's full-resolution stage (``fullres/``), loaded on first use."""
+        if self._fullres_pipe is None:
+            if not self.has_fullres:
+                raise GenerationError(f"{self.spec.name} has no full-resolution stage")
+            from xraystudio.synthesis.fullres import load_fullres_model
+
+            self._fullres_pipe = load_fullres_model(self.model.source, self.device.device)
+        return self._fullres_pipe
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """The sides layout and guided modes can draw, smallest first."""
+        if not self.has_fullres:
+            return (self.spec.resolution,)
+        from xraystudio.synthesis.fullres import FULLRES_FOLDER, FullresSpec
+
+        scale = FullresSpec.read(f"{self.model.source}/{FULLRES_FOLDER}").scale
+        return (self.spec.resolution, self.spec.resolution * scale)
 
     def _settings(self, req: GenerationRequest) -> dict:
         d = self.spec.defaults
@@ -199,6 +220,17 @@ class Engine:
             if not 0 <= float(req.guide_strength) <= 1:
                 raise GenerationError("guide strength must be between 0 and 1")
             s["guide_strength"] = float(req.guide_strength)
+        if mode == "edit":
+            if req.resolution is not None:
+                raise GenerationError("edit mode draws at the source's own resolution; "
+                                      "a resolution applies to layout and guided modes")
+        else:
+            sizes = self.resolutions
+            size = sizes[-1] if req.resolution is None else int(req.resolution)
+            if size not in sizes:
+                raise GenerationError(f"{self.spec.name} draws at {' or '.join(map(str, sizes))} px,"
+                                      f" not {size}")
+            s["resolution"] = size
         if not 1 <= s["steps"] <= 1000:
             raise GenerationError("steps must be between 1 and 1000")
         if not 0 <= s["control_start"] < s["control_end"] <= 1:
@@ -232,12 +264,23 @@ class Engine:
         if settings["mode"] == "edit":
             return self._edit(req, settings, base_seed, progress, cancel)
         cond = self.condition(req, settings["mode"], settings["prior"])
-        box = Letterbox(req.masks.shape, self.spec.resolution)
         pipe = self.model.pipe
         pipe.scheduler = _scheduler(pipe, settings["scheduler"])
         started = time.perf_counter()
-        total = settings["steps"]
+        coarse_steps = settings["steps"]
+        fine = settings["resolution"] > self.spec.resolution
+        total = coarse_steps + (self.fullres_pipe.spec.steps if fine else 0)
         results: list[Result] = []
+
+        def report(k: int, done: int, stage: str, preview: np.ndarray | None = None) -> None:
+            if progress is None:
+                return
+            elapsed = time.perf_counter() - started
+            all_done = k * total + done
+            eta = elapsed / max(all_done, 1) * (req.n_images * total - all_done)
+            progress(Progress(k, req.n_images, done, total, elapsed, eta, preview,
+                              "coarse" if not fine else stage))
+
         with self._lock:
             for k in range(req.n_images):
                 seed = base_seed + k
@@ -246,14 +289,11 @@ class Engine:
                 def on_step(p, i, t, kwargs, k=k):
                     if cancel is not None and cancel.is_set():
                         p._interrupt = True
-                    if progress is not None:
-                        elapsed = time.perf_counter() - started
-                        done = k * total + i + 1
-                        eta = elapsed / done * (req.n_images * total - done)
-                        preview = None
-                        if req.preview_every and ((i + 1) % req.preview_every == 0 or i + 1 == total):
-                            preview = self._preview(kwargs.get("latents"))
-                        progress(Progress(k, req.n_images, i + 1, total, elapsed, eta, preview))
+                    preview = None
+                    if req.preview_every and ((i + 1) % req.preview_every == 0
+                                              or i + 1 == coarse_steps):
+                        preview = self._preview(kwargs.get("latents"))
+                    report(k, i + 1, "coarse", preview)
                     return kwargs
 
                 with self._memory_errors():
@@ -261,6 +301,20 @@ class Engine:
                 working = None if out is None else out[0]
                 if working is None or (cancel is not None and cancel.is_set()):
                     raise GenerationCancelled("generation cancelled; no image was kept")
+                if fine:
+                    report(k, coarse_steps, "full resolution",
+                           working if req.preview_every else None)
+
+                    def on_fine(i: int, n: int, k: int = k) -> bool:
+                        report(k, coarse_steps + i, "full resolution")
+                        return cancel is not None and cancel.is_set()
+
+                    with self._memory_errors():
+                        working = self._fine(working[None], [seed], on_fine)
+                    if working is None:
+                        raise GenerationCancelled("generation cancelled; no image was kept")
+                    working = working[0]
+                box = Letterbox(req.masks.shape, working.shape[0])
                 image = np.clip(box.from_working(working), 0, 1)
                 results.append(Result(
                     image=image, working=working, condition=cond, seed=seed,
@@ -268,6 +322,12 @@ class Engine:
                                                 time.perf_counter() - image_started),
                 ))
         return results
+
+    def _fine(self, coarse: np.ndarray, seeds: list[int], on_step=None) -> np.ndarray | None:
+        """(B, S, S) coarse pictures in [0, 1] -> (B, S·scale, S·scale) films in [0, 1]."""
+        out = self.fullres_pipe(coarse * 2.0 - 1.0, seeds, on_step=on_step,
+                                autocast=self.device.autocast)
+        return None if out is None else ((out + 1.0) / 2.0).clip(0, 1).astype(np.float32)
 
     def generate_batch(self, reqs: list[GenerationRequest]) -> list[Result]:
         """One image for each request, all drawn in a single pipeline call so a GPU is kept
@@ -288,12 +348,15 @@ class Engine:
         pipe = self.model.pipe
         pipe.scheduler = _scheduler(pipe, s["scheduler"])
         started = time.perf_counter()
+        seeds = [int(r.seed) for r in reqs]
         with self._lock, self._memory_errors():
-            working = self._run(np.stack(conds), [int(r.seed) for r in reqs], s, None)
+            working = self._run(np.stack(conds), seeds, s, None)
+            if s["resolution"] > self.spec.resolution:
+                working = self._fine(working, seeds)
         seconds = (time.perf_counter() - started) / len(reqs)
         results = []
         for req, cond, work in zip(reqs, conds, working):
-            box = Letterbox(req.masks.shape, self.spec.resolution)
+            box = Letterbox(req.masks.shape, work.shape[0])
             results.append(Result(image=np.clip(box.from_working(work), 0, 1), working=work,
                                   condition=cond, seed=int(req.seed),
                                   provenance=self._provenance(req, s, int(req.seed), cond, seconds)))
@@ -420,6 +483,17 @@ class Engine:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def _fullres_provenance(self, s: dict) -> dict:
+        """What resolution the model really drew, and with which stage."""
+        if "resolution" not in s:
+            return {}
+        out: dict = {"drawn_resolution": s["resolution"]}
+        if s["resolution"] > self.spec.resolution:
+            fine = self.fullres_pipe
+            out["fullres"] = {"weights_sha256": fine.weights_hash, "scale": fine.spec.scale,
+                              "settings": fine.spec.tuned()}
+        return out
+
     def _provenance(self, req: GenerationRequest, s: dict, seed: int, cond: np.ndarray,
                     seconds: float) -> dict:
         import hashlib
@@ -431,7 +505,7 @@ class Engine:
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "model": {"name": self.spec.name, "kind": self.spec.kind, "source": self.model.source,
                       "weights_sha256": self.model.weights_hash,
-                      "resolution": self.spec.resolution},
+                      "resolution": self.spec.resolution, **self._fullres_provenance(s)},
             "parameters": {**s, "seed": seed, "n_images": req.n_images},
             "device": self.device.label,
             "seconds": round(seconds, 3),

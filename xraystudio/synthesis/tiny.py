@@ -105,3 +105,22 @@ def make_tiny_edit_model(folder: str | os.PathLike, window: int = 32, seed: int 
     spec = EditSpec(window=window, patch=2, steps=3, scheduler="ddim")
     unet = edit_unet(spec, channels=(8, 16), norm_groups=4)
     return save_edit_model(Path(folder) / EDIT_FOLDER, spec, unet, edit_scheduler())
+
+
+def make_tiny_fullres(folder: str | os.PathLike, seed: int = 0, steps: int = 2) -> Path:
+    """A random full-resolution stage (``fullres/`` of a model folder) of the shipped
+    architecture, ~100 kB."""
+    import torch
+
+    from xraystudio.synthesis.fullres import (
+        FULLRES_FOLDER,
+        FullresSpec,
+        fullres_scheduler,
+        fullres_unet,
+        save_fullres_model,
+    )
+
+    torch.manual_seed(seed)
+    spec = FullresSpec(steps=steps)
+    unet = fullres_unet(spec, channels=(8, 16), norm_groups=4)
+    return save_fullres_model(Path(folder) / FULLRES_FOLDER, spec, unet, fullres_scheduler())

@@ -54,6 +54,12 @@ class TrainConfig:
     edit_tune_cases: int = 12
     #: Share of fill windows (nodule-free regions to redraw: what removal asks) in a batch.
     edit_fill_fraction: float = 0.5
+    fullres: bool = False
+    fullres_steps: int = 6000
+    fullres_lr: float = 4e-4
+    fullres_batch: int = 8
+    fullres_crop: int = 384
+    fullres_channels: tuple[int, ...] = (32, 64, 128)
 
     def spec(self) -> ModelSpec:
         from pathlib import Path

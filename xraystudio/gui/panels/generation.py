@@ -42,9 +42,11 @@ MODE_TIPS = {
     EDIT: "Change this radiograph only where nodules were stamped, moved or deleted, or where the "
           "Remove tool (X) painted; every other pixel stays the source's, at its full resolution "
           "and in its own format.",
-    LAYOUT: "A new patient with this anatomy, drawn from the masks only at the model's size.",
-    GUIDED: "Redraw the whole image at the model's working size over a coarse copy of this "
-            "radiograph; the result is scaled back up, so fine detail is the model's.",
+    LAYOUT: "A new patient with this anatomy, drawn from the masks only: a coarse picture at "
+            "the model's working size, then (with a full-resolution stage) rib cortex, vessels "
+            "and grain at its full resolution.",
+    GUIDED: "Redraw the whole image over a coarse copy of this radiograph, at the model's "
+            "working size, then at its full resolution when it has that stage.",
 }
 
 
@@ -70,6 +72,22 @@ def read_edit_spec(ref: str) -> EditSpec | None:
         return EditSpec.read(folder)
     except ModelError:
         return None
+
+
+def resolutions(ref: str, spec: ModelSpec | None) -> list[int]:
+    """The sides layout and guided modes can draw with this model, largest (the default) first."""
+    if spec is None:
+        return []
+    from xraystudio.synthesis.fullres import FULLRES_FOLDER, FullresSpec, has_fullres
+
+    folder = model_folder(ref)
+    if spec.kind != "pixel" or not has_fullres(folder):
+        return [spec.resolution]
+    try:
+        scale = FullresSpec.read(folder / FULLRES_FOLDER).scale
+    except ModelError:
+        return [spec.resolution]
+    return [spec.resolution * scale, spec.resolution]
 
 
 def format_eta(seconds: float) -> str:
@@ -116,6 +134,12 @@ class GenerationPanel(QWidget):
             "Layout mode: start from the exposure and body outline that radiographs with this "
             "anatomy typically have. Off: draw them at random, for more varied images.")
         self._has_prior = False
+        self.resolution = QComboBox()
+        self.resolution.setObjectName("resolutionCombo")
+        self.resolution.setToolTip(
+            "Layout and guided modes: the model's working size, or its full resolution, where a "
+            "second stage draws rib cortex, fine vessels and film grain over the coarse picture "
+            "(a few seconds more per image).")
         self.random_seed = QCheckBox("Random")
         self.random_seed.setChecked(True)
         self.seed = QSpinBox()
@@ -166,6 +190,7 @@ class GenerationPanel(QWidget):
         form.addRow("Mode", self.mode)
         form.addRow("", self.mode_note)
         form.addRow("", self.prior)
+        form.addRow("Resolution", self.resolution)
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
         form.addRow("Scheduler", self.scheduler)
@@ -188,7 +213,8 @@ class GenerationPanel(QWidget):
         self._text_rows = [(form.labelForField(w), w) for w in
                            (self.guidance, self.prompt, self.negative)]
         self._whole_image_rows = [(form.labelForField(w), w) for w in
-                                  (self.conditioning, self.guidance, self.prompt, self.negative)]
+                                  (self.resolution, self.conditioning, self.guidance, self.prompt,
+                                   self.negative)]
 
         self.random_seed.toggled.connect(lambda random: self.seed.setEnabled(not random))
         self.mode.currentIndexChanged.connect(self._on_mode)
@@ -237,7 +263,13 @@ class GenerationPanel(QWidget):
         self.guidance.setValue(d.guidance_scale)
         self.prompt.setText(spec.prompt if spec else "")
         self.negative.setText(spec.negative_prompt if spec else "")
-        px = f", {spec.resolution} px" if spec is not None else ""
+        sizes = resolutions(ref, spec)
+        self.resolution.clear()
+        for size in sizes:
+            self.resolution.addItem(
+                f"{size} px" + (" (full resolution)" if size != sizes[-1] else
+                                " (working size)" if len(sizes) > 1 else ""), size)
+        px = f", {sizes[0]} px" if sizes else ""
         self.mode.setItemText(self.mode.findData(GUIDED), f"Redraw whole image, guided ({px[2:]})"
                               if px else "Redraw whole image, guided")
         self.mode.setItemText(self.mode.findData(LAYOUT), f"New patient from the masks (layout{px})")
@@ -305,6 +337,8 @@ class GenerationPanel(QWidget):
         if p["mode"] == EDIT:
             return p
         p.update(conditioning_scale=self.conditioning.value(), preview_every=1)
+        if self.resolution.count():
+            p["resolution"] = int(self.resolution.currentData())
         if self._has_prior and p["mode"] == "layout":
             p["prior"] = self.prior.isChecked()
         if self._takes_text:
@@ -318,6 +352,7 @@ class GenerationPanel(QWidget):
                 "prior": self.prior.isChecked(),
                 "random_seed": self.random_seed.isChecked(), "seed": self.seed.value(),
                 "steps": self.steps.value(), "scheduler": self.scheduler.currentText(),
+                "resolution": self.resolution.currentData(),
                 "conditioning": self.conditioning.value(), "guidance": self.guidance.value(),
                 "prompt": self.prompt.text(), "negative": self.negative.text(),
                 "n_images": self.n_images.value(), "edit_offered": self.mode_enabled(EDIT)}
@@ -343,6 +378,9 @@ class GenerationPanel(QWidget):
                 self.steps.setValue(int(state.get("steps", self.steps.value())))
                 if state.get("scheduler") in SCHEDULERS:
                     self.scheduler.setCurrentText(state["scheduler"])
+            index = self.resolution.findData(state.get("resolution"))
+            if index >= 0:
+                self.resolution.setCurrentIndex(index)
             self.conditioning.setValue(float(state.get("conditioning", self.conditioning.value())))
             self.guidance.setValue(float(state.get("guidance", self.guidance.value())))
             self.prompt.setText(str(state.get("prompt", self.prompt.text())))
@@ -365,9 +403,10 @@ class GenerationPanel(QWidget):
 
     def show_progress(self, progress, preview) -> None:
         self.progress.setValue(round(1000 * progress.fraction))
+        stage = f" ({progress.stage})" if progress.stage else ""
         self.status.setText(
             f"Image {progress.image_index + 1} of {progress.n_images} · step {progress.step} of "
-            f"{progress.total} · {format_eta(progress.elapsed_s)} elapsed · "
+            f"{progress.total}{stage} · {format_eta(progress.elapsed_s)} elapsed · "
             f"ETA {format_eta(progress.eta_s)}"
         )
         if preview is not None:

@@ -1,0 +1,105 @@
+"""Choose the full-resolution stage's inference noise and blur on tuning cases (docs/fullres.md).
+
+For each tuning case the built-in coarse model draws a new patient from the case's masks once
+(layout mode, 256 px); the stage then draws it at 1024 px under every candidate setting. Each
+film is written as the product writes it (16-bit PNG at the source's size) and read back, and
+compared with the real film of the same masks: texture at 256 and 1024 px and the lung noise
+power spectrum by band. Writes benchmarks/results/tune_fullres.json. Usage:
+python benchmarks/tune_fullres.py DATA_DIR --fullres DIR [--cases 8] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from machine import cpu_model
+
+NOISES = (0.0, 0.03)
+BLURS = (0.0, 0.4, 0.8, 1.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data")
+    parser.add_argument("--fullres", required=True, help="a fullres/ folder to tune")
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "tune_fullres.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from xraystudio.evaluation.evaluate import save_and_read
+    from xraystudio.evaluation.texture import NPS_BANDS, compare_nps, lung_nps, texture_ratio
+    from xraystudio.image import XRayImage
+    from xraystudio.io.datasets import JsrtDataset
+    from xraystudio.masks import LUNGS
+    from xraystudio.synthesis.condition import Letterbox
+    from xraystudio.synthesis.engine import Engine, GenerationRequest
+    from xraystudio.synthesis.fullres import load_fullres_model
+    from xraystudio.training.edit import tune_split
+
+    dataset = JsrtDataset(args.data)
+    train, _ = dataset.split()
+    _, tune = tune_split(dataset, train, 12)
+    ids = tune[: args.cases]
+    engine = Engine.load(None, device="cpu")
+    stage = load_fullres_model(args.fullres)
+    side = 64
+    rows: dict = {f"noise={n},blur={b}": {"texture_256": [], "texture_1024": [], "nps": []}
+                  for n, b in itertools.product(NOISES, BLURS)}
+    real_nps = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for case_id in ids:
+            case = dataset.load(case_id)
+            real = case.image.astype(np.float32)
+            lungs = case.masks.union(LUNGS)
+            freqs, curve, n = lung_nps(real, lungs, side)
+            real_nps.append((curve, n))
+            image = XRayImage.from_display(real, case.masks.spacing_mm)
+            (coarse,) = engine.generate(GenerationRequest(case.masks, image, mode="layout", seed=0,
+                                                          resolution=engine.spec.resolution))
+            for noise, blur in itertools.product(NOISES, BLURS):
+                key = f"noise={noise},blur={blur}"
+                work = stage(coarse.working[None] * 2 - 1, [0], steps=args.steps, noise=noise,
+                             blur=blur, autocast=engine.device.autocast)[0]
+                work = ((work + 1) / 2).clip(0, 1)
+                film = Letterbox(real.shape, work.shape[0]).from_working(work).clip(0, 1)
+                saved = save_and_read(film, Path(tmp), f"{case_id}_{key}")
+                rows[key]["texture_256"].append(texture_ratio(real, saved, lungs, 256))
+                rows[key]["texture_1024"].append(texture_ratio(real, saved, lungs, 1024))
+                rows[key]["nps"].append(lung_nps(saved, lungs, side)[1:])
+            print(f"{case_id} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    table = {}
+    for key, r in rows.items():
+        t256, t1024 = float(np.mean(r["texture_256"])), float(np.mean(r["texture_1024"]))
+        nps = compare_nps(real_nps, r["nps"], freqs, NPS_BANDS)
+        worst = max(abs(math.log(v)) for v in nps["ratio"])
+        table[key] = {"texture_256": t256, "texture_1024": t1024, "nps_ratio": nps["ratio"],
+                      "score": abs(math.log(t256)) + abs(math.log(t1024)) + worst}
+    best = min(table, key=lambda k: table[k]["score"])
+    report = {"rule": "docs/fullres.md, rule 1", "cases": ids, "steps": args.steps,
+              "fullres": str(args.fullres), "cpu": cpu_model(), "threads": args.threads,
+              "seconds": round(time.perf_counter() - started, 1), "candidates": table,
+              "chosen": best}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for key, v in sorted(table.items(), key=lambda kv: kv[1]["score"]):
+        print(f"{key:22s} score {v['score']:.3f}  tex256 {v['texture_256']:.2f}  "
+              f"tex1024 {v['texture_1024']:.2f}  nps {[round(x, 2) for x in v['nps_ratio']]}")
+    print(f"chosen: {best}")
+
+
+if __name__ == "__main__":
+    main()

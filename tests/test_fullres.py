@@ -1,0 +1,214 @@
+"""The full-resolution stage: tiny components from configs, the engine's two stages, training."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic_data import write_dataset
+
+from xraystudio.errors import GenerationCancelled, GenerationError, ModelError
+from xraystudio.image import XRayImage
+from xraystudio.masks import MaskStack
+from xraystudio.synthesis.engine import Engine, GenerationRequest
+from xraystudio.synthesis.fullres import FullresSpec, load_fullres_model
+from xraystudio.synthesis.tiny import make_tiny_fullres, make_tiny_pixel_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    folder = make_tiny_pixel_model(tmp_path_factory.mktemp("m") / "tiny", prior=True)
+    make_tiny_fullres(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> Engine:
+    return Engine.load(str(model_dir), device="cpu", precision="fp32")
+
+
+def _study(shape=(90, 70)) -> tuple[MaskStack, XRayImage]:
+    masks = MaskStack(shape, (0.5, 0.5))
+    masks.paint("right_lung", [(15, 20), (20, 60)], 8)
+    masks.paint("left_lung", [(50, 20), (55, 60)], 8)
+    masks.add_nodule(52, 40, 6)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    image = XRayImage.from_display((0.5 + 0.3 * np.sin(xx / 7) * np.cos(yy / 9)).astype(np.float32))
+    return masks, image
+
+
+def test_layout_and_guided_draw_at_full_resolution_by_default(engine: Engine) -> None:
+    masks, image = _study()
+    assert engine.resolutions == (32, 128)
+    for mode, img in (("layout", None), ("guided", image)):
+        (r,) = engine.generate(GenerationRequest(masks, img, mode=mode, seed=3))
+        assert r.working.shape == (128, 128) and r.image.shape == (90, 70)
+        model = r.provenance["model"]
+        assert model["drawn_resolution"] == 128 and model["resolution"] == 32
+        assert len(model["fullres"]["weights_sha256"]) == 16
+        assert model["fullres"]["settings"] == FullresSpec(steps=2).tuned()
+    (small,) = engine.generate(GenerationRequest(masks, image, mode="guided", seed=3, resolution=32))
+    assert small.working.shape == (32, 32) and "fullres" not in small.provenance["model"]
+    assert small.provenance["model"]["drawn_resolution"] == 32
+
+
+def test_the_second_stage_adds_a_residual_to_the_upsampled_coarse_picture(
+        engine: Engine, monkeypatch) -> None:
+    """The coarse picture, upsampled, is what the residual is added to: with the residual scaled
+    to nothing the film is the bicubic upsampling of the coarse picture (its anatomy kept)."""
+    import dataclasses
+
+    import torch
+
+    from xraystudio.synthesis.fullres import upsample
+
+    masks, image = _study()
+    (coarse,) = engine.generate(GenerationRequest(masks, image, mode="guided", seed=5, resolution=32))
+    pipe = engine.fullres_pipe
+    monkeypatch.setattr(pipe, "spec", dataclasses.replace(pipe.spec, residual_scale=1e-9))
+    (fine,) = engine.generate(GenerationRequest(masks, image, mode="guided", seed=5))
+    up = upsample(torch.from_numpy(coarse.working * 2 - 1)[None, None], 4)[0, 0].numpy()
+    np.testing.assert_allclose(fine.working, ((up + 1) / 2).clip(0, 1), atol=1e-5)
+
+
+def test_bad_resolutions_are_refused(engine: Engine) -> None:
+    masks, image = _study()
+    with pytest.raises(GenerationError, match="32 or 128"):
+        engine.generate(GenerationRequest(masks, image, mode="layout", resolution=64))
+    with pytest.raises(GenerationError, match="edit mode"):
+        engine.generate(GenerationRequest(masks, image, mode="edit", resolution=128))
+
+
+def test_progress_names_the_stages_and_previews_the_coarse_picture(engine: Engine) -> None:
+    masks, _ = _study()
+    seen = []
+    engine.generate(GenerationRequest(masks, mode="layout", seed=1, steps=3, preview_every=1),
+                    progress=seen.append)
+    stages = [p.stage for p in seen]
+    assert stages[:3] == ["coarse"] * 3 and stages[-1] == "full resolution"
+    assert [p.step for p in seen] == list(range(1, 3 + 2 + 1))[:3] + [3, 4, 5]
+    first_fine = seen[3]
+    assert first_fine.preview is not None and first_fine.preview.shape == (32, 32)
+    assert seen[-1].step == seen[-1].total == 5
+
+
+def test_cancel_during_the_second_stage_keeps_nothing(engine: Engine) -> None:
+    masks, _ = _study()
+    cancel = threading.Event()
+
+    def progress(p) -> None:
+        if p.stage == "full resolution":
+            cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        engine.generate(GenerationRequest(masks, mode="layout", seed=1, steps=2), progress, cancel)
+
+
+def test_a_batch_gives_the_pixels_of_one_at_a_time(engine: Engine) -> None:
+    masks, image = _study()
+    reqs = [GenerationRequest(masks, image, mode="guided", seed=s) for s in (11, 12)]
+    batch = engine.generate_batch(reqs)
+    for req, got in zip(reqs, batch):
+        (alone,) = engine.generate(req)
+        assert got.working.shape == (128, 128)
+        np.testing.assert_allclose(got.working, alone.working, atol=1e-5)
+
+
+def test_the_stage_is_whole_image_and_refuses_bad_input(model_dir: Path) -> None:
+    pipe = load_fullres_model(model_dir)
+    low = np.zeros((1, 16, 16), np.float32)
+    assert pipe(low, [0]).shape == (1, 64, 64)
+    with pytest.raises(ModelError, match="multiples"):
+        pipe(np.zeros((1, 10, 10), np.float32), [0])
+    with pytest.raises(ModelError, match="noise"):
+        pipe(low, [0], noise=1.0)
+
+
+def test_bad_spec_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        FullresSpec(noise=1.0)
+    (tmp_path / "fullres.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot be read"):
+        FullresSpec.read(tmp_path)
+
+
+def test_fullres_training_runs_resumes_and_exports(tmp_path: Path) -> None:
+    from xraystudio.training.config import TrainConfig
+    from xraystudio.training.fullres import FullresTrainer
+
+    data = write_dataset(tmp_path / "data", n=6, size=96)
+    cfg = TrainConfig(str(data), str(tmp_path / "run"), fullres=True, fullres_steps=2,
+                      fullres_batch=2, fullres_crop=64, fullres_channels=(8, 16),
+                      checkpoint_every=1, warmup=1, edit_tune_cases=1, val_fraction=0.34)
+    trainer = FullresTrainer(cfg)
+    assert trainer.tune_ids and not set(trainer.tune_ids) & set(trainer.train_ids)
+    folder = trainer.run(progress=False)
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    state = json.loads((tmp_path / "run/checkpoints/step-fullres-2/state.json").read_text())
+    assert state["step"] == 2
+    import dataclasses
+
+    FullresTrainer(dataclasses.replace(cfg, fullres_steps=3)).run(resume=True, progress=False)
+    assert json.loads((tmp_path / "run/checkpoints/step-fullres-3/state.json").read_text())["step"] == 3
+    assert not (tmp_path / "run/checkpoints/step-fullres-1").exists()  # pruned to two
+    pipe = load_fullres_model(tmp_path / "run" / "model")
+    assert pipe(np.zeros((1, 16, 16), np.float32), [0], steps=2).shape == (1, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from xraystudio.synthesis.fullres import has_fullres
+    from xraystudio.synthesis.model import builtin_model_dir
+
+    folder = builtin_model_dir()
+    if not has_fullres(folder):
+        pytest.skip("the built-in model has no full-resolution stage")
+    return load_fullres_model(folder)
+
+
+def _phase_means(residual: np.ndarray, period: int = 4) -> np.ndarray:
+    h, w = residual.shape
+    return residual.reshape(h // period, period, w // period, period).mean(axis=(0, 2))
+
+
+def test_shipped_stage_keeps_smooth_and_flat_pictures_whole(shipped) -> None:
+    """No seams, no drift, no block pattern: on a flat and a smooth picture the film, boxed back
+    to the input's grid, is the input, and the added detail has no 4-pixel period (the network
+    draws 4 x 4 blocks)."""
+    import torch
+
+    from xraystudio.synthesis.fullres import upsample
+
+    yy, xx = np.mgrid[0:64, 0:64] / 63.0
+    pictures = {"flat": np.full((64, 64), -0.2, np.float32),
+                "smooth": (0.6 * xx - 0.3 * yy - 0.1).astype(np.float32)}
+    for name, low in pictures.items():
+        film = shipped(low[None], [0])[0]
+        assert film.shape == (256, 256)
+        back = film.reshape(64, 4, 64, 4).mean(axis=(1, 3))
+        assert np.abs(back - low).mean() < 0.02, name
+        residual = film - upsample(torch.from_numpy(low)[None, None], 4)[0, 0].numpy()
+        phases = _phase_means(residual)
+        assert phases.std() < 0.25 * residual.std() + 1e-4, name
+        # Block borders are not steps: differences across them match those within blocks.
+        across = np.abs(np.diff(residual, axis=1))[:, 3::4].mean()
+        within = np.abs(np.diff(residual, axis=1))[:, 0::4].mean()
+        assert 0.75 < across / within < 1.33, name
+        rows = residual.mean(axis=1)
+        assert np.abs(np.diff(rows)).max() < 4 * residual.std() / np.sqrt(256), name
+
+
+def test_shipped_stage_draws_detail_a_bicubic_upsampling_lacks(shipped) -> None:
+    """On a smooth picture with an edge, the film has fine texture (grain) everywhere, while
+    the edge stays where it was."""
+    low = np.where(np.arange(64)[None, :] < 32, -0.4, 0.2).repeat(64, axis=0).astype(np.float32)
+    film = shipped(low[None], [1])[0]
+    from scipy import ndimage
+
+    fine = film - ndimage.gaussian_filter(film, 2)
+    assert fine[:, :100].std() > 0.002 and fine[:, 156:].std() > 0.002
+    profile = film.mean(axis=0)
+    assert profile[:120].mean() < -0.3 and profile[136:].mean() > 0.1

@@ -1,0 +1,96 @@
+"""Train the full-resolution stage on crops of a JSRT-style dataset's films; resumable.
+
+The split is the one every model uses; the tuning cases of the edit model (``tune_split``) are
+kept out too, so the inference settings (noise, blur, steps) are chosen on films the network
+never saw and the validation split only reports. Checkpoints are safetensors folders renamed into
+place, so a run killed at any moment resumes from its last checkpoint with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from xraystudio.errors import XRayStudioError
+from xraystudio.io.datasets import JsrtDataset
+from xraystudio.synthesis.fullres import FullresSpec
+from xraystudio.training.config import TrainConfig
+from xraystudio.training.edit import tune_split
+from xraystudio.training.fullres_data import fullres_batch, load_films
+from xraystudio.training.unet_stage import UNetStageTrainer
+
+log = logging.getLogger(__name__)
+
+STAGE = "fullres"
+
+
+def _tuned_settings(init_from: str | None) -> dict:
+    """The inference settings of the stage this run continues (chosen on tuning cases)."""
+    folder = Path(init_from) / "fullres" if init_from else None
+    if folder is None or not (folder / "fullres.json").is_file():
+        return {}
+    return FullresSpec.read(folder).tuned()
+
+
+class FullresTrainer(UNetStageTrainer):
+    """Trains ``fullres/`` for a model folder: RUN/checkpoints, then RUN/model/fullres."""
+
+    stage = STAGE
+    salt = 23
+
+    def __init__(self, cfg: TrainConfig, accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        from xraystudio.synthesis.device import cpu_has_fast_bf16
+
+        if cfg.fullres_crop % (8 * 4):
+            raise XRayStudioError("--fullres-crop must be a multiple of 32")
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        if accelerator is None:
+            import torch
+
+            fast = torch.cuda.is_available() or cpu_has_fast_bf16()
+            accelerator = Accelerator(mixed_precision="bf16" if fast else "no")
+        self.acc = accelerator
+        self.spec = FullresSpec(**_tuned_settings(cfg.init_from))
+        dataset = JsrtDataset(cfg.data)
+        train_ids, val_ids = dataset.split(cfg.val_fraction, cfg.split_seed)
+        train_ids, tune_ids = tune_split(dataset, train_ids, cfg.edit_tune_cases)
+        if cfg.limit_cases:
+            train_ids = train_ids[: cfg.limit_cases]
+        if not train_ids:
+            raise XRayStudioError(f"{cfg.data}: no training cases after the validation split")
+        log.info("full-resolution stage: %d training cases (%d kept for tuning, %d held out)",
+                 len(train_ids), len(tune_ids), len(val_ids))
+        self.train_ids, self.tune_ids, self.val_ids = train_ids, tune_ids, val_ids
+        self.films = load_films(dataset, train_ids)
+        if min(min(f.shape) for f in self.films) < cfg.fullres_crop:
+            raise XRayStudioError(f"--fullres-crop {cfg.fullres_crop} is larger than a film")
+
+    def settings(self) -> tuple[int, float]:
+        return self.cfg.fullres_steps, self.cfg.fullres_lr
+
+    def fresh_unet(self):
+        """A new network, or the stage of the model this run continues (``--init-from``)."""
+        from diffusers import UNet2DModel
+
+        from xraystudio.synthesis.fullres import fullres_unet
+
+        init = Path(self.cfg.init_from) / "fullres" / "unet" if self.cfg.init_from else None
+        if init is not None and init.is_dir():
+            return UNet2DModel.from_pretrained(init, use_safetensors=True)
+        return fullres_unet(self.spec, self.cfg.fullres_channels, self.cfg.layers_per_block)
+
+    def batch(self, rng: np.random.Generator):
+        target, cond = fullres_batch(self.films, rng, self.spec, self.cfg.fullres_batch,
+                                     self.cfg.fullres_crop)
+        return target, cond, None
+
+    def save_model(self, unet) -> Path:
+        from xraystudio.synthesis.fullres import FULLRES_FOLDER, fullres_scheduler, save_fullres_model
+
+        return save_fullres_model(self.out / "model" / FULLRES_FOLDER, self.spec, unet,
+                                  fullres_scheduler())
