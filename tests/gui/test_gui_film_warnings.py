@@ -55,3 +55,4 @@ def test_chest_check_warning_is_recorded_and_asked_about(opened, qtbot, tmp_path
     qtbot.waitUntil(lambda: dialog.thread is None, timeout=30_000)
     assert dialog.result_path is not None and dialog.isVisible()
     assert "Wrote 1 accepted result" in dialog.status.text() and "files" in dialog.status.text()
+

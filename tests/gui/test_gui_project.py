@@ -260,3 +260,13 @@ def test_restore_box_names_what_was_found(qtbot, tmp_path, monkeypatch):
     assert "did not close cleanly" in seen[0] and "Restore?" in seen[0]
     assert "r00009.png" in seen[0] and "added result r00001" in seen[0]
     project.close()
+
+
+def test_new_project_takes_a_folder_that_does_not_exist_yet(window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    folder = tmp_path / "not" / "yet"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(folder), ""))
+    window.choose_new_project()
+    assert window.projects.project is not None and window.projects.project.folder == folder
+    assert (folder / "project.json").is_file()
