@@ -22,19 +22,9 @@ from xraystudio.gui.dialogs.restore import RestoreChoice
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
-from test_gui_generation import SharedEngine  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def shared_engine():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    engine = SharedEngine(threads=1)
-    yield engine
-    engine.shutdown()
-    torch.set_num_threads(before)
-
-
+# shared_engine comes from conftest.py.
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     from xraystudio.synthesis.tiny import make_tiny_pixel_model
