@@ -39,6 +39,8 @@ def window(qtbot, settings: AppSettings, monkeypatch) -> MainWindow:
         raise AssertionError("asked whether to keep the session's results")
 
     monkeypatch.setattr(keep_results, "ask_keep", unexpected)
+    # Closing the window with results in no project asks; the tests' windows close at teardown.
+    monkeypatch.setattr(keep_results, "ask_discard", lambda *a: True)
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.resize(1200, 800)

@@ -92,3 +92,23 @@ def test_open_project_asks_and_discards_only_when_told(session, qtbot, tmp_path,
     assert asked == [4]
     assert w.strip.count() == 0 and not w.results.unsaved
     assert w.projects.project.results() == []
+
+
+def test_opening_another_radiograph_or_quitting_asks_before_dropping_them(session, qtbot,
+                                                                          tmp_path, monkeypatch):
+    from gui_helpers import chest_png, open_and_wait
+
+    w = session
+    shown = list(w.strip.results)
+    asked = []
+    answers = [False]
+    monkeypatch.setattr(keep_results, "ask_discard",
+                        lambda parent, n, verb: asked.append(n) or answers[-1])
+    other = chest_png(tmp_path / "other.png")
+    w.open_file(other)
+    assert asked == [4] and w._open_thread is None and w.strip.results == shown
+    w.close()  # quitting: the same question; "cancel" keeps the window and its results
+    assert w.isVisible() and asked == [4, 4] and w.strip.results == shown
+    answers.append(True)
+    open_and_wait(qtbot, w, other)
+    assert w.study.name == "other" and w.strip.count() == 0 and not w.results.unsaved

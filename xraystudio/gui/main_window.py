@@ -458,7 +458,10 @@ class MainWindow(QMainWindow):
         self.setWindowModified(self.projects.study_id is None or not self.projects.writable)
 
     def maybe_save(self) -> bool:
-        """Offer to save changed masks before they are closed; False means: do not close."""
+        """Before the study closes: ask about results in no project, offer to save changed
+        masks; False means: do not close."""
+        if not self.results.may_discard("closing this radiograph"):
+            return False
         self.projects.flush_masks()
         if self.study is None or not self.isWindowModified():
             return True

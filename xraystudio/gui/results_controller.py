@@ -121,6 +121,10 @@ class ResultsController(QObject):
             return Kept([])
         return Kept(list(self.unsaved), self.w.sweeps.session())
 
+    def may_discard(self, verb: str) -> bool:
+        """True when nothing unsaved would be lost by ``verb``, or the user lets it go."""
+        return not self.unsaved or keep_results.ask_discard(self.w, len(self.unsaved), verb)
+
     def keep(self, what: Kept) -> None:
         """Show the kept results again (the strip started over) and store them in the project
         now open, with the sweep they came from; any it cannot take (read-only) stay unsaved."""

@@ -1,9 +1,10 @@
-"""The question asked before a project is created or opened while the session holds results
-that are in no project yet (generated, edited or swept without a project open).
+"""The questions asked before an action would drop results that are in no project yet
+(generated, edited or swept without a project open): creating or opening a project (keep them
+in it, discard, cancel), opening another radiograph or quitting (discard or cancel).
 
 Why a question: switching projects starts the results strip over, so without one those results
 would vanish. Keeping them stores them (with their masks and provenance) in the project being
-created or opened; only the user's choice discards them. A module-level function, so tests
+created or opened; only the user's choice discards them. Module-level functions, so tests
 and other front ends can answer without a user.
 """
 
@@ -40,3 +41,18 @@ def ask_keep(parent: QWidget | None, count: int, verb: str) -> KeepChoice:
     if clicked is discard:
         return KeepChoice.DISCARD
     return KeepChoice.CANCEL
+
+
+def ask_discard(parent: QWidget | None, count: int, verb: str) -> bool:
+    """Ask before ``verb`` ("opening another radiograph", "quitting") drops ``count`` results
+    that are in no project (there is no project to keep them in); True means go on."""
+    plural = "" if count == 1 else "s"
+    answer = QMessageBox.question(
+        parent, "Discard this session's results?",
+        f"{count} result{plural} of this session {'is' if count == 1 else 'are'} in no project "
+        f"and will be lost by {verb}. Discard {'it' if count == 1 else 'them'}?\n\n"
+        "To keep them, cancel and create a project (File ▸ New project…), or save a result "
+        "(File ▸ Save result…).",
+        QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        QMessageBox.StandardButton.Cancel)
+    return answer == QMessageBox.StandardButton.Discard
