@@ -263,3 +263,51 @@ def test_the_shipped_sampler_on_real_cases(shared_data) -> None:
         layout = sampler.sample(masks, masks.spacing_mm[0], rng, n=3, existing=existing)
         assert len(layout) == 3 and _inside_lungs(masks, layout)
         assert all(5 <= n.diameter_mm <= 35 for n in layout)
+
+
+def test_typical_contrast_is_the_median_of_the_size_and_grades_rise() -> None:
+    """The contrast a stamped nodule is drawn to: the median of real ones of its size without a
+    grade, and a JSRT grade's band among them, subtle to obvious."""
+    sampler = LayoutSampler.load(builtin_model_dir() / LAYOUT_SAMPLER_FILE)
+    table = sampler.stats["contrast"]
+    for size in (8.0, 12.0, 18.0, 25.0):
+        b = int(np.searchsorted(table["size_bin_edges_mm"], size))
+        median = float(np.interp(0.5, table["quantiles"], table["by_size"][b]))
+        assert sampler.typical_contrast(size) == pytest.approx(median)
+        grades = [sampler.typical_contrast(size, g) for g in (1, 2, 3, 4, 5)]
+        assert all(a < b for a, b in zip(grades, grades[1:]))
+        assert min(table["by_size"][b]) <= grades[0] and grades[-1] <= max(table["by_size"][b])
+    with pytest.raises(ValueError):
+        sampler.typical_contrast(12.0, 6)
+
+
+def test_added_nodule_measures_contrast_and_centre_offset() -> None:
+    from xraystudio.synthesis.conspicuity import added_nodule
+
+    rng = np.random.default_rng(0)
+    source = rng.normal(500, 20, (200, 200))
+    source[0, 0], source[-1, -1] = 0, 1000  # value range 1000
+    yy, xx = np.mgrid[0:200, 0:200]
+    blob = 30.0 * (np.hypot(xx - 103, yy - 100) <= 10)  # 4 px right of the stamp at (99, 100)
+    found = added_nodule(source, source + blob, 99, 100, 20 * 0.2, 0.2)
+    assert found.offset_mm == pytest.approx(0.8, abs=0.05)
+    assert 0.015 < found.contrast < 0.03
+    inverted = added_nodule(source, source - blob, 99, 100, 4.0, 0.2, dense_positive=False)
+    assert inverted == found
+
+
+def test_stamp_contrast_words_and_percentages() -> None:
+    from xraystudio.synthesis.layout_sampler import parse_stamp_contrast, stamp_contrast
+
+    sampler = LayoutSampler.load(builtin_model_dir() / LAYOUT_SAMPLER_FILE)
+    assert parse_stamp_contrast(" 2.5 %") == pytest.approx(0.025)
+    assert parse_stamp_contrast("G3") == "g3" and parse_stamp_contrast("typical") == "typical"
+    with pytest.raises(ValueError):
+        parse_stamp_contrast("g9")
+    assert stamp_contrast(None, sampler, 12.0) == sampler.typical_contrast(12.0)  # the default
+    assert stamp_contrast("g5", sampler, 12.0) == sampler.typical_contrast(12.0, 5)
+    assert stamp_contrast(0.03, sampler, 12.0) == 0.03
+    assert stamp_contrast("model", sampler, 12.0) is None
+    assert stamp_contrast(None, None, 12.0) is None  # no sampler: the model's own
+    with pytest.raises(ValueError, match="layout sampler"):
+        stamp_contrast("g2", None, 12.0)

@@ -47,11 +47,13 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
+    from xraystudio.gui.dialogs import keep_results
     from xraystudio.gui.main_window import MainWindow
     from xraystudio.gui.settings import AppSettings
     from xraystudio.gui.workers import open_study
     from xraystudio.synthesis.model import builtin_model_dir, resources_dir
 
+    keep_results.ask_discard = lambda *a: True  # a demo: its results are not kept on closing
     tmp = Path(tempfile.mkdtemp(prefix="xraystudio-shots-"))
     window = MainWindow(AppSettings(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat)))
     window.resize(1600, 1000)

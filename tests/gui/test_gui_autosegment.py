@@ -284,7 +284,7 @@ def test_labelled_lower_leg_gets_no_automatic_masks(qtbot, window, tmp_path, fak
     assert anatomy_filled(window) == [] and not window.study.masks.can_undo
     message = window.statusBar().currentMessage()
     assert "labelled EXTREMITY" in message and "frontal (PA/AP) chest" in message
-    assert "Ctrl+Shift+A" in message and window.chest_warning
+    assert "Ctrl+Shift+A" in message and window.film_warnings.chest_warning
     assert window.last_error is None  # a note, not a dialog
     window.segment_anatomy()  # by hand (Ctrl+Shift+A): done as asked
     wait_segmented(qtbot, window)
@@ -323,3 +323,38 @@ def test_unlabelled_image_whose_masks_are_no_chest_gets_none(qtbot, window, tmp_
     message = window.statusBar().currentMessage()
     assert message.startswith("Automatic segmentation not applied.")
     assert "no plausible pair of lungs" in message
+
+
+# ------------------------------------------------ issue 33: warnings stay until read
+def test_spacing_banner_stays_after_the_automatic_segmentation_message(qtbot, window, tmp_path,
+                                                                      fake):
+    """A PNG has no pixel spacing: the assumed value is on the canvas's banner, still there
+    after the segmentation's status message replaced the opening one, until dismissed; the
+    results made from the film record it."""
+    open_and_wait(qtbot, window, chest_png(tmp_path / "chest.png"))
+    wait_segmented(qtbot, window)
+    assert "segmented automatically" in window.statusBar().currentMessage()
+    banner = window.film_warnings.banner
+    assert banner.isVisible() and "spacing assumed 0.2 mm" in banner.text("assumed_spacing")
+    assert banner.mapTo(window, banner.rect().topLeft()).y() < window.canvas.mapTo(
+        window, window.canvas.rect().topLeft()).y()  # above the canvas, in the Edit tab
+    assert window.film_warnings.records()[0]["kind"] == "assumed_spacing"
+    banner.dismiss("assumed_spacing")
+    assert not banner.isVisible()
+    assert window.film_warnings.records()  # dismissed, still true: provenance keeps it
+
+
+def test_non_chest_film_warns_on_the_banner_and_asks_before_generating(qtbot, window, fake,
+                                                                       monkeypatch):
+    from xraystudio.gui.dialogs import chest_confirm
+
+    open_and_wait(qtbot, window, real_file("RG3_UNCR.dcm"))
+    banner = window.film_warnings.banner
+    assert banner.isVisible() and "labelled EXTREMITY" in banner.text("chest_check")
+    asked = []
+    monkeypatch.setattr(chest_confirm, "confirm_unsupported",
+                        lambda parent, reason, action: asked.append(action) or False)
+    window.generate()
+    assert asked == ["Generate"] and window.generation is None
+    qtbot.wait(50)
+    assert "labelled EXTREMITY" in banner.text("chest_check")  # still there

@@ -23,37 +23,10 @@ from xraystudio.masks import MaskStack
 from xraystudio.synthesis.edit import REMOVE_LAYER
 
 pytest.importorskip("diffusers")
-torch = pytest.importorskip("torch")
-from test_gui_generation import SharedEngine  # noqa: E402
+pytest.importorskip("torch")
 
 SHAPE = (240, 200)
-
-
-@pytest.fixture(scope="module")
-def shared_engine():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    engine = SharedEngine(threads=1)
-    yield engine
-    engine.shutdown()
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def edit_model(tmp_path_factory) -> str:
-    from xraystudio.synthesis.tiny import make_tiny_edit_model, make_tiny_pixel_model
-
-    folder = tmp_path_factory.mktemp("models") / "tiny-edit"
-    make_tiny_pixel_model(folder)
-    make_tiny_edit_model(folder)
-    return str(folder)
-
-
-@pytest.fixture(scope="session")
-def plain_model(tmp_path_factory) -> str:
-    from xraystudio.synthesis.tiny import make_tiny_pixel_model
-
-    return str(make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny-plain"))
+# shared_engine, edit_model and plain_model come from conftest.py.
 
 
 def png12(path: Path, nodules: list[tuple[float, float, float]] = ()) -> Path:

@@ -22,19 +22,9 @@ from xraystudio.gui.dialogs.restore import RestoreChoice
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
-from test_gui_generation import SharedEngine  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def shared_engine():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    engine = SharedEngine(threads=1)
-    yield engine
-    engine.shutdown()
-    torch.set_num_threads(before)
-
-
+# shared_engine comes from conftest.py.
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     from xraystudio.synthesis.tiny import make_tiny_pixel_model
@@ -260,3 +250,13 @@ def test_restore_box_names_what_was_found(qtbot, tmp_path, monkeypatch):
     assert "did not close cleanly" in seen[0] and "Restore?" in seen[0]
     assert "r00009.png" in seen[0] and "added result r00001" in seen[0]
     project.close()
+
+
+def test_new_project_takes_a_folder_that_does_not_exist_yet(window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    folder = tmp_path / "not" / "yet"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(folder), ""))
+    window.choose_new_project()
+    assert window.projects.project is not None and window.projects.project.folder == folder
+    assert (folder / "project.json").is_file()

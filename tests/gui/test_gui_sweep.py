@@ -159,3 +159,26 @@ def test_cancel_keeps_finished_cells_and_the_sweep_reopens_from_the_project(read
     assert panel.views[0].item is not None and panel.saved.count() == 1
     assert "cancelled" in panel.saved.currentText()
     assert panel.axis_edits[0].text() == "seed=1,2,3"
+
+
+def test_cells_are_numbered_as_in_the_results_strip(ready, qtbot):
+    w = ready
+    w.generator.n_images.setValue(1)
+    w.generate()
+    qtbot.waitUntil(lambda: w.generation is None and w.strip.count() == 1, timeout=60_000)
+    run_sweep(qtbot, w, "seed=5,6")
+    captions = [v.caption.text() for v in w.sweeps.panel.views]
+    assert "#2 · seed 5" in captions[0] and "#3 · seed 6" in captions[1]
+    assert w.strip.item(1).text().startswith("#2 ") and w.strip.results[1] is w.sweeps.results[0]
+
+
+def test_heat_map_shows_every_caption_of_the_bottom_row(ready, qtbot):
+    w = ready
+    run_sweep(qtbot, w, "seed=1,2,3", "conditioning_scale=0.5,1.5")
+    panel = w.sweeps.panel
+    panel.heat.setChecked(True)
+    qtbot.wait(100)
+    for view in panel.views:  # none of them clipped by the grid's scroll view
+        caption = view.caption
+        assert "PSNR" in caption.text()
+        assert caption.visibleRegion().boundingRect() == caption.rect(), caption.text()

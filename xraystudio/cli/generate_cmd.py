@@ -21,17 +21,21 @@ def _nodule(text: str) -> tuple[float, float, float]:
     return x, y, d
 
 
-def _stamp(text: str) -> tuple[float, float, float, float | None]:
-    """X,Y,MM with an optional fourth value: the contrast in % of the value range."""
+def _stamp(text: str) -> tuple[float, float, float, float | str | None]:
+    """X,Y,MM with an optional fourth value: the contrast in % of the value range, a JSRT
+    subtlety grade g1-g5 or 'typical' (looked up in the model's layout sampler), or 'model'."""
+    from xraystudio.synthesis.layout_sampler import parse_stamp_contrast
+
     values = text.split(",")
     try:
         if len(values) not in (3, 4):
             raise ValueError
         x, y, d = (float(v) for v in values[:3])
-        contrast = float(values[3].strip().rstrip("%")) / 100 if len(values) == 4 else None
+        contrast = parse_stamp_contrast(values[3]) if len(values) == 4 else None
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"takes X,Y,DIAMETER_MM or X,Y,DIAMETER_MM,CONTRAST_PERCENT, got {text!r}") from None
+            f"takes X,Y,DIAMETER_MM or X,Y,DIAMETER_MM,CONTRAST_PERCENT (or g1-g5, typical, "
+            f"model), got {text!r}") from None
     return x, y, d, contrast
 
 
@@ -44,8 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="mask folder (one PNG per structure) or .npz")
     p.add_argument("--nodule", type=_stamp, action="append", default=[], metavar="X,Y,MM[,C]",
                    help="stamp a nodule at pixel X,Y with diameter MM (repeatable); edit mode "
-                   "draws it to contrast C, in %% of the value range, when given (real nodules: "
-                   "about 0.5-5), else as the model draws it")
+                   "draws it to contrast C: in %% of the value range (real nodules: about 0.5-5), "
+                   "g1-g5 (a JSRT subtlety grade at its size), 'typical' (the default: the "
+                   "median real contrast of its size, from the model's layout sampler) or "
+                   "'model' (as the model draws it)")
     p.add_argument("--remove", type=_nodule, action="append", default=[], metavar="X,Y,MM",
                    help="edit mode: remove the nodule (or anything) in the disc of diameter MM at "
                    "pixel X,Y, leaving normal-looking lung (repeatable)")
@@ -99,8 +105,18 @@ def build_study(args: argparse.Namespace):
     from xraystudio.chest_check import warn  # issue 14: a non-chest or lateral view is named
 
     warn(study.image, None if args.masks or args.no_segment else study.masks)
-    for x, y, d, contrast in args.nodule:
-        study.masks.add_nodule(x, y, d, contrast)
+    if args.nodule:
+        from xraystudio.synthesis.layout_sampler import default_sampler, stamp_contrast
+        from xraystudio.synthesis.model import resolve
+
+        folder = resolve(args.model)
+        sampler = default_sampler(folder) if isinstance(folder, Path) and folder.is_dir() else None
+        for x, y, d, contrast in args.nodule:
+            try:
+                target = stamp_contrast(contrast, sampler, d)
+            except ValueError as exc:
+                raise MaskError(str(exc)) from None
+            study.masks.add_nodule(x, y, d, target)
     for x, y, d in args.remove:
         _mark_removed(study.masks, x, y, d)
     if not any(study.masks[n].any() for n in study.masks.names):

@@ -25,22 +25,26 @@ from PySide6.QtWidgets import (
 from xraystudio import __version__, chest_check
 from xraystudio.curation.project import Project, ProjectEvent
 from xraystudio.errors import XRayStudioError
+from xraystudio.gui import recent_menus
 from xraystudio.gui.canvas.tools import Tool, all_tools
 from xraystudio.gui.canvas.view import CanvasView
 from xraystudio.gui.dialogs import help as help_dialog
 from xraystudio.gui.dialogs import restore as restore_dialog
-from xraystudio.gui import recent_menus
+from xraystudio.gui.dialogs.chest_confirm import CHEST, failed_chest_check
 from xraystudio.gui.dialogs.export import ExportDialog
 from xraystudio.gui.dock_sizes import BottomDockSizer, scrolling
 from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
+from xraystudio.gui.film_warnings import FilmWarnings
 from xraystudio.gui.panels.gallery import GalleryPanel
 from xraystudio.gui.panels.generation import GenerationPanel, read_spec
 from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
+from xraystudio.gui.panels.warning_banner import with_banner
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.results_controller import ResultsController
 from xraystudio.gui.settings import AppSettings
+from xraystudio.gui.shortcut_guard import ShortcutGuard
 from xraystudio.gui.sweep_controller import SweepController
 from xraystudio.gui.workers import (
     GenerationThread,
@@ -79,7 +83,6 @@ class MainWindow(QMainWindow):
         self.projects = ProjectController(self)
         self.results = ResultsController(self)  # the strip, Compare, stored results, saving
         self.last_error: QMessageBox | None = None
-        self.chest_warning: str | None = None  # why the open image got no automatic masks
         self.setWindowTitle("xraystudio")
         self.setObjectName("mainWindow")
 
@@ -88,7 +91,9 @@ class MainWindow(QMainWindow):
         self.compare = CompareView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("centralTabs")
-        self.tabs.addTab(self.canvas, "Edit")
+        edit_page, banner = with_banner(self.canvas)
+        self.film_warnings = FilmWarnings(banner, self)  # kept until read, in provenance
+        self.tabs.addTab(edit_page, "Edit")
         self.tabs.addTab(self.compare, "Compare")
         self.setCentralWidget(self.tabs)
 
@@ -122,6 +127,7 @@ class MainWindow(QMainWindow):
 
         self.tools = all_tools()
         self._build_actions()
+        self.shortcut_guard = ShortcutGuard(self, self.statusBar())
         self._connect()
         self._restore_settings()
         # Once shown, so a restored layout is fitted too.
@@ -376,7 +382,6 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, opened: OpenedStudy) -> None:
         self._open_thread = None
-        self.chest_warning = None
         self.settings.add_recent(opened.path)
         source = opened.study.image.source
         in_project = source is not None and self.projects.study_for(source) is not None
@@ -390,7 +395,7 @@ class MainWindow(QMainWindow):
                             if name in self.study.masks)):
             labels = chest_check.check(self.study.image)
             if labels.warning:  # a hip, a leg, a lateral view: no "lungs" painted on it
-                self.chest_warning = labels.warning
+                self.film_warnings.add(CHEST, labels.warning)
                 self.statusBar().showMessage(
                     f"{labels.warning}. No automatic anatomy segmentation "
                     "(Tools ▸ Segment anatomy, Ctrl+Shift+A, segments anyway).", 30000)
@@ -418,9 +423,10 @@ class MainWindow(QMainWindow):
                 self.show_error("Cannot add the study to the project", str(exc))
         prepared = opened.display() if opened else None
         self.canvas.set_study(study, prepared.lut if prepared else None)
+        self.film_warnings.study_opened(study)
         self.layers.set_layers(study.masks.names if study else self.layers.names())
         self.nodules.attach()
-        self.strip.clear_results()
+        self.results.clear()
         self.compare.set_reference(prepared.reference if prepared else None,
                                    prepared.reference_pixels if prepared else None,
                                    study.image if study else None)
@@ -452,7 +458,10 @@ class MainWindow(QMainWindow):
         self.setWindowModified(self.projects.study_id is None or not self.projects.writable)
 
     def maybe_save(self) -> bool:
-        """Offer to save changed masks before they are closed; False means: do not close."""
+        """Before the study closes: ask about results in no project, offer to save changed
+        masks; False means: do not close."""
+        if not self.results.may_discard("closing this radiograph"):
+            return False
         self.projects.flush_masks()
         if self.study is None or not self.isWindowModified():
             return True
@@ -578,7 +587,7 @@ class MainWindow(QMainWindow):
             verdict = chest_check.check(study.image, masks) if automatic else None
             if verdict is not None and verdict.warning:
                 # Unlabelled (a PNG of a knee): the masks themselves show it is no chest.
-                self.chest_warning = verdict.warning
+                self.film_warnings.add(CHEST, verdict.warning)
                 self.statusBar().showMessage(
                     f"Automatic segmentation not applied. {verdict.warning} (Tools ▸ Segment "
                     "anatomy, Ctrl+Shift+A, segments anyway).", 30000)
@@ -706,6 +715,8 @@ class MainWindow(QMainWindow):
         study = self.study
         if study is None or self.generation is not None or self.sweeps.running:
             return
+        if not self.film_warnings.confirm(self, "Generate"):
+            return
         self.settings.generation = self.generator.saved_state()
         self._generation_masks = study.masks.copy()
         thread = GenerationThread(self.engine, self.generator.model_ref(), self._generation_masks,
@@ -731,9 +742,8 @@ class MainWindow(QMainWindow):
     def _on_generated(self, results: list[GeneratedImage]) -> None:
         if self._generation_study is not self.study:
             return  # made for a study that has been closed since
-        self.results.add_generated(results, self._generation_masks,
-                                   select=self.compare.result is None
-                                   or self.tabs.currentIndex() == 1)
+        # Compare follows the newest result (it kept showing #1 when results came in later).
+        self.results.add_generated(results, self._generation_masks, select=True)
         self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
         self.statusBar().showMessage(f"Generated {len(results)} image(s)", 8000)
 
@@ -751,19 +761,26 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------- projects
     def choose_new_project(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self, "New project: choose a new, empty folder", self.settings.last_folder)
+        # A save dialog, not a folder picker: the project folder is usually one to be made.
+        folder, _ = QFileDialog.getSaveFileName(
+            self, "New project: name a new folder (or choose an empty one)",
+            self.settings.last_folder)
         if folder:
             self.new_project(folder)
 
     def new_project(self, folder: str | Path) -> bool:
-        """Create a project in ``folder``; the radiograph on the canvas becomes its first study."""
+        """Create a project in ``folder``; the radiograph on the canvas becomes its first study
+        (with the session's results, if the user keeps them)."""
+        kept = self.results.before_project_change("creating the project")
+        if kept is None:
+            return False
         try:
             project = Project.create(folder)
         except (XRayStudioError, OSError) as exc:
             self.show_error("Cannot create the project", str(exc))
             return False
         self._use_project(project, adopt_open_study=True)
+        self.results.keep(kept)
         return True
 
     def choose_project(self) -> None:
@@ -778,6 +795,9 @@ class MainWindow(QMainWindow):
         current = self.projects.project
         if current is not None and current.folder == folder.absolute():
             return True  # reopening it here would take our own session for a crash
+        kept = self.results.before_project_change("opening the project")
+        if kept is None:
+            return False
         try:
             project = Project.open(folder)
         except (XRayStudioError, OSError) as exc:
@@ -796,8 +816,11 @@ class MainWindow(QMainWindow):
             except (XRayStudioError, OSError) as exc:
                 self.show_error("Cannot restore the project", str(exc))
                 return False
-        self._use_project(project, adopt_open_study=False)
-        if project.studies:
+        # Kept results stay with the study on the canvas, which joins the project as its latest.
+        self._use_project(project, adopt_open_study=bool(kept))
+        if kept:
+            self.results.keep(kept)
+        elif project.studies:
             try:
                 self.open_file(project.source_path(project.studies[-1].id))
             except XRayStudioError as exc:
@@ -853,7 +876,10 @@ class MainWindow(QMainWindow):
             return None
         if self.export_dialog is None or self.export_dialog.thread is None:
             self.projects.flush_masks()
-            self.export_dialog = ExportDialog(project.folder, self.settings.last_folder, self)
+            self.export_dialog = ExportDialog(
+                project.folder, self.settings.last_folder, self,
+                flagged=lambda: [r.id for r in project.results(decision="accepted")
+                                 if failed_chest_check(r.provenance)])
         self.export_dialog.open()
         return self.export_dialog
 

@@ -29,20 +29,23 @@ MASK_SAVE_DELAY_MS = 400
 class StageThread(QThread):
     """Encodes results to staged files off the GUI thread (:meth:`Project.stage_result`)."""
 
-    def __init__(self, project: Project, study_id: str, images: list, masks: MaskStack,
+    def __init__(self, project: Project, study_id: str, images: list,
+                 masks: MaskStack | list[MaskStack],
                  on_stored: Callable[[list[str]], None] | None,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.project, self.study_id, self.images, self.masks = project, study_id, images, masks
+        self.project, self.study_id, self.images = project, study_id, images
+        #: The masks each image was made from (one stack for all, or one per image).
+        self.masks = masks if isinstance(masks, list) else [masks] * len(images)
         self.on_stored = on_stored
         self.staged: list[StagedResult] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            for r in self.images:
+            for r, masks in zip(self.images, self.masks):
                 edit = (r.changed, r.values) if getattr(r, "is_edit", False) else None
-                self.staged.append(self.project.stage_result(r.image, self.masks, edit=edit))
+                self.staged.append(self.project.stage_result(r.image, masks, edit=edit))
         except BaseException as exc:  # reported on the GUI thread
             log.exception("staging a result failed")
             self.error = exc
@@ -179,9 +182,10 @@ class ProjectController(QObject):
             self.failed.emit("Cannot save the masks to the project", str(exc))
 
     # -------------------------------------------------------------- results
-    def add_results(self, images: list, masks: MaskStack,
+    def add_results(self, images: list, masks: MaskStack | list[MaskStack],
                     on_stored: Callable[[list[str]], None] | None = None) -> bool:
-        """Store generated images (GeneratedImage) of the attached study in the background.
+        """Store generated images (GeneratedImage) of the attached study in the background,
+        in their order; ``masks`` are the ones they were made from (one per image, or one).
 
         The PNGs are encoded on a worker thread; the results are committed on the GUI thread
         once staged, and ``on_stored(ids)`` is called then. False when nothing will be stored.
@@ -224,7 +228,7 @@ class ProjectController(QObject):
         for i, staged in enumerate(thread.staged):
             try:
                 ids.append(project.add_result(thread.study_id, staged,
-                                              thread.images[i].provenance, thread.masks))
+                                              thread.images[i].provenance, thread.masks[i]))
             except (XRayStudioError, OSError) as exc:
                 log.exception("storing a result failed")
                 error = exc

@@ -9,7 +9,10 @@ full-resolution file in the source's format as the session that made it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,11 +21,13 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
 from xraystudio.errors import XRayStudioError
+from xraystudio.gui.dialogs import keep_results
 from xraystudio.gui.engine_process import GeneratedImage
 from xraystudio.gui.workers import StoredResult, StudyResultsThread
 
 if TYPE_CHECKING:
     from xraystudio.gui.main_window import MainWindow
+    from xraystudio.masks import MaskStack
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +39,113 @@ def save_filter(result: GeneratedImage, source_format: str | None) -> tuple[str,
     return ".png", "PNG (*.png)"
 
 
+def writable_folder(*candidates: str | Path | None) -> Path:
+    """The first candidate that is an existing folder the user may write in, else home."""
+    for folder in candidates:
+        if folder and Path(folder).is_dir() and os.access(folder, os.W_OK):
+            return Path(folder)
+    return Path.home()
+
+
+@dataclasses.dataclass
+class UnsavedResult:
+    """A result of this session that no project holds: what storing it later needs."""
+
+    result: GeneratedImage
+    masks: MaskStack
+    on_stored: Callable[[list[str]], None] | None = None
+
+
+@dataclasses.dataclass
+class Kept:
+    """What the user keeps across a project switch: results, and the sweep grid they fill
+    (``SweepController.session``). False when there is nothing to keep."""
+
+    results: list[UnsavedResult]
+    sweep: tuple | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.results)
+
+
 class ResultsController(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.w = window
         self.loader: StudyResultsThread | None = None
+        #: Results in the strip that no project holds (made without a writable project open).
+        self.unsaved: list[UnsavedResult] = []
 
     # ------------------------------------------------------------ new results
-    def add_generated(self, results: list[GeneratedImage], masks, select: bool) -> None:
-        """Show new results in the strip and store them in the project (in the background)."""
+    def add_generated(self, results: list[GeneratedImage], masks: MaskStack, select: bool,
+                      on_stored: Callable[[list[str]], None] | None = None) -> None:
+        """Show new results in the strip and store them in the project (in the background);
+        without a project they are remembered as unsaved, so a project switch can keep them."""
         w = self.w
+        warnings = w.film_warnings.records()
+        for r in results:  # what the user was warned of about the film travels with the result
+            if warnings:
+                r.provenance["warnings"] = warnings
         first_new = len(w.strip.results)
         w.strip.add(results)
-        w.projects.add_results(results, masks, lambda ids: self._on_stored(results, ids))
+        self._store(results, masks, on_stored)
         if select:
             w.strip.setCurrentRow(first_new)
+
+    def _store(self, results: list[GeneratedImage], masks: MaskStack,
+               on_stored: Callable[[list[str]], None] | None) -> None:
+        def stored(ids: list[str]) -> None:
+            self._on_stored(results, ids)
+            if on_stored is not None:
+                on_stored(ids)
+
+        if not self.w.projects.add_results(results, masks, stored):
+            self.unsaved += [UnsavedResult(r, masks, on_stored) for r in results]
+
+    def clear(self) -> None:
+        """Another study is shown: the strip starts over (unsaved results go with it)."""
+        self.w.strip.clear_results()
+        self.w.nodules.show_drawn(None, None)
+        self.unsaved = []
+
+    def before_project_change(self, verb: str) -> Kept | None:
+        """Ask what to do with the unsaved results before a project is created or opened:
+        what to keep (nothing when there are none or the user discards them), or None when
+        the user cancels. Call it before the switch: the sweep grid starts over with it."""
+        if not self.unsaved:
+            return Kept([])
+        choice = keep_results.ask_keep(self.w, len(self.unsaved), verb)
+        if choice is keep_results.KeepChoice.CANCEL:
+            return None
+        if choice is keep_results.KeepChoice.DISCARD:
+            return Kept([])
+        return Kept(list(self.unsaved), self.w.sweeps.session())
+
+    def may_discard(self, verb: str) -> bool:
+        """True when nothing unsaved would be lost by ``verb``, or the user lets it go."""
+        return not self.unsaved or keep_results.ask_discard(self.w, len(self.unsaved), verb)
+
+    def keep(self, what: Kept) -> None:
+        """Show the kept results again (the strip started over) and store them in the project
+        now open, with the sweep they came from; any it cannot take (read-only) stay unsaved."""
+        if what.sweep is not None:
+            self.w.sweeps.keep_session(what.sweep)
+        kept = what.results
+        strip = self.w.strip
+        for item in kept:
+            strip.add([item.result])
+        results = [item.result for item in kept]
+
+        def stored(ids: list[str]) -> None:  # in order, on one thread: the project keeps it
+            self._on_stored(results, ids)
+            for item, rid in zip(kept, ids):
+                if item.on_stored is not None:
+                    item.on_stored([rid])
+
+        if kept and not self.w.projects.add_results(results, [i.masks for i in kept], stored):
+            self.unsaved += kept
+        if kept and self.w.compare.result is None:
+            strip.setCurrentRow(strip.count() - 1)  # Compare shows the newest again
 
     def _on_stored(self, results: list[GeneratedImage], ids: list[str]) -> None:
         """Results were committed to the project: link the strip's items to their ids."""
@@ -60,8 +157,10 @@ class ResultsController(QObject):
                     break
 
     def compare(self, result: GeneratedImage, number: int) -> None:
-        self.w.compare.show_result(result, number)
-        self.w.save_result_action.setEnabled(True)
+        w = self.w
+        w.compare.show_result(result, number)
+        w.save_result_action.setEnabled(True)
+        w.nodules.show_drawn(result, w.study.image if w.study else None)
 
     # ------------------------------------------------------------------ save
     def save_suffix(self) -> str:
@@ -80,8 +179,11 @@ class ResultsController(QObject):
         suffix, file_filter = save_filter(result, study.image.format if study else None)
         name = (f"{study.name if study else 'result'}_{'edit_' if result.is_edit else ''}"
                 f"seed{result.seed}{suffix}")
-        path, _ = QFileDialog.getSaveFileName(w, "Save the result",
-                                              str(Path(w.settings.last_folder) / name), file_filter)
+        project = w.projects.project
+        folder = writable_folder(w.settings.last_save_folder,
+                                 project.folder if w.projects.writable else None)
+        path, _ = QFileDialog.getSaveFileName(w, "Save the result", str(folder / name),
+                                              file_filter)
         if path:
             self.save_to(path)
 
@@ -93,6 +195,7 @@ class ResultsController(QObject):
         except (XRayStudioError, OSError) as exc:
             self.w.show_error("Cannot save the result", str(exc))
             return None
+        self.w.settings.last_save_folder = str(Path(path).parent)
         names = [p.name for p in written]
         self.w.statusBar().showMessage(
             "Saved " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1

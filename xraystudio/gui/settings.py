@@ -74,6 +74,16 @@ class AppSettings:
         self._set_json("projects/recent", [])
 
     @property
+    def last_save_folder(self) -> str:
+        """Where a result was last saved ("" before the first save): results go to a folder
+        the user chose to write in, never by default beside a (possibly read-only) source."""
+        return self._get_str("files/last_save_folder", "")
+
+    @last_save_folder.setter
+    def last_save_folder(self, folder: str) -> None:
+        self.store.setValue("files/last_save_folder", folder)
+
+    @property
     def last_folder(self) -> str:
         return self._get_str("files/last_folder", str(Path.home()))
 

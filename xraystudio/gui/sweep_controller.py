@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
@@ -160,6 +160,7 @@ class SweepController(QObject):
         p.cellClicked.connect(self.open_cell)
         p.sweepChosen.connect(self.open_saved)
         window.projects.projectChanged.connect(self.study_changed)
+        window.strip.model().rowsInserted.connect(self._number_cells)
         self.study_changed()
 
     @property
@@ -205,6 +206,8 @@ class SweepController(QObject):
             self.panel.show_message("A generation is running; the sweep can start when it is "
                                     "done.", error=True)
             return
+        if not w.film_warnings.confirm(w, "Run the sweep"):
+            return
         try:
             sweep = self.build()
         except XRayStudioError as exc:
@@ -248,18 +251,16 @@ class SweepController(QObject):
         self._store(record)
 
     def _add_result(self, index: int, result, masks: MaskStack) -> None:
-        """The cell as an ordinary result: in the strip and, with a project, stored."""
-        w = self.w
-        w.strip.add([result])
+        """The cell as an ordinary result: in the strip and, with a project, stored (or kept
+        as unsaved until a project is made, when :meth:`keep_session` keeps the grid too)."""
         record = self.record
 
         def stored(ids: list[str], record=record) -> None:
-            w.results._on_stored([result], ids)
             if ids and record is not None:
                 record.cells[index].result = ids[0]
                 self._store(record)
 
-        w.projects.add_results([result], masks, stored)
+        self.w.results.add_generated([result], masks, select=False, on_stored=stored)
 
     def _on_done(self, data: dict) -> None:
         record = self.record
@@ -306,16 +307,58 @@ class SweepController(QObject):
         except (XRayStudioError, OSError) as exc:
             log.warning("cannot save the sweep: %s", exc)
 
+    # ------------------------------------------------------- project switch
+    def session(self) -> tuple[SweepRecord, dict, dict] | None:
+        """The sweep shown when it is in no project yet (record, images, results), to keep."""
+        if self.record is None or self.record.id or self.running:
+            return None
+        return self.record, dict(self.images), dict(self.results)
+
+    def keep_session(self, session: tuple[SweepRecord, dict, dict]) -> None:
+        """Show a kept sweep again and save it in the project now open; its cells link to
+        their results as those are stored (see :meth:`_add_result`)."""
+        record, images, results = session
+        record.study = self.w.projects.study_id
+        self.show(record)
+        self.images, self.results = images, results
+        for index, image in images.items():
+            self.panel.set_cell_pixels(index, cell_words(image), image.shape)
+        self.panel.refresh_captions()
+        self._store(record)
+        self._fill_saved()
+        self.panel.show_message(f"Sweep {record.id or ''} kept: {len(record.done)} of "
+                                f"{len(record.cells)} cells ({record.status})")
+        QTimer.singleShot(0, self.panel.fit)  # once the rebuilt grid has its size
+
+    def _number_cells(self, *_: object) -> None:
+        """Caption each cell with its number in the results strip (results arrive later)."""
+        record, strip = self.record, self.w.strip
+        if record is None:
+            return
+        numbers = {}
+        for cell in record.cells:
+            mine = self.results.get(cell.index)
+            row = next((i for i, r in enumerate(strip.results) if r is mine), None)
+            if row is None and cell.result in strip.result_ids:
+                row = strip.result_ids.index(cell.result)
+            if row is not None:
+                numbers[cell.index] = row + 1
+        if numbers != self.panel.numbers:
+            self.panel.numbers = numbers
+            self.panel.refresh_captions()
+
     # ------------------------------------------------------------ showing
     def show(self, record: SweepRecord | None) -> None:
         self.stop_loading()
         self.record = record
         self.images = {}
         self.results = {}
+        self.panel.numbers = {}
         self.panel.show_record(record)
         if record is not None:
             self.panel.set_axis_texts([a.text for a in record.sweep.axes])
         self._fill_saved()
+        self._number_cells()
 
     def _fill_saved(self) -> None:
         items = []

@@ -67,3 +67,37 @@ def positive_contrasts(real: list[RealNodule]) -> list[RealNodule]:
     segmenter to label plain lung.
     """
     return [r for r in real if r.contrast > 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class AddedNodule:
+    """What an edit added at a stamped nodule: its contrast and how far its centre lies from
+    the stamp."""
+
+    contrast: float  # ``relative_contrast`` of edited minus source, in the source's value range
+    offset_mm: float  # centre of the added opacity to the stamped centre
+
+
+def added_nodule(source: np.ndarray, edited: np.ndarray, x: float, y: float, diameter_mm: float,
+                 spacing_mm: float, dense_positive: bool = True) -> AddedNodule:
+    """Measure a nodule an edit inserted at (x, y): the contrast the edit added there (edited
+    minus source, so the film's own background cancels) and the offset of the added opacity's
+    centre of mass (its positive part within two radii) from the stamp.
+
+    ``dense_positive`` is False for a film whose values fall with density (MONOCHROME1).
+    """
+    sign = 1.0 if dense_positive else -1.0
+    source = np.asarray(source, np.float64)
+    delta = sign * (np.asarray(edited, np.float64) - source)
+    r = diameter_mm / spacing_mm / 2
+    contrast = relative_contrast(delta, x, y, r, value_span(source))
+    h, w = delta.shape
+    y0, y1 = max(0, int(y - 2 * r)), min(h, int(y + 2 * r) + 1)
+    x0, x1 = max(0, int(x - 2 * r)), min(w, int(x + 2 * r) + 1)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    weight = np.clip(delta[y0:y1, x0:x1], 0, None) * ((xx - x) ** 2 + (yy - y) ** 2 <= (2 * r) ** 2)
+    total = weight.sum()
+    if total <= 0:
+        return AddedNodule(contrast, float("inf"))
+    cx, cy = (weight * xx).sum() / total, (weight * yy).sum() / total
+    return AddedNodule(contrast, float(np.hypot(cx - x, cy - y) * spacing_mm))

@@ -261,6 +261,41 @@ class LayoutSampler:
         row = next(r for r in rows if r is not None)
         return float(np.interp(rng.random(), table["quantiles"], row))
 
+    def typical_contrast(self, diameter_mm: float, subtlety: int | None = None) -> float | None:
+        """The contrast a stamped nodule is drawn to unless the user types one: without a grade
+        the median of the real nodules of its size; with a JSRT subtlety grade (1 extremely
+        subtle ... 5 obvious) the middle of that grade's band among them. None for a sampler
+        fitted without contrasts.
+
+        Why the median of real ones: left to itself the edit model draws a faint haze, and a
+        nodule no one can see teaches a detector nothing. Why bands and not each grade's own
+        median: per size bin most grades have only a handful of JSRT nodules, and their medians
+        do not rise with the grade (a reader's grade weighs more than contrast: place, ribs,
+        edge); ranking the size's real contrasts and giving each grade its share of them, in
+        the proportions JSRT has at that size, keeps the scale monotone and every value real.
+        """
+        table = self._contrast
+        if table is None:
+            return None
+        b = int(np.searchsorted(table["size_bin_edges_mm"], diameter_mm))
+        row = table["by_size"][b] if table["by_size"][b] is not None else table["all"]
+        return float(np.interp(self.grade_quantile(diameter_mm, subtlety), table["quantiles"],
+                               row))
+
+    def grade_quantile(self, diameter_mm: float, subtlety: int | None) -> float:
+        """Where a subtlety grade sits among the real contrasts of its size: the middle of its
+        band when the size's nodules are ranked by contrast and shared out to the grades in
+        their JSRT proportions (0.5 without a grade; equal shares without subtlety stats)."""
+        if subtlety is None:
+            return 0.5
+        if subtlety not in SUBTLETIES:
+            raise ValueError(f"a JSRT subtlety grade is 1 to 5, not {subtlety}")
+        if self._subtlety_probs is None:
+            probs = np.full(len(SUBTLETIES), 1 / len(SUBTLETIES))
+        else:
+            probs = self._subtlety_probs[int(np.searchsorted(self._subtlety_edges, diameter_mm))]
+        below = float(np.sum(probs[:subtlety - 1]))
+        return below + float(probs[subtlety - 1]) / 2
 
 def _clearance(lungs: np.ndarray) -> tuple[np.ndarray, int]:
     """A lower bound of each pixel's distance (px) to the nearest pixel outside ``lungs``, on a
@@ -280,6 +315,38 @@ def _clearance(lungs: np.ndarray) -> tuple[np.ndarray, int]:
     cells = padded.reshape(h // f, f, w // f, f).all(axis=(1, 3))
     d = ndimage.distance_transform_edt(np.pad(cells, 1))[1:-1, 1:-1]
     return (d if f == 1 else f * np.maximum(d - math.sqrt(2), 0.0)), f
+
+
+#: Words a stamped nodule's contrast may be given as, besides a percentage: the typical one of
+#: its size, a JSRT subtlety grade at its size, or none (as the model draws it).
+TYPICAL, MODEL_OWN = "typical", "model"
+GRADE_WORDS = tuple(f"g{g}" for g in SUBTLETIES)
+
+
+def parse_stamp_contrast(text: str) -> float | str:
+    """A stamped nodule's contrast as typed (GUI list, CLI ``--nodule X,Y,MM,C``): a percentage
+    of the value range (returned as a fraction), ``typical``, ``g1``-``g5`` or ``model``
+    (returned as the word). ValueError for anything else."""
+    word = text.strip().lower()
+    if word in (TYPICAL, MODEL_OWN, *GRADE_WORDS):
+        return word
+    return float(word.rstrip("%").strip().replace(",", ".")) / 100
+
+
+def stamp_contrast(value: float | str | None, sampler: LayoutSampler | None,
+                   diameter_mm: float) -> float | None:
+    """The target contrast of a stamped nodule of ``diameter_mm``: a fraction is kept; a word
+    of :func:`parse_stamp_contrast` (None meaning ``typical``) is looked up in ``sampler``;
+    ``model`` or a sampler without contrasts gives None (as the model draws it)."""
+    if isinstance(value, float | int):
+        return float(value)
+    word = value or TYPICAL
+    if word == MODEL_OWN or sampler is None:
+        if word not in (MODEL_OWN, TYPICAL):
+            raise ValueError(f"{word} needs the model's layout sampler (layout_sampler.json), "
+                             "which it does not have")
+        return None
+    return sampler.typical_contrast(diameter_mm, None if word == TYPICAL else int(word[1:]))
 
 
 def default_sampler(model_dir: str | os.PathLike) -> LayoutSampler | None:

@@ -8,6 +8,7 @@ drag is one undo step (``begin``/``commit``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPointF, Qt
@@ -27,6 +28,8 @@ class ToolSettings:
     layer: str = "right_lung"
     brush_mm: float = 8.0
     nodule_mm: float = 12.0
+    #: The target contrast of a nodule stamped at a diameter (None: as the model draws it).
+    nodule_contrast: Callable[[float], float | None] = lambda diameter_mm: None
 
 
 class Tool:
@@ -138,7 +141,9 @@ class NoduleTool(Tool):
             self._dragging, self._offset = hit, (n.x - pos.x(), n.y - pos.y())
             masks.begin("Move nodule")
         else:
-            n = masks.add_nodule(pos.x(), pos.y(), canvas.tool_settings.nodule_mm)
+            settings = canvas.tool_settings
+            n = masks.add_nodule(pos.x(), pos.y(), settings.nodule_mm,
+                                 settings.nodule_contrast(settings.nodule_mm))
             canvas.edited.emit()
         canvas.select_nodule(n.id)
 

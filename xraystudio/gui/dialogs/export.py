@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 from xraystudio.curation.export import export_project
 from xraystudio.curation.project import Project
 from xraystudio.errors import XRayStudioError
+from xraystudio.gui.dialogs import chest_confirm
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,14 @@ class ExportThread(QThread):
             self.succeeded.emit(str(path))
 
 
+def written_summary(out: Path, cases: int, form: str) -> str:
+    """What an export wrote, in words: cases, files, size and where."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    return (f"Wrote {cases} accepted result{'' if cases == 1 else 's'} as {form}: "
+            f"{len(files)} files, {size / 1e6:.1f} MB, in {out}")
+
+
 def _non_empty(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
@@ -91,10 +101,14 @@ class ExportDialog(QDialog):
     """Format, output folder, keep-link; a progress bar and Cancel while it runs."""
 
     def __init__(self, project_folder: Path, start_folder: str = "",
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None,
+                 flagged: Callable[[], list[str]] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export accepted results")
         self.project_folder = project_folder
+        #: The accepted results made from films that failed the chest check (asked about).
+        self.flagged = flagged
+        self.total = 0  # cases of the export running or done
         self.thread: ExportThread | None = None
         self.result_path: Path | None = None
         self.error: str | None = None
@@ -160,6 +174,11 @@ class ExportDialog(QDialog):
             self.show_error("Choose an output folder.")
             return
         out = Path(text).expanduser().absolute()
+        flagged = self.flagged() if self.flagged is not None else []
+        if flagged and not chest_confirm.confirm_unsupported(
+                self, f"{len(flagged)} accepted result(s) ({', '.join(flagged[:5])}) were made "
+                "from films that failed the chest check", "Export them"):
+            return
         overwrite = _non_empty(out)
         if overwrite and not self.confirm_overwrite(out):
             return
@@ -175,6 +194,7 @@ class ExportDialog(QDialog):
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.export_button.setEnabled(False)
+        self.cancel_button.setText("Cancel")
         self.status.setText("Exporting…")
         thread.start()
 
@@ -186,13 +206,15 @@ class ExportDialog(QDialog):
             self.reject()
 
     def _on_progress(self, done: int, total: int) -> None:
+        self.total = total
         self.progress.setRange(0, total)
         self.progress.setValue(done)
         self.status.setText(f"Exported {done} of {total}")
 
     def _on_success(self, path: str) -> None:
         self.result_path = Path(path)
-        self.status.setText(f"Exported to {path}")
+        self.status.setText(written_summary(self.result_path, self.total,
+                                            self.format.currentText()))
 
     def _on_failed(self, message: str) -> None:
         self.error = message
@@ -206,7 +228,8 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(True)
         self.progress.setVisible(False)
         if self.result_path is not None:
-            self.accept()
+            # Stays open on what was written (closing at once told the user nothing).
+            self.cancel_button.setText("Close")
 
     def show_error(self, message: str) -> None:
         box = QMessageBox(QMessageBox.Icon.Warning, "Export failed", message,

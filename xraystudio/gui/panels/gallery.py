@@ -29,6 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from xraystudio.curation.project import ProjectEvent, ResultRecord
+from xraystudio.gui.dialogs import chest_confirm
+from xraystudio.gui.dialogs.chest_confirm import failed_chest_check
+from xraystudio.gui.panels.fit_label import FitLabel
 from xraystudio.gui.panels.results import metrics_text
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.qimage import ArrayImage
@@ -44,7 +47,7 @@ NEXT_KEYS = (Qt.Key.Key_Right, Qt.Key.Key_K)
 PREVIOUS_KEYS = (Qt.Key.Key_Left, Qt.Key.Key_J)
 DECISION_KEYS = {Qt.Key.Key_A: "accepted", Qt.Key.Key_R: "rejected", Qt.Key.Key_U: None}
 REVIEW_KEYS = (*NEXT_KEYS, *PREVIOUS_KEYS, *DECISION_KEYS, Qt.Key.Key_S, Qt.Key.Key_N)
-BADGES = {"accepted": "✓ accepted", "rejected": "✗ rejected", "none": "· undecided"}
+BADGES = {"accepted": "✓ accepted", "rejected": "✗ rejected", "none": "undecided"}
 TINTS = {"accepted": QColor(46, 160, 67, 90), "rejected": QColor(218, 54, 51, 90)}
 ANY = "Any"
 
@@ -143,7 +146,7 @@ class GalleryPanel(QWidget):
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setGridSize(QSize(THUMB + 24, THUMB + 44))
         self.list.setWordWrap(True)
-        self.preview = QLabel("Open or create a project (File menu) to review its results.")
+        self.preview = FitLabel("Open or create a project (File menu) to review its results.")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(240, 240)
         self.info = QLabel()
@@ -341,7 +344,7 @@ class GalleryPanel(QWidget):
         project = self.controller.project
         self.note_edit.setEnabled(rid is not None and self.controller.writable)
         if rid is None or project is None:
-            self.preview.setPixmap(QPixmap())
+            self.preview.set_image(None)
             self.preview.setText("No results" if project is not None else
                                  "Open or create a project (File menu) to review its results.")
             self.info.clear()
@@ -350,8 +353,9 @@ class GalleryPanel(QWidget):
         rec = project.result(rid)
         image = self._previews.get(rid)
         if image is not None:
-            self.preview.setPixmap(QPixmap.fromImage(image))
+            self.preview.set_image(image)
         else:
+            self.preview.set_image(None)
             self.preview.setText("Loading…")
         params = {k: v for k, v in rec.parameters.items() if v is not None}
         metrics = rec.provenance.get("metrics") or {}
@@ -376,6 +380,10 @@ class GalleryPanel(QWidget):
         elif rid is None:
             return
         elif action in ("accepted", "rejected", "none"):
+            reason = (failed_chest_check(self.controller.project.result(rid).provenance)
+                      if action == "accepted" and self.controller.project is not None else None)
+            if reason and not chest_confirm.confirm_unsupported(self, reason, "Accept this result"):
+                return
             if self.controller.run(lambda p: p.decide(rid, action)) and action != "none":
                 self.step(1)
         elif action == "star":

@@ -8,8 +8,11 @@ and drags on the canvas show up here without the canvas knowing about the panel.
 (sizes, places, numbers and contrasts like the model's training data) as ordinary nodules, in one
 undo step, so a user can start from a realistic layout and edit it. The "C %" column is the
 conspicuity edit mode draws an inserted nodule to, in per cent of the film's value range (what
-the nodule adds over its surroundings); blank leaves it to the model. The panel follows the generation
-panel's model choice itself, so the main window needs no wiring for it.
+the nodule adds over its surroundings); a nodule is stamped at the contrast of its size and the
+chosen subtlety grade (typical by default, see panels.conspicuity), blank leaves it to the model.
+The "Drawn %" column shows what the compared edit result added at each nodule, measured on it.
+The panel follows the generation panel's model choice itself, so the main window needs no wiring
+for it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QBrush, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,19 +40,26 @@ from PySide6.QtWidgets import (
 
 from xraystudio.errors import MaskError, ModelError
 from xraystudio.gui.canvas.view import CanvasView
+from xraystudio.gui.panels.conspicuity import ConspicuityChooser, parse_contrast
 from xraystudio.gui.panels.generation import GenerationPanel, model_folder
+from xraystudio.image import XRayImage
 from xraystudio.masks import NODULE, MaskStack, Nodule, Rect
+from xraystudio.synthesis.conspicuity import added_nodule
 from xraystudio.synthesis.layout_sampler import LAYOUT_SAMPLER_FILE, LayoutSampler, default_sampler
 from xraystudio.synthesis.model import builtin_model_dir
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("#", "x px", "y px", "Ø mm", "C %", "Edit")
+COLUMNS = ("#", "x px", "y px", "Ø mm", "C %", "Drawn %", "Edit")
 CONTRAST_COLUMN = COLUMNS.index("C %")
+DRAWN_COLUMN = COLUMNS.index("Drawn %")
 STATUS_COLUMN = len(COLUMNS) - 1
 CONTRAST_TIP = ("Contrast edit mode draws this inserted nodule to: what it adds over its "
                 "surroundings, in % of the film's value range (real nodules: about 0.5-5 %). "
-                "Blank: as the model draws it")
+                "Type a percentage, g1-g5 (a JSRT subtlety grade at this size), 'typical', or "
+                "leave blank for the model's own")
+DRAWN_TIP = ("The contrast the compared edit result added at this nodule, measured on it "
+             "(edited minus source, in % of the film's value range)")
 IN_SOURCE, PAINTED, MOVED, REMOVED = "in source", "painted", "moved", "removed"
 STATUS_TIPS = {
     IN_SOURCE: "The radiograph has this nodule; edit mode keeps it as it is",
@@ -88,15 +98,18 @@ class NodulesPanel(QWidget):
         self._sampler: LayoutSampler | None = None
         self._sampler_problem = ""
         self._following: GenerationPanel | None = None
+        self._drawn: dict[tuple[float, float, float], float] = {}  # (x, y, Ø) -> contrast
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("noduleTable")
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeaderItem(CONTRAST_COLUMN).setToolTip(CONTRAST_TIP)
+        self.table.horizontalHeaderItem(DRAWN_COLUMN).setToolTip(DRAWN_TIP)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        for column in (0, STATUS_COLUMN):
-            self.table.horizontalHeader().setSectionResizeMode(
-                column, QHeaderView.ResizeMode.ResizeToContents)
+        # Every column as wide as its header and values (a stretched one cut "Ø mm"); the
+        # table scrolls sideways when the dock is narrower.
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.stamp_size = QDoubleSpinBox()
@@ -111,9 +124,13 @@ class NodulesPanel(QWidget):
         self.suggest_button.setObjectName("suggestNodules")
         self.empty_hint = QLabel("No nodules. Press N and click in a lung to stamp one.")
         self.empty_hint.setWordWrap(True)
+        self.conspicuity = ConspicuityChooser()
+        self.conspicuity.set_diameter(self.stamp_size.value())
+        canvas.tool_settings.nodule_contrast = self.conspicuity.contrast_for
 
         form = QFormLayout()
         form.addRow("New nodule Ø", self.stamp_size)
+        form.addRow("Conspicuity", self.conspicuity)
         row = QHBoxLayout()
         row.addWidget(self.suggest_button)
         row.addStretch(1)
@@ -135,6 +152,19 @@ class NodulesPanel(QWidget):
         canvas.noduleSelected.connect(self._select_row)
         canvas.noduleDragged.connect(self.refresh)
         self.set_model_folder(self._model_folder)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        """Wide enough for every column of a typical row, so a dock with room shows them all
+        (a narrower one scrolls sideways; the minimum width stays small)."""
+        hint = super().sizeHint()
+        metrics = self.table.fontMetrics()
+        widest = ("99", "0000", "0000", "00.0", "0.00", "0.00", IN_SOURCE)
+        columns = sum(max(metrics.horizontalAdvance(text), metrics.horizontalAdvance(title)) + 14
+                      for text, title in zip(widest, COLUMNS))
+        frame = 2 * self.table.frameWidth() + self.table.verticalScrollBar().sizeHint().width()
+        margins = self.layout().contentsMargins()
+        width = columns + frame + margins.left() + margins.right()
+        return QSize(max(hint.width(), width), hint.height())
 
     def attach(self) -> None:
         """Follow the canvas' current study (and, from now on, the window's model choice)."""
@@ -167,6 +197,7 @@ class NodulesPanel(QWidget):
                 f"{self._model_folder}); make one with xraystudio fit-layout")
         except ModelError as exc:
             self._sampler, self._sampler_problem = None, str(exc)
+        self.conspicuity.set_sampler(self._sampler)
         self._update_suggest()
 
     def _update_suggest(self) -> None:
@@ -223,8 +254,9 @@ class NodulesPanel(QWidget):
         self.table.setRowCount(len(rows))
         for row, (n, status) in enumerate(rows):
             contrast = "" if n.contrast is None else f"{100 * n.contrast:.2f}"
+            drawn = self._drawn.get(_key(n.x, n.y, n.diameter_mm))
             values = (str(n.id), f"{n.x:.0f}", f"{n.y:.0f}", f"{n.diameter_mm:.1f}", contrast,
-                      status)
+                      "" if drawn is None else f"{100 * drawn:.2f}", status)
             inserted = status in (PAINTED, MOVED)
             removed = status == REMOVED
             for col, text in enumerate(values):
@@ -236,7 +268,7 @@ class NodulesPanel(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, n.id)
                 item.setData(Qt.ItemDataRole.UserRole + 1, status)
                 item.setToolTip(CONTRAST_TIP if col == CONTRAST_COLUMN and inserted
-                                else STATUS_TIPS[status])
+                                else DRAWN_TIP if col == DRAWN_COLUMN else STATUS_TIPS[status])
                 item.setData(Qt.ItemDataRole.ForegroundRole, grey if removed else None)
                 font = item.font()
                 font.setItalic(removed)
@@ -308,10 +340,11 @@ class NodulesPanel(QWidget):
         self.refresh()
 
     def _on_contrast(self, nodule_id: int, text: str) -> None:
-        """A percentage, or blank for the model's own; anything else puts the old value back."""
-        text = text.strip().rstrip("%").strip().replace(",", ".")
+        """A percentage, a grade (g1-g5, typical), or blank for the model's own; anything else
+        puts the old value back."""
         try:
-            contrast = None if not text else float(text) / 100
+            contrast = parse_contrast(text, self._sampler,
+                                      self.canvas.masks.nodule(nodule_id).diameter_mm)
             self.canvas.masks.set_nodule_contrast(nodule_id, contrast)
             self.canvas.edited.emit()
         except (ValueError, MaskError) as exc:
@@ -320,9 +353,33 @@ class NodulesPanel(QWidget):
 
     def _on_stamp_size(self, value: float) -> None:
         self.canvas.tool_settings.nodule_mm = value
+        self.conspicuity.set_diameter(value)
+
+    def show_drawn(self, result, source: XRayImage | None) -> None:
+        """Measure, on the compared result, the contrast each nodule it inserted was drawn to
+        (only an edit result has the source's pixels to measure against)."""
+        self._drawn = {}
+        if result is not None and result.is_edit and source is not None:
+            spacing = float(np.mean(source.spacing_mm or self.canvas.masks.spacing_mm))
+            for site in result.provenance.get("edits") or []:
+                if site.get("kind") != "insert" or not site.get("nodule"):
+                    continue
+                x, y, d = site["nodule"]
+                try:
+                    added = added_nodule(source.values, result.values, x, y, d, spacing,
+                                         not source.invert)
+                except ValueError:
+                    continue
+                self._drawn[_key(x, y, d)] = added.contrast
+        self.refresh()
 
     def delete_selected(self) -> None:
         nodule_id = self.selected_id()
         if nodule_id is not None and self.canvas.study is not None:
             self.canvas.masks.remove_nodule(nodule_id)
             self.canvas.edited.emit()
+
+
+def _key(x: float, y: float, diameter_mm: float) -> tuple[float, float, float]:
+    """A nodule as an edit's provenance records it (rounded to 0.01), to match it again."""
+    return round(x, 2), round(y, 2), round(diameter_mm, 2)

@@ -1,4 +1,4 @@
-"""Results: ground truth and generated images side by side with linked zoom and pan, metrics
+"""Results: the source and generated images side by side with linked zoom and pan, metrics
 under each, optional condition and difference views, and a strip of every result of the study.
 
 An edit-mode result is shown as source | edited | difference, all at the source's full
@@ -162,7 +162,10 @@ class LinkedView(QGraphicsView):
 
 
 class CompareView(QWidget):
-    """Ground truth | generated (| condition | difference), zoomed and panned together."""
+    """Source | generated (| condition | difference), zoomed and panned together.
+
+    The film is no "ground truth": a layout result is a new patient drawn from its masks, so its
+    film is named "Source of the masks"; a guided or edit result redraws the film itself."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -171,10 +174,10 @@ class CompareView(QWidget):
         self.result: GeneratedImage | None = None
         self._edit_difference: tuple | None = None  # (result, RGB32 words, gain) last shown
         self._syncing = False
-        self.truth = LinkedView("Ground truth")
+        self.truth = LinkedView("Source")
         self.generated = LinkedView("Generated")
         self.condition = LinkedView("Condition (model input)")
-        self.difference = LinkedView("Difference (generated − truth)")
+        self.difference = LinkedView("Difference (generated − source)")
         self.views = [self.truth, self.generated, self.condition, self.difference]
         self.show_condition = QCheckBox("Condition")
         self.show_difference = QCheckBox("Difference")
@@ -224,7 +227,7 @@ class CompareView(QWidget):
         self.source = source
         self.result = None
         self._edit_difference = None
-        self.truth.title.setText("Ground truth")
+        self.truth.title.setText("Source")
         self.show_condition.setVisible(True)
         self.show_difference.setVisible(True)
         self.zoom_edits_button.setVisible(False)
@@ -250,7 +253,8 @@ class CompareView(QWidget):
         self.hint.setText(f"Result #{number} · seed {result.seed}"
                           + (" · edit of this radiograph, full resolution" if edit else ""))
         size = result.image.shape
-        self.truth.title.setText("Source" if edit else "Ground truth")
+        layout = (result.provenance.get("parameters") or {}).get("mode") == "layout"
+        self.truth.title.setText("Source of the masks" if layout else "Source")
         self.generated.title.setText(f"Edited #{number}" if edit else f"Generated #{number}")
         self.generated.show_pixels(ArrayImage.wrap(result.pixels, QImage.Format.Format_RGB32), size)
         self.generated.caption.setText(metrics_text(result.metrics))
@@ -292,8 +296,8 @@ class CompareView(QWidget):
                     "(every pixel outside the edits)")
             else:
                 words = difference_rgb(r.image, self.reference)
-                self.difference.title.setText("Difference (generated − truth)")
-                self.difference.caption.setText("red: brighter than the truth, blue: darker")
+                self.difference.title.setText("Difference (generated − source)")
+                self.difference.caption.setText("red: brighter than the source, blue: darker")
             self.difference.show_pixels(ArrayImage.wrap(words, QImage.Format.Format_RGB32),
                                         r.image.shape)
         self._sync_from(self.truth)

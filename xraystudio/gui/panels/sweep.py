@@ -35,7 +35,9 @@ from xraystudio.gui.panels.results import LinkedView, follow
 from xraystudio.gui.qimage import ArrayImage
 
 PLACEHOLDERS = ("conditioning_scale=0.5:1.5:3", "seed=1,2,3", "layer.heart=on,off")
-CELL_MIN = 120
+#: Cells shrink to this before the grid scrolls: small enough that a 3-row grid with its captions
+#: fits the Sweep tab of a 900 px window (at 120 the bottom row's captions were scrolled away).
+CELL_MIN = 64
 
 
 def caption_colour(background: str) -> str:
@@ -68,6 +70,9 @@ class CellView(LinkedView):
         self.index = index
         self._pressed: QPoint | None = None
         self.setMinimumSize(CELL_MIN, CELL_MIN)
+        # Lines of its own, unwrapped: a wrapped caption's height is reckoned at the narrowest
+        # width, which pushed the grid past the view and hid the bottom row's captions.
+        self.caption.setWordWrap(False)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt naming)
         self._pressed = event.position().toPoint()
@@ -92,6 +97,8 @@ class SweepPanel(QWidget):
         self.setObjectName("sweepPanel")
         self.record: SweepRecord | None = None
         self.pixels: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}  # index -> words, size
+        #: Cell index -> the cell's number in the results strip, so both say the same "#n".
+        self.numbers: dict[int, int] = {}
         self.views: list[CellView] = []
         self._syncing = False
         self.axis_edits = []
@@ -238,6 +245,7 @@ class SweepPanel(QWidget):
         while self.grid.count():
             item = self.grid.takeAt(0)
             if item.widget() is not None:
+                item.widget().hide()  # at once: deletion waits for the event loop
                 item.widget().deleteLater()
         self.views = []
 
@@ -315,13 +323,16 @@ class SweepPanel(QWidget):
             self.legend.clear()
         for view in self.views:
             cell = record.cells[view.index]
+            number = self.numbers.get(view.index)
+            name = f"#{number}" if number is not None else f"cell {view.index + 1}"
             if cell.status == "done":
                 text = metric_text(cell.metrics, key or None) if key else ""
-                text = (text + "\n" if text else "") + f"#{view.index + 1} · seed {cell.seed}"
+                text = (text + "\n" if text else "") + f"{name} · seed {cell.seed}"
             elif cell.status == "failed":
-                text = f"#{view.index + 1} failed: {cell.error or ''}"
+                error = cell.error or ""
+                text = f"{name} failed: {error[:40]}{'…' if len(error) > 40 else ''}"
             else:
-                text = f"#{view.index + 1} waiting"
+                text = f"{name} waiting"
             view.caption.setText(text)
             view.setToolTip(cell_tooltip(record, view.index))
             colour = ""
