@@ -9,13 +9,16 @@ not generated, on the validation split:
   the matching case of the second. What real films score against each other: texture and NPS
   near 1, a two-sample AUC near 0.5 (its spread with 20 + 20 films), the memorisation
   distances of new real patients on both sides, and PSNR/SSIM/Dice of a different patient.
+- ``blurred``: the same with a Gaussian blur of 1 px at the coarse size before upsampling: a
+  smooth ghost of each real film (the look the issue found in layout mode), the positive control
+  that shows the tests can tell;
 - ``bicubic``: each real film boxed to the model's coarse size (256 px) and upsampled bicubically
   to its own size, what the product saved before the full-resolution stage: its texture and NPS
   at full resolution show what a coarse film lacks, and the patch classifier how easily that is
   told.
 
 Usage: python benchmarks/realism_baselines.py DATA [--threads 1] [--coarse 256] [--full 1024]
-[--out benchmarks/results/realism_baselines.json]
+[--references other_real bicubic blurred] [--out benchmarks/results/realism_baselines.json]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from xraystudio.evaluation.evaluate import EvalConfig, Evaluator, save_and_read
 from xraystudio.io.atomic import write_text
@@ -48,14 +52,23 @@ class _Saved:
 
 
 class BicubicFilms(_Saved):
-    """The real film boxed to the coarse size and upsampled bicubically to its own size."""
+    """The real film boxed to the coarse size, optionally blurred there (``sigma`` px), and
+    upsampled bicubically to its own size."""
+
+    def __init__(self, coarse: int, full: int, sigma: float = 0.0) -> None:
+        super().__init__(coarse, full)
+        self.sigma = sigma
 
     def draw(self, case: Case, masks: MaskStack, seed: int) -> np.ndarray:
         box = Letterbox(case.image.shape, self.coarse)
-        return self.save(np.clip(box.from_working(box.to_working(case.image)), 0, 1), case.id)
+        small = box.to_working(case.image)
+        if self.sigma:
+            small = ndimage.gaussian_filter(small, self.sigma)
+        return self.save(np.clip(box.from_working(small), 0, 1), case.id)
 
     def describe(self) -> dict:
-        return {"reference": f"real film boxed to {self.coarse} px, bicubic back to its size"}
+        blur = f", Gaussian blur of {self.sigma} px there" if self.sigma else ""
+        return {"reference": f"real film boxed to {self.coarse} px{blur}, bicubic back to its size"}
 
 
 class OtherRealFilms(_Saved):
@@ -96,6 +109,8 @@ def main() -> None:
     parser.add_argument("--classifier-steps", type=int, default=EvalConfig.classifier_steps)
     parser.add_argument("--classifier-seeds", type=int, default=EvalConfig.classifier_seeds)
     parser.add_argument("--no-segmenter", action="store_true")
+    parser.add_argument("--references", nargs="+", default=["other_real", "bicubic", "blurred"],
+                        choices=["other_real", "bicubic", "blurred"])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                              "realism_baselines.json"))
     args = parser.parse_args()
@@ -117,8 +132,13 @@ def main() -> None:
         "other_real": (OtherRealFilms(dataset, dict(zip(first, second)), args.coarse, args.full),
                        EvalConfig(cases=tuple(first[:len(second)]), **cfg)),
         "bicubic": (BicubicFilms(args.coarse, args.full), EvalConfig(split="val", **cfg)),
+        "blurred": (BicubicFilms(args.coarse, args.full, sigma=1.0), EvalConfig(split="val", **cfg)),
     }
-    figures: dict = {
+    runs = {k: v for k, v in runs.items() if k in args.references}
+    out = Path(args.out)
+    # References not run this time keep their figures from an earlier run.
+    figures: dict = json.loads(out.read_text()) if out.is_file() else {}
+    figures |= {
         "data": f"{Path(args.data).name}, validation split ({len(val)} cases)",
         "cpu": _cpu(), "threads": args.threads,
         "segmenter": segmenter is not None,
@@ -141,7 +161,7 @@ def main() -> None:
                 print(f"  nearest training film: generated median {memo['generated_median']:.3f} "
                       f"p10 {memo['generated_p10']:.3f}; real median {memo['real_median']:.3f} "
                       f"p10 {memo['real_p10']:.3f}")
-    write_text(Path(args.out), json.dumps(figures, indent=2) + "\n")
+    write_text(out, json.dumps(figures, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

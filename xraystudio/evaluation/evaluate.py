@@ -136,8 +136,13 @@ def _nodules_px(masks: MaskStack) -> list[tuple[float, float, float]]:
 
 
 def _patches(film: np.ndarray, lungs: np.ndarray, side: int, count: int) -> np.ndarray:
-    """``count`` squares of ``side`` px of the z-scored film, spread over the lungs (whole
-    squares inside them where they fit, else squares centred in them)."""
+    """``count`` squares of ``side`` px of the film, spread over the lungs (whole squares inside
+    them where they fit, else squares centred in them), each z-scored.
+
+    Each patch on its own scale: with the film's scale, the grain is a tiny part of what the
+    classifier sees beside ribs and shading, and it failed to tell the bicubic upsampling of a
+    256 px film from the real one in one of three seeds (AUC 0.76); per patch it told it (1.0).
+    """
     corners = texture.flat_rois(lungs, side)
     if not corners:
         ys, xs = np.nonzero(lungs[side // 2:lungs.shape[0] - side // 2 + 1,
@@ -145,8 +150,7 @@ def _patches(film: np.ndarray, lungs: np.ndarray, side: int, count: int) -> np.n
         corners = list(zip(ys.tolist(), xs.tolist())) or [((film.shape[0] - side) // 2,
                                                            (film.shape[1] - side) // 2)]
     pick = np.unique(np.linspace(0, len(corners) - 1, count).round().astype(int))
-    z = zscore(film)
-    return np.stack([z[y:y + side, x:x + side] for y, x in (corners[i] for i in pick)])
+    return np.stack([zscore(film[y:y + side, x:x + side]) for y, x in (corners[i] for i in pick)])
 
 
 class Evaluator:
