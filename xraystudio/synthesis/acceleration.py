@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: ``optimize`` values: auto (on for CUDA only), on (also on the CPU or MPS), off.
 OPTIMIZE = ("auto", "on", "off")
+OPTIMIZE_HELP = ("GPU speed-ups of the denoising networks (fp16 autocast, channels-last, "
+                 "torch.compile): auto (default: on CUDA only), on, off (also fp32 weights)")
 #: torch.compile mode on CUDA: inductor kernels captured as CUDA graphs.
 CUDA_COMPILE_MODE = "reduce-overhead"
 
