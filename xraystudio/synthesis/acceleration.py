@@ -10,8 +10,9 @@ noise stay in the precision they had), so the pipelines are unchanged and a run 
 the same code. Everything is on by default on CUDA and off on the CPU, where compilation costs
 minutes and gains little; ``optimize`` turns it on or off. A network whose compilation fails,
 when it is built or at its first call, runs eagerly: the image still comes out, and the
-provenance says what was used. Compilation happens once per process and input shape (torch's
-own cache); the time of each first call, compilation included, is counted apart
+provenance says what was used. Compilation happens once per process and network for the first
+input shape and once more for any batch size (torch's own cache and automatic dynamic shapes;
+CUDA graphs are recorded per shape); the time of each first call, compilation included, is counted apart
 (``compile_seconds``) so that it is not mistaken for the per-image rate.
 """
 
@@ -110,8 +111,10 @@ class _FastForward:
             import torch
 
             try:
-                self.compiled = torch.compile(self._forward, mode=owner.compile_mode,
-                                              dynamic=False)
+                _allow_recompiles()
+                # dynamic=None: torch's default, a graph for the first shape, then one for any
+                # batch size (edit rounds vary in their number of windows)
+                self.compiled = torch.compile(self._forward, mode=owner.compile_mode)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
                 self._give_up(exc)
 
@@ -160,6 +163,20 @@ class _FastForward:
             self.seen.add(key)
             self.owner.compile_seconds += time.perf_counter() - started
         return out
+
+
+#: Graphs dynamo may keep per function: every network of every engine in a process shares the
+#: code of ``_FastForward._forward``, and past torch's default of 8 it would silently run eagerly.
+RECOMPILE_LIMIT = 64
+
+
+def _allow_recompiles() -> None:
+    import torch._dynamo.config as config
+
+    for name in ("recompile_limit", "cache_size_limit"):  # the name changed in torch 2.7
+        if isinstance(getattr(config, name, None), int):
+            setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+            return
 
 
 def _map(obj: Any, fn):
