@@ -307,14 +307,22 @@ class Engine:
         """
         if not reqs:
             return []
-        settings = [self._settings(r) for r in reqs]
-        if any(s != settings[0] for s in settings) or any(r.n_images != 1 for r in reqs):
-            raise GenerationError("a batch needs one image per request and the same settings")
-        if settings[0]["mode"] == "edit" or any(r.seed is None for r in reqs):
-            raise GenerationError("a batch is for layout or guided mode, with a seed per request")
-        s = settings[0]
+        s = self._settings(reqs[0])
+        if not self.batchable(reqs):
+            raise GenerationError("a batch is for layout or guided mode, one image per request "
+                                  "with a seed each, and the same settings")
         conds = [self.condition(r, s["mode"], s["prior"]) for r in reqs]
         return self._draw(reqs, conds, [int(r.seed) for r in reqs], s, progress, cancel)
+
+    def batchable(self, reqs: list[GenerationRequest]) -> bool:
+        """Whether ``generate_batch`` draws these requests together: layout or guided mode,
+        one image each with its own seed, settings alike (masks and seeds may differ)."""
+        try:
+            settings = [self._settings(r) for r in reqs]
+        except GenerationError:
+            return False
+        return (all(s == settings[0] for s in settings) and settings[0]["mode"] != "edit"
+                and all(r.n_images == 1 and r.seed is not None for r in reqs))
 
     def _draw(self, reqs: list[GenerationRequest], conds: list[np.ndarray], seeds: list[int],
               s: dict, progress: ProgressCallback | None,
