@@ -141,7 +141,8 @@ class Engine:
         max_batch: int = MAX_BATCH,
     ) -> Engine:
         """``optimize`` (auto, on, off): the GPU measures of ``synthesis.acceleration``; off
-        also means fp32 weights on CUDA unless ``precision`` asks for another."""
+        also means plain fp32 (no fp16 weights on CUDA, no bf16 autocast on a CPU) unless
+        ``precision`` asks for another."""
         import torch
 
         if optimize == "off" and precision == "auto":
