@@ -208,6 +208,29 @@ def test_a_unit_that_fails_while_others_are_in_flight_is_made_item_by_item(
             assert np.abs(a - b).max() <= 1
 
 
+def test_an_item_that_fails_to_be_written_in_a_writer_thread_is_made_again(
+        setup, reference: Path, tmp_path: Path, monkeypatch) -> None:
+    from xraystudio.errors import XRayStudioError
+    from xraystudio.factory import worker
+
+    data, model = setup
+    original = worker.Synthesizer._write
+    failed = []
+
+    def once(self, item, *a, **k):
+        if item.id.endswith("001") and not failed:
+            failed.append(item.id)
+            raise XRayStudioError("the label map could not be made")
+        return original(self, item, *a, **k)
+
+    monkeypatch.setattr(worker.Synthesizer, "_write", once)
+    out = tmp_path / "retried"
+    assert main(_args(data, model, out, "--jsrt")) == 0
+    assert failed and not (out / "failed").exists()
+    # the unit's other item was written by the threads, this one again alone
+    assert sorted(_files(out)) == sorted(_files(reference))
+
+
 def test_batched_windows_give_the_same_images(setup) -> None:
     from xraystudio.io.images import read_image
     from xraystudio.synthesis.edit import EditPlan, EditTask, run_edit, run_edits

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,9 @@ from xraystudio.masks import ANATOMY, MaskStack
 log = logging.getLogger(__name__)
 
 DESCRIPTION = "Synthetic radiographs made by xraystudio synthesize; not for diagnosis."
+#: Threads that encode and write items' files beside the model (PNG encoding releases the GIL);
+#: at most this many, and no more than the machine's cores.
+WRITERS = 4
 
 
 def _sha256(path: Path) -> str:
@@ -202,16 +206,19 @@ class Synthesizer:
             return self._one_by_one(prepared)
 
     def run_units(self, units_: list[list[WorkItem]],
-                  on_unit: Callable[[Prepared], None] | None = None, depth: int = 2) -> int:
+                  on_unit: Callable[[Prepared], None] | None = None, depth: int = 2,
+                  writers: int | None = None) -> int:
         """``run_unit`` over ``units_`` with reading, drawing and writing overlapped: the next
-        units' inputs are read in one thread and the last units' files written in another while
-        the model draws, at most ``depth`` units ahead and behind (memory stays flat). The
-        files are those of ``run_unit`` one unit after the other; ``on_unit`` is told of each
-        unit once its files are written. Returns how many items were made."""
+        units' inputs are read in one thread and the last units' files encoded and written by
+        ``writers`` threads (one item each) while the model draws, at most ``depth`` units
+        ahead and behind (memory stays flat). The files are those of ``run_unit`` one unit
+        after the other; ``on_unit`` is told of each unit once its files are written. Returns
+        how many items were made."""
+        writers = writers or min(WRITERS, os.cpu_count() or 1)
         reader = ThreadPoolExecutor(1, thread_name_prefix="synthesize-read")
-        writer = ThreadPoolExecutor(1, thread_name_prefix="synthesize-write")
+        writer = ThreadPoolExecutor(writers, thread_name_prefix="synthesize-write")
         reads: deque[Future] = deque()
-        writes: deque[tuple[Prepared, Future]] = deque()
+        writes: deque[tuple[Prepared, list[Future]]] = deque()
         pending = iter(units_)
         made = 0
 
@@ -221,12 +228,16 @@ class Synthesizer:
 
         def settle(block: bool) -> None:
             nonlocal made
-            while writes and (block or writes[0][1].done()):
-                prepared, future = writes.popleft()
-                try:
-                    made += future.result()
-                except XRayStudioError as exc:
-                    prepared.error = exc
+            while writes and (block or all(f.done() for f in writes[0][1])):
+                prepared, futures = writes.popleft()
+                wait(futures)
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                made += len(futures) - len(errors)
+                for exc in errors:
+                    if not isinstance(exc, XRayStudioError):
+                        raise exc
+                if errors:  # the items not written, again one by one
+                    prepared.error = errors[0]
                     made += self._one_by_one(prepared)
                 if on_unit is not None:
                     on_unit(prepared)
@@ -243,9 +254,10 @@ class Synthesizer:
                         on_unit(prepared)
                     continue
                 while len(writes) >= depth:
-                    writes[0][1].exception()  # waits for the oldest write
+                    wait(writes[0][1])
                     settle(block=False)
-                writes.append((prepared, writer.submit(self.write, prepared, outputs)))
+                writes.append((prepared, [writer.submit(self._write, item, ld, *output)
+                                          for (item, ld), output in zip(prepared.ready, outputs)]))
                 settle(block=False)
             settle(block=True)
         finally:
@@ -289,8 +301,8 @@ class Synthesizer:
 
     def write(self, prepared: Prepared, outputs: list) -> int:
         """Every file of the drawn items (the writing stage); returns how many."""
-        for (item, ld), (img, masks, inserted, removed, extra) in zip(prepared.ready, outputs):
-            self._write(item, ld, img, masks, inserted, removed, extra)
+        for (item, ld), output in zip(prepared.ready, outputs):
+            self._write(item, ld, *output)
         return len(outputs)
 
     def _one_by_one(self, prepared: Prepared) -> int:
