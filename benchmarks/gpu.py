@@ -9,7 +9,8 @@ fp16, channels-last, torch.compile) and off (fp32, eager), so the two can be com
   batch 1, the first call per shape apart (compilation), peak GPU memory, and the PSNR of the
   optimised pixels against the fp32 ones (same seeds);
 - ``synthesize``: edit-mode ``synthesize`` end to end (inputs read, images drawn, files
-  written) on 1024 px inputs, images/s;
+  written) on 1024 px inputs, images/s of the whole run and after its first unit (model
+  loading and compilation left out);
 - ``stable_diffusion``: an SD-1.5-size UNet + ControlNet (random weights, built from the
   published configs below; no download), 512 px, 20 steps, guidance 7.5, through the product's
   engine and through diffusers' own ``StableDiffusionControlNetPipeline`` on the same weights.
@@ -254,21 +255,28 @@ def measure_modes(model: Path, args, clock: Clock, optimize: str, keep: dict) ->
 
 def measure_synthesize(model: Path, data: Path, args, clock: Clock, optimize: str,
                        tmp: Path) -> dict:
-    """Edit-mode ``synthesize`` end to end, files written; a first unit warms up apart."""
+    """Edit-mode ``synthesize`` end to end, files written: the whole run (model loading and
+    compilation included) and its steady rate after the first unit."""
     from xraystudio.factory.run import synthesize
     from xraystudio.factory.settings import SynthesisSettings
 
-    batch = args.synth_batch
-    common = dict(input=data, mode="edit", model=str(model), device=args.device,
-                  optimize=optimize, batch=batch, per_input=args.synth_per_input)
-    warm = SynthesisSettings(out=tmp / f"warm_{optimize}", limit=max(1, batch // args.synth_per_input),
-                             **common)
-    warm_s, _ = clock.time(lambda: synthesize(warm))
-    settings = SynthesisSettings(out=tmp / f"synth_{optimize}", **common)
-    seconds, summary = clock.time(lambda: synthesize(settings))
-    return {"images": summary.made, "batch": batch, "seconds": round(seconds, 2),
-            "images_per_second": round(summary.made / seconds, 2),
-            "warm_up_seconds": round(warm_s, 2), "failed": summary.failed}
+    settings = SynthesisSettings(input=data, out=tmp / f"synth_{optimize}", mode="edit",
+                                 model=str(model), device=args.device, optimize=optimize,
+                                 batch=args.synth_batch, per_input=args.synth_per_input)
+    marks: list[tuple[float, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        if done:
+            marks.append((time.perf_counter(), done))
+
+    seconds, summary = clock.time(lambda: synthesize(settings, progress=progress))
+    out = {"images": summary.made, "batch": args.synth_batch, "seconds": round(seconds, 2),
+           "images_per_second": round(summary.made / seconds, 2), "failed": summary.failed}
+    if len(marks) > 1:
+        (t0, n0), (t1, n1) = marks[0], marks[-1]
+        out["steady_images_per_second"] = round((n1 - n0) / (t1 - t0), 2)
+        out["steady_images"] = n1 - n0
+    return out
 
 
 def _sd_pipe(device: str, smoke: bool):
@@ -408,7 +416,7 @@ def main() -> None:
     if args.smoke:
         args.device = "cpu" if args.device == "cuda" else args.device
         args.batches, args.min_seconds, args.sd_runs = "1,2", 0.0, 1
-        args.synth_batch, args.synth_per_input, args.synth_inputs = 2, 2, 2
+        args.synth_batch, args.synth_per_input, args.synth_inputs = 2, 4, 2
         args.max_fullres_batch = args.max_edit_batch = 2
         args.optimize_sd = args.smoke_compile
 
