@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_synthesis import _study
 
 from xraystudio.errors import GenerationCancelled
-from xraystudio.image import XRayImage
-from xraystudio.masks import MaskStack
 from xraystudio.synthesis.engine import Engine, GenerationRequest
 from xraystudio.synthesis.tiny import (
     make_tiny_edit_model,
@@ -32,16 +31,6 @@ def model_dir(tmp_path_factory) -> Path:
 
 def _engine(model_dir: Path, **kw) -> Engine:
     return Engine.load(str(model_dir), device="cpu", precision="fp32", **kw)
-
-
-def _study(shape=(90, 70)) -> tuple[MaskStack, XRayImage]:
-    masks = MaskStack(shape, (0.5, 0.5))
-    masks.paint("right_lung", [(15, 20), (20, 60)], 8)
-    masks.paint("left_lung", [(50, 20), (55, 60)], 8)
-    masks.add_nodule(52, 40, 6)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
-    image = XRayImage.from_display((0.5 + 0.3 * np.sin(xx / 7) * np.cos(yy / 9)).astype(np.float32))
-    return masks, image
 
 
 @pytest.mark.parametrize("mode,resolution", [("layout", 32), ("layout", 128), ("guided", 128),
@@ -126,27 +115,26 @@ def test_the_cpu_runs_eagerly_and_says_so(model_dir: Path, monkeypatch) -> None:
     assert not engine.acceleration.active
 
 
-def _forced(model_dir: Path, monkeypatch, compile_fn) -> tuple[Engine, list]:
-    import torch
-
-    monkeypatch.setattr(torch, "compile", compile_fn)
-    engine = _engine(model_dir, optimize="on")
-    masks, image = _study()
-    out = [engine.generate(GenerationRequest(masks, image, mode=m, seed=4, steps=2))[0]
-           for m in ("guided", "edit")]
-    out.append(engine.generate(GenerationRequest(masks, mode="layout", seed=4, steps=2,
-                                                 resolution=128))[0])
-    return engine, out
-
-
-def _plain(model_dir: Path) -> list:
-    engine = _engine(model_dir, optimize="off")
+def _every_network(engine: Engine) -> list:
+    """Guided, edit and full-resolution layout images: every network the engine runs."""
     masks, image = _study()
     out = [engine.generate(GenerationRequest(masks, image, mode=m, seed=4, steps=2))[0]
            for m in ("guided", "edit")]
     out.append(engine.generate(GenerationRequest(masks, mode="layout", seed=4, steps=2,
                                                  resolution=128))[0])
     return out
+
+
+def _forced(model_dir: Path, monkeypatch, compile_fn) -> tuple[Engine, list]:
+    import torch
+
+    monkeypatch.setattr(torch, "compile", compile_fn)
+    engine = _engine(model_dir, optimize="on")
+    return engine, _every_network(engine)
+
+
+def _plain(model_dir: Path) -> list:
+    return _every_network(_engine(model_dir, optimize="off"))
 
 
 def _same(a: list, b: list) -> None:
