@@ -335,3 +335,24 @@ def test_sweeps_are_kept_in_the_project_and_reopen(tmp_path):
     assert [s["id"] for s in again.sweeps()] == [swid]
     assert (tmp_path / "copy" / "sweeps" / f"{swid}.json").is_file()
     again.close()
+
+
+def test_cells_that_differ_only_in_seed_or_masks_are_drawn_together(engine):
+    masks, image = study()
+    sweep = Sweep(parse_axes(["seed=1,2,3", "layer.heart=on,off"]),
+                  base={"mode": "guided", "steps": 2}, seed=0)
+    calls = []
+    handle = engine.model.pipe.unet.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    seen = []
+    try:
+        run_sweep(SweepRecord.new(sweep), masks, image, lambda ref: engine,
+                  on_cell=seen.append, faithfulness=False)
+    finally:
+        handle.remove()
+    assert set(calls) == {6}  # all six cells in each step's one call
+    assert [o.record.index for o in seen] == list(range(6))
+    for o in seen:  # each the image of its cell drawn alone
+        ref, req = sweep.request(sweep.cells()[o.record.index], masks, image)
+        alone = engine.generate(req)[0]
+        np.testing.assert_allclose(o.result.working, alone.working, atol=1e-5)
+        assert o.result.provenance["batch"] == 6

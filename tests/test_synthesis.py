@@ -58,7 +58,10 @@ def test_generates_at_source_size_deterministically(engine: Engine) -> None:
     for r in first:
         assert r.image.shape == (90, 70) and r.image.dtype == np.float32
         assert 0 <= r.image.min() and r.image.max() <= 1
-    np.testing.assert_array_equal(first[0].image, again[0].image)
+    # the two were drawn in one batch: the same pixels as alone, but for float rounding
+    np.testing.assert_allclose(first[0].image, again[0].image, atol=1e-5)
+    np.testing.assert_array_equal(again[0].image,
+                                  engine.generate(GenerationRequest(masks, image, seed=7))[0].image)
     assert not np.array_equal(first[0].image, first[1].image)
 
 
@@ -101,14 +104,25 @@ def test_every_scheduler_runs(engine: Engine, scheduler: str) -> None:
 def test_progress_after_every_step_with_preview(engine: Engine) -> None:
     masks, image = _study()
     seen = []
-    engine.generate(GenerationRequest(masks, image, seed=0, steps=4, n_images=2, preview_every=2),
+    engine.generate(GenerationRequest(masks, image, seed=0, steps=4, n_images=3, preview_every=2),
                     progress=seen.append)
-    assert [(p.image_index, p.step) for p in seen] == [(0, 1), (0, 2), (0, 3), (0, 4),
-                                                       (1, 1), (1, 2), (1, 3), (1, 4)]
+    # the three images are drawn together: one report per step for all of them
+    assert [(p.image_index, p.step, p.batch) for p in seen] == [(0, k, 3) for k in (1, 2, 3, 4)]
     assert seen[-1].eta_s == 0 and seen[0].eta_s >= 0
-    assert seen[-1].fraction == 1.0
+    assert [p.fraction for p in seen] == [0.25, 0.5, 0.75, 1.0]
     previews = [p.preview for p in seen if p.preview is not None]
-    assert len(previews) == 4 and previews[0].shape == (32, 32)
+    assert len(previews) == 2 and previews[0].shape == (32, 32)
+
+
+def test_progress_of_batches_of_max_batch(pixel_dir: Path) -> None:
+    masks, image = _study()
+    seen = []
+    small = Engine.load(str(pixel_dir), device="cpu", precision="fp32", max_batch=2)
+    small.generate(GenerationRequest(masks, image, seed=0, steps=2, n_images=3),
+                   progress=seen.append)
+    assert [(p.image_index, p.step, p.batch) for p in seen] == [(0, 1, 2), (0, 2, 2),
+                                                                (2, 1, 1), (2, 2, 1)]
+    assert [round(p.fraction, 3) for p in seen] == [0.333, 0.667, 0.833, 1.0]
 
 
 def test_cancel_from_another_thread_returns_no_image(engine: Engine) -> None:

@@ -144,6 +144,93 @@ def test_kill_minus_9_then_resume_gives_the_same_files(setup, tmp_path: Path) ->
     assert len((out / "metadata.jsonl").read_text().splitlines()) == 48
 
 
+def test_overlapped_reading_drawing_and_writing_give_the_same_files(setup, reference: Path,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    import threading
+
+    from xraystudio.factory import worker
+
+    data, model = setup
+    threads: dict[str, set[str]] = {"prepare": set(), "draw": set(), "_write": set()}
+    for name in threads:
+        original = getattr(worker.Synthesizer, name)
+
+        def spy(self, *a, _name=name, _original=original, **k):
+            threads[_name].add(threading.current_thread().name)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(worker.Synthesizer, name, spy)
+    plain = tmp_path / "plain"
+    assert main(_args(data, model, plain, "--jsrt", "--no-overlap")) == 0
+    assert threads["prepare"] == threads["draw"] == threads["_write"] == {"MainThread"}
+    for seen in threads.values():
+        seen.clear()
+    overlapped = tmp_path / "overlapped"
+    assert main(_args(data, model, overlapped, "--jsrt")) == 0
+    assert threads["draw"] == {"MainThread"}  # the model in this thread, files in others
+    assert all(n.startswith("synthesize-read") for n in threads["prepare"])
+    assert all(n.startswith("synthesize-write") for n in threads["_write"])
+    assert _files(plain) == _files(overlapped) == _files(reference)
+
+
+def test_a_unit_that_fails_while_others_are_in_flight_is_made_item_by_item(
+        setup, tmp_path: Path, monkeypatch) -> None:
+    from xraystudio.errors import GenerationError
+    from xraystudio.factory import worker
+
+    data, model = setup
+    original = worker.Synthesizer._edit
+    refused = []
+
+    def flaky(self, todo, loaded):
+        if any(i.id.endswith("001") for i in todo) and len(todo) > 1:
+            refused.append(len(todo))
+            raise GenerationError("lungs too small for a nodule")
+        return original(self, todo, loaded)
+
+    monkeypatch.setattr(worker.Synthesizer, "_edit", flaky)
+    out = tmp_path / "flaky"
+    assert main(_args(data, model, out)) == 0
+    monkeypatch.undo()
+    assert refused  # some units were refused whole
+    clean = tmp_path / "clean"
+    assert main(_args(data, model, clean)) == 0
+    rows = (out / "metadata.jsonl").read_text().splitlines()
+    assert len(rows) == 12 and not list((out / "failed").glob("*.json"))
+    # units retried item by item went through the model one at a time: the same files
+    # (an edit's windows in a batch of one round at most one stored level otherwise)
+    assert sorted(_files(out)) == sorted(_files(clean))
+    for name in _files(clean):
+        if name.startswith("imagesTr"):
+            a = np.asarray(Image.open(out / name), np.int32)
+            b = np.asarray(Image.open(clean / name), np.int32)
+            assert np.abs(a - b).max() <= 1
+
+
+def test_an_item_that_fails_to_be_written_in_a_writer_thread_is_made_again(
+        setup, reference: Path, tmp_path: Path, monkeypatch) -> None:
+    from xraystudio.errors import XRayStudioError
+    from xraystudio.factory import worker
+
+    data, model = setup
+    original = worker.Synthesizer._write
+    failed = []
+
+    def once(self, item, *a, **k):
+        if item.id.endswith("001") and not failed:
+            failed.append(item.id)
+            raise XRayStudioError("the label map could not be made")
+        return original(self, item, *a, **k)
+
+    monkeypatch.setattr(worker.Synthesizer, "_write", once)
+    out = tmp_path / "retried"
+    assert main(_args(data, model, out, "--jsrt")) == 0
+    assert failed and not (out / "failed").exists()
+    # the unit's other item was written by the threads, this one again alone
+    assert sorted(_files(out)) == sorted(_files(reference))
+
+
 def test_batched_windows_give_the_same_images(setup) -> None:
     from xraystudio.io.images import read_image
     from xraystudio.synthesis.edit import EditPlan, EditTask, run_edit, run_edits

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from xraystudio.errors import MaskError
+from xraystudio.synthesis.acceleration import OPTIMIZE, OPTIMIZE_HELP
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--negative-prompt")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    p.add_argument("--optimize", default="auto", choices=OPTIMIZE, help=OPTIMIZE_HELP)
     p.add_argument("--spacing", type=float, help="pixel spacing in mm when the file has none")
     p.set_defaults(func=run)
 
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
     study = build_study(args)
     engine = Engine.load(args.model, device=args.device, precision=args.precision,
-                         allow_download=args.allow_download)
+                         allow_download=args.allow_download, optimize=args.optimize)
     req = GenerationRequest(
         masks=study.masks, image=study.image, mode=args.mode, seed=args.seed, n_images=args.n,
         steps=args.steps, scheduler=args.scheduler, conditioning_scale=args.conditioning_scale,
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
                desc=f"{engine.spec.name} on {engine.device.label}")
 
     def progress(p) -> None:
-        bar.n = round(p.image_index + p.step / p.total, 2)
+        bar.n = round(p.fraction * p.n_images, 2)
         bar.set_postfix(step=f"{p.step}/{p.total}", eta=f"{p.eta_s:.0f}s")
         bar.refresh()
 

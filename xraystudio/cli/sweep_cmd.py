@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from xraystudio.synthesis.acceleration import OPTIMIZE, OPTIMIZE_HELP
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from xraystudio.cli.generate_cmd import _nodule
@@ -54,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the faithfulness Dice (no anatomy segmentation of each cell)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    p.add_argument("--optimize", default="auto", choices=OPTIMIZE, help=OPTIMIZE_HELP)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--spacing", type=float, help="pixel spacing in mm when the file has none")
     p.set_defaults(func=run, remove=[])
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     study = build_study(args)
     refs = list(dict.fromkeys(sweep.axis("model").values if sweep.axis("model")
                               else [sweep.model]))
-    engines = {ref: Engine.load(ref, device=args.device, precision=args.precision)
+    engines = {ref: Engine.load(ref, device=args.device, precision=args.precision,
+                                optimize=args.optimize)
                for ref in refs}
     if "mode" not in sweep.base and sweep.axis("mode") is None:
         # Not edit mode (a model's default when it has an edit model): a sweep compares whole

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from xraystudio.errors import XRayStudioError
+from xraystudio.synthesis.acceleration import OPTIMIZE, OPTIMIZE_HELP
 
 EPILOG = """\
 Runs in this process by default. On several GPUs or nodes:
@@ -48,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     p.add_argument("--scheduler", help="sampler (default: the model's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default cpu)")
+    p.add_argument("--optimize", default="auto", choices=OPTIMIZE, help=OPTIMIZE_HELP)
+    p.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="read, draw and write one after the other (default: reading and "
+                   "writing run in threads beside the model)")
     p.add_argument("--jsrt", action="store_true",
                    help="also write the JSRT-style layout in OUT/jsrt (to train xraystudio)")
     p.add_argument("--keep-implausible", action="store_true",
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, batch=args.batch, split=args.split, limit=args.limit, model=args.model,
         sampler=Path(args.sampler) if args.sampler else None, steps=args.steps,
         scheduler=args.scheduler, device=args.device, jsrt=args.jsrt,
-        keep_implausible=args.keep_implausible)
+        keep_implausible=args.keep_implausible, optimize=args.optimize, overlap=args.overlap)
     bar = tqdm(unit="img", dynamic_ncols=True, disable=None, desc="synthesize")
 
     def progress(done: int, total: int) -> None:

@@ -406,56 +406,87 @@ def run_sweep(
     started = time.perf_counter()
     n = len(cells)
     finished_s: list[float] = []
+    # (cell, its record, drawn alone): a batch that failed is tried again cell by cell
+    pending = [(cell, rec, False) for cell, rec in zip(cells, record.cells, strict=True)
+               if rec.status != "done"]
     try:
-        for cell, rec in zip(cells, record.cells, strict=True):
-            if rec.status == "done":
-                continue
+        while pending:
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("sweep cancelled")
-            ref, req = sweep.request(cell, masks, image)
-            engine = engine_for(ref)
-            cell_started = time.perf_counter()
+            group, engine = _next_group(pending, sweep, masks, image, engine_for)
+            del pending[:len(group)]
+            group_started = time.perf_counter()
+            first = group[0][0].index
 
-            def on_progress(p: Progress, k: int = cell.index) -> None:
+            def on_progress(p: Progress, k: int = first, size: int = len(group),
+                            group_started: float = group_started) -> None:
                 if progress is None:
                     return
                 now = time.perf_counter()
                 frac = p.step / max(1, p.total)
-                this = (now - cell_started) / max(frac, 1e-6)  # this cell's projected time
+                this = (now - group_started) / max(frac, 1e-6) / size  # per cell, projected
                 per_cell = float(np.mean(finished_s)) if finished_s else this
-                after = sum(1 for c in record.cells[k + 1:] if c.status == "pending")
-                eta = this * (1 - frac) + per_cell * after
+                after = sum(1 for c in record.cells[k + size:] if c.status == "pending")
+                eta = this * (1 - frac) * size + per_cell * after
                 progress(SweepProgress(k, n, p.step, p.total, now - started, max(0.0, eta)))
 
             try:
-                results = engine.generate(req, progress=on_progress, cancel=cancel)
+                reqs = [req for _, _, req in group]
+                results = (engine.generate_batch(reqs, on_progress, cancel) if len(group) > 1
+                           else engine.generate(reqs[0], progress=on_progress, cancel=cancel))
             except GenerationCancelled:
                 raise
             except XRayStudioError as exc:
+                cell, rec, _ = group[0]
+                if len(group) > 1:  # again one by one: the failure is one cell's
+                    pending[:0] = [(c, r, True) for c, r, _ in group]
+                    continue
                 rec.status, rec.error = "failed", str(exc)
-                rec.seconds = round(time.perf_counter() - cell_started, 3)
+                rec.seconds = round(time.perf_counter() - group_started, 3)
                 if on_cell is not None:
                     on_cell(CellOutcome(rec))
                 continue
-            result = results[0]
-            rec.metrics, working = measure(result, req.masks, engine.spec.resolution)
-            rec.status = "done"
-            rec.seed = int(result.seed)
-            rec.parameters = dict(result.provenance.get("parameters") or {})
-            rec.parameters["model"] = engine.spec.name
-            rec.seconds = round(time.perf_counter() - cell_started, 3)
-            finished_s.append(rec.seconds)
-            result.provenance["sweep"] = {"id": record.id, "cell": cell.index,
-                                          "coords": list(cell.coords), "values": dict(cell.labels)}
-            result.provenance["metrics"] = {k: _json_float(v) for k, v in rec.metrics.items()}
-            if on_cell is not None:
-                on_cell(CellOutcome(rec, result, working))
+            seconds = (time.perf_counter() - group_started) / len(group)
+            for (cell, rec, req), result in zip(group, results):
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled("sweep cancelled")
+                rec.metrics, working = measure(result, req.masks, engine.spec.resolution)
+                rec.status = "done"
+                rec.seed = int(result.seed)
+                rec.parameters = dict(result.provenance.get("parameters") or {})
+                rec.parameters["model"] = engine.spec.name
+                rec.seconds = round(seconds, 3)
+                finished_s.append(rec.seconds)
+                result.provenance["sweep"] = {"id": record.id, "cell": cell.index,
+                                              "coords": list(cell.coords),
+                                              "values": dict(cell.labels)}
+                result.provenance["metrics"] = {k: _json_float(v) for k, v in rec.metrics.items()}
+                if on_cell is not None:
+                    on_cell(CellOutcome(rec, result, working))
     except GenerationCancelled:
         record.status = "cancelled"
     else:
         record.status = "done"
     record.finished = _now()
     return record
+
+
+def _next_group(pending: list, sweep: Sweep, masks: MaskStack, image, engine_for):
+    """The next cells that go through the model together: consecutive pending cells of one
+    model whose requests differ only in their masks and seed (``Engine.batchable``), up to the
+    engine's ``max_batch``; a cell marked to run alone is a group of its own."""
+    cell, rec, alone = pending[0]
+    ref, req = sweep.request(cell, masks, image)
+    engine = engine_for(ref)
+    group = [(cell, rec, req)]
+    for cell, rec, alone_too in pending[1:]:
+        if alone or alone_too or len(group) >= engine.max_batch:
+            break
+        other_ref, other = sweep.request(cell, masks, image)
+        if other_ref != ref or not engine.batchable([g[2] for g in group] + [other]):
+            break
+        group.append((cell, rec, other))
+    return group, engine
 
 
 def metric_values(record: SweepRecord, metric: str) -> list[float]:

@@ -68,12 +68,20 @@ def synthesize(settings: SynthesisSettings, rank: int = 0, world: int = 1,
     settled = sum(folder.settled(u) for u in mine)  # done, failed or not used
     if progress is not None:
         progress(settled, share)
-    for unit in mine:
-        before = folder.settled(unit)
-        made += worker.run_unit(unit)
+
+    def unit_done(unit: list, before: int) -> None:
+        nonlocal settled
         settled += folder.settled(unit) - before
         if progress is not None:
             progress(settled, share)
+
+    if settings.overlap:
+        made = worker.run_units(mine, lambda p: unit_done(p.unit, p.settled_before))
+    else:
+        for unit in mine:
+            before = folder.settled(unit)
+            made += worker.run_unit(unit)
+            unit_done(unit, before)
     complete = folder.finish(items, DESCRIPTION, settings.jsrt)
     return RunSummary(len(items), share, already_done, made, time.perf_counter() - started,
                       complete, folder.tally(items))

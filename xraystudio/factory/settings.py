@@ -27,6 +27,9 @@ class SynthesisSettings:
     #: Use unlabelled films whose segmented lungs fail the chest check's plausibility test
     #: (films labelled as another body part or view are never used).
     keep_implausible: bool = False
+    optimize: str = "auto"  # the engine's GPU measures (synthesis.acceleration)
+    #: read inputs and write files in threads beside the model (the same files either way)
+    overlap: bool = True
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v)
@@ -40,9 +43,12 @@ class SynthesisSettings:
                 d[key] = Path(d[key])
         return cls(**d)
 
-    def fingerprint(self, model: dict, sampler_sha: str | None) -> dict:
+    def fingerprint(self, model: dict, sampler_sha: str | None,
+                    acceleration: dict | None = None) -> dict:
         """Everything that changes an output file. Batch is part of it: the model sees a unit's
-        windows together, and a batch of another size may round differently in the last bit."""
+        windows together, and a batch of another size may round differently in the last bit;
+        so are the GPU measures in use (``acceleration``: fp16 rounds otherwise), but not
+        ``overlap``, which changes only when files are written."""
         return {
             # 2: every image air dark (MONOCHROME1 sources mirrored), films checked for a chest
             "format": 2,
@@ -53,4 +59,5 @@ class SynthesisSettings:
             **{k: getattr(self, k) for k in ("mode", "per_input", "seed", "batch", "split",
                                              "limit", "steps", "scheduler", "jsrt",
                                              "keep_implausible")},
+            **({"acceleration": acceleration} if acceleration else {}),
         }

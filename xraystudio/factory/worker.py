@@ -9,6 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,9 @@ from xraystudio.masks import ANATOMY, MaskStack
 log = logging.getLogger(__name__)
 
 DESCRIPTION = "Synthetic radiographs made by xraystudio synthesize; not for diagnosis."
+#: Threads that encode and write items' files beside the model (PNG encoding releases the GIL);
+#: at most this many, and no more than the machine's cores.
+WRITERS = 4
 
 
 def _sha256(path: Path) -> str:
@@ -60,14 +68,27 @@ class _Loaded:
         return {"mm": [float(v) for v in self.masks.spacing_mm], "source": self.spacing_source}
 
 
+@dataclasses.dataclass
+class Prepared:
+    """A unit on its way through the stages: read, drawn, written."""
+
+    unit: list[WorkItem]
+    settled_before: int  # items of the unit done, failed or not used before it was read
+    todo: list[WorkItem]  # items not done before
+    ready: list[tuple[WorkItem, _Loaded]] = dataclasses.field(default_factory=list)
+    error: XRayStudioError | None = None  # why it must be made item by item
+
+
 class Synthesizer:
     def __init__(self, settings: SynthesisSettings) -> None:
-        from xraystudio.synthesis.engine import Engine
+        from xraystudio.synthesis.engine import MAX_BATCH, Engine
         from xraystudio.synthesis.layout_sampler import LAYOUT_SAMPLER_FILE, LayoutSampler
 
         self.settings = settings
         self.folder = OutputFolder(settings.out)
-        self.engine = Engine.load(settings.model, device=settings.device)
+        self.engine = Engine.load(settings.model, device=settings.device,
+                                  optimize=settings.optimize,
+                                  max_batch=max(MAX_BATCH, settings.batch))
         sampler_file = settings.sampler or Path(self.engine.model.source) / LAYOUT_SAMPLER_FILE
         self.sampler = None
         self.sampler_sha = None
@@ -80,6 +101,7 @@ class Synthesizer:
         self._dataset = None
         self._segmenter = None
         self._last: tuple[Source, _Loaded | InputSkipped] | None = None
+        self._read_lock = threading.Lock()
 
     def model_identity(self) -> dict:
         model = self.engine.model
@@ -94,13 +116,21 @@ class Synthesizer:
         return out
 
     def fingerprint(self) -> dict:
-        return self.settings.fingerprint(self.model_identity(), self.sampler_sha)
+        acc = self.engine.acceleration
+        return self.settings.fingerprint(
+            self.model_identity(), self.sampler_sha,
+            {"half": acc.half, "channels_last": acc.channels_last, "compile": acc.compile}
+            if acc.active else None)
 
     # ------------------------------------------------------------------------------ inputs
     def _load(self, item: WorkItem) -> _Loaded:
         """The item's input, read once for the consecutive items made from it (nothing
         downstream changes a loaded image or mask stack: an edit copies the masks). An input
         the chest check refuses raises InputSkipped, for each of its items."""
+        with self._read_lock:  # the reading thread, and the item-by-item retries
+            return self._load_locked(item)
+
+    def _load_locked(self, item: WorkItem) -> _Loaded:
         if self._last is None or self._last[0] != item.source:
             try:
                 loaded: _Loaded | InputSkipped = self._read(item.source)
@@ -165,34 +195,124 @@ class Synthesizer:
         stop an unattended run: the unit is retried item by item, and the one that fails is
         recorded (``failed/<id>.json``, retried by the next run) while the rest go on.
         """
+        prepared = self.prepare(unit)
+        outputs = self.draw(prepared)
+        if outputs is None:
+            return self._one_by_one(prepared)
+        try:
+            return self.write(prepared, outputs)
+        except XRayStudioError as exc:
+            prepared.error = exc
+            return self._one_by_one(prepared)
+
+    def run_units(self, units_: list[list[WorkItem]],
+                  on_unit: Callable[[Prepared], None] | None = None, depth: int = 2,
+                  writers: int | None = None) -> int:
+        """``run_unit`` over ``units_`` with reading, drawing and writing overlapped: the next
+        units' inputs are read in one thread and the last units' files encoded and written by
+        ``writers`` threads (one item each) while the model draws, at most ``depth`` units
+        ahead and behind (memory stays flat). The files are those of ``run_unit`` one unit
+        after the other; ``on_unit`` is told of each unit once its files are written. Returns
+        how many items were made."""
+        writers = writers or min(WRITERS, os.cpu_count() or 1)
+        reader = ThreadPoolExecutor(1, thread_name_prefix="synthesize-read")
+        writer = ThreadPoolExecutor(writers, thread_name_prefix="synthesize-write")
+        reads: deque[Future] = deque()
+        writes: deque[tuple[Prepared, list[Future]]] = deque()
+        pending = iter(units_)
+        made = 0
+
+        def read_ahead() -> None:
+            while len(reads) < depth and (unit := next(pending, None)) is not None:
+                reads.append(reader.submit(self.prepare, unit))
+
+        def settle(block: bool) -> None:
+            nonlocal made
+            while writes and (block or all(f.done() for f in writes[0][1])):
+                prepared, futures = writes.popleft()
+                wait(futures)
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                made += len(futures) - len(errors)
+                for exc in errors:
+                    if not isinstance(exc, XRayStudioError):
+                        raise exc
+                if errors:  # the items not written, again one by one
+                    prepared.error = errors[0]
+                    made += self._one_by_one(prepared)
+                if on_unit is not None:
+                    on_unit(prepared)
+
+        try:
+            read_ahead()
+            while reads:
+                prepared = reads.popleft().result()
+                read_ahead()
+                outputs = self.draw(prepared)
+                if outputs is None:
+                    made += self._one_by_one(prepared)
+                    if on_unit is not None:
+                        on_unit(prepared)
+                    continue
+                while len(writes) >= depth:
+                    wait(writes[0][1])
+                    settle(block=False)
+                writes.append((prepared, [writer.submit(self._write, item, ld, *output)
+                                          for (item, ld), output in zip(prepared.ready, outputs)]))
+                settle(block=False)
+            settle(block=True)
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True)
+        return made
+
+    def prepare(self, unit: list[WorkItem]) -> Prepared:
+        """The unit's items not yet done, with their inputs read (the reading stage)."""
+        settled = self.folder.settled(unit)
         skipped = self.folder.skipped(unit)
         todo = [i for i in unit
                 if i.id not in skipped and not self.folder.item_path(i.id).is_file()]
-        ready: list[tuple[WorkItem, _Loaded]] = []
+        prepared = Prepared(unit, settled, todo)
         try:
             for item in todo:
                 try:
-                    ready.append((item, self._load(item)))
+                    prepared.ready.append((item, self._load(item)))
                 except InputSkipped as exc:
                     self.folder.write_skip(item.id, exc.verdict.short, str(exc))
-            if not ready:
-                return 0
-            return self._make([i for i, _ in ready], [ld for _, ld in ready])
         except XRayStudioError as exc:
-            if len(todo) > 1:
-                return sum(self.run_unit([item]) for item in todo)
-            log.warning("%s could not be made: %s", todo[0].id, exc)
-            self.folder.write_failure(todo[0].id, str(exc))
-            return 0
+            prepared.error = exc
+        return prepared
 
-    def _make(self, todo: list[WorkItem], loaded: list[_Loaded]) -> int:
-        if self.settings.mode == "layout":
-            outputs = self._layout(todo, loaded)
-        else:
-            outputs = self._edit(todo, loaded)
-        for item, ld, (img, masks, inserted, removed, extra) in zip(todo, loaded, outputs):
-            self._write(item, ld, img, masks, inserted, removed, extra)
-        return len(todo)
+    def draw(self, prepared: Prepared) -> list | None:
+        """The model's images of a prepared unit (the drawing stage); None when the unit must
+        be made item by item (an input could not be read or an image not made)."""
+        if prepared.error is not None:
+            return None
+        if not prepared.ready:
+            return []
+        items = [i for i, _ in prepared.ready]
+        loaded = [ld for _, ld in prepared.ready]
+        try:
+            if self.settings.mode == "layout":
+                return self._layout(items, loaded)
+            return self._edit(items, loaded)
+        except XRayStudioError as exc:
+            prepared.error = exc
+            return None
+
+    def write(self, prepared: Prepared, outputs: list) -> int:
+        """Every file of the drawn items (the writing stage); returns how many."""
+        for (item, ld), output in zip(prepared.ready, outputs):
+            self._write(item, ld, *output)
+        return len(outputs)
+
+    def _one_by_one(self, prepared: Prepared) -> int:
+        """A unit that failed as a whole, again item by item; a single item's failure is
+        recorded."""
+        if len(prepared.todo) > 1:
+            return sum(self.run_unit([item]) for item in prepared.todo)
+        log.warning("%s could not be made: %s", prepared.todo[0].id, prepared.error)
+        self.folder.write_failure(prepared.todo[0].id, str(prepared.error))
+        return 0
 
     def _layout_nodules(self, item: WorkItem, ld: _Loaded, existing) -> list:
         rng = np.random.default_rng(item.seed)

@@ -30,6 +30,10 @@ from xraystudio.synthesis.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
+#: Images drawn together in one pipeline call (``Engine.max_batch``): enough to keep a GPU busy
+#: with the built-in model; the CPU draws a batch as fast per image as one at a time.
+MAX_BATCH = 16
+
 #: edit: the source radiograph, changed only where nodules are added, moved or removed (native
 #: resolution); layout: a new patient from the masks; guided: the whole image redrawn at the
 #: model's working size over a 1/8 copy of the source.
@@ -65,18 +69,19 @@ class GenerationRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    image_index: int
+    image_index: int  # the first of the images drawn together (``batch`` of them)
     n_images: int
     step: int
     total: int
     elapsed_s: float
     eta_s: float
-    preview: np.ndarray | None = None
+    preview: np.ndarray | None = None  # of the first image of the batch
     stage: str = ""  # layout and guided at full resolution: "coarse", then "full resolution"
+    batch: int = 1  # images drawn together in this pipeline call
 
     @property
     def fraction(self) -> float:
-        done = self.image_index * self.total + self.step
+        done = self.image_index * self.total + self.step * self.batch
         return done / max(1, self.n_images * self.total)
 
 
@@ -105,12 +110,25 @@ def _scheduler(pipe, name: str):
 class Engine:
     """A loaded model on a device, ready to generate."""
 
-    def __init__(self, model: LoadedModel, device: DeviceChoice) -> None:
+    def __init__(self, model: LoadedModel, device: DeviceChoice, optimize: str = "off",
+                 max_batch: int = MAX_BATCH) -> None:
+        """``optimize`` is off for an engine built around networks someone else owns (a
+        training loop's); ``load`` turns it on for CUDA."""
+        from xraystudio.synthesis.acceleration import Acceleration
+
         self.model = model
         self.device = device
+        #: images (edit mode: images' windows) per pipeline call
+        self.max_batch = max(1, int(max_batch))
+        self.acceleration = Acceleration.plan(device, optimize)
         self._lock = threading.Lock()
         self._edit_pipe = None
         self._fullres_pipe = None
+        pipe = model.pipe
+        half_weights = device.dtype != "float32"
+        for name in ("unet", "controlnet"):
+            if getattr(pipe, name, None) is not None:
+                self.acceleration.apply(getattr(pipe, name), name, half_weights)
 
     @classmethod
     def load(
@@ -119,14 +137,21 @@ class Engine:
         device: str = "auto",
         precision: str = "auto",
         allow_download: bool = False,
+        optimize: str = "auto",
+        max_batch: int = MAX_BATCH,
     ) -> Engine:
+        """``optimize`` (auto, on, off): the GPU measures of ``synthesis.acceleration``; off
+        also means plain fp32 (no fp16 weights on CUDA, no bf16 autocast on a CPU) unless
+        ``precision`` asks for another."""
         import torch
 
+        if optimize == "off" and precision == "auto":
+            precision = "fp32"
         choice = pick_device(device, precision)
         model = load_model(model_ref, device=choice.device, dtype=getattr(torch, choice.dtype),
                            allow_download=allow_download)
         log.info("loaded %s on %s", model.spec.name, choice.label)
-        return cls(model, choice)
+        return cls(model, choice, optimize, max_batch)
 
     @property
     def spec(self) -> ModelSpec:
@@ -149,6 +174,7 @@ class Engine:
             from xraystudio.synthesis.edit_pipeline import load_edit_model
 
             self._edit_pipe = load_edit_model(self.model.source, self.device.device)
+            self.acceleration.apply(self._edit_pipe.unet, "edit unet")
         return self._edit_pipe
 
     @property
@@ -166,6 +192,7 @@ class Engine:
             from xraystudio.synthesis.fullres import load_fullres_model
 
             self._fullres_pipe = load_fullres_model(self.model.source, self.device.device)
+            self.acceleration.apply(self._fullres_pipe.unet, "fullres unet")
         return self._fullres_pipe
 
     @property
@@ -258,69 +285,109 @@ class Engine:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> list[Result]:
-        """Generate ``req.n_images`` images (seeds ``seed``, ``seed + 1``, ...)."""
+        """Generate ``req.n_images`` images (seeds ``seed``, ``seed + 1``, ...), up to
+        ``max_batch`` of them per pipeline call, each the image its seed gives alone."""
         settings = self._settings(req)
         base_seed = secrets.randbits(31) if req.seed is None else int(req.seed)
         if settings["mode"] == "edit":
             return self._edit(req, settings, base_seed, progress, cancel)
         cond = self.condition(req, settings["mode"], settings["prior"])
+        seeds = [base_seed + k for k in range(req.n_images)]
+        return self._draw([req] * req.n_images, [cond] * req.n_images, seeds, settings,
+                          progress, cancel)
+
+    def generate_batch(self, reqs: list[GenerationRequest],
+                       progress: ProgressCallback | None = None,
+                       cancel: threading.Event | None = None) -> list[Result]:
+        """One image for each request, drawn together (``max_batch`` per pipeline call) so a
+        GPU is kept busy (layout and guided modes; edit batching is
+        ``synthesis.edit.run_edits``).
+
+        Each request needs its own seed and the same settings as the others; its image is the
+        one ``generate`` makes for it alone (every sample has its own noise generator).
+        """
+        if not reqs:
+            return []
+        s = self._settings(reqs[0])
+        if not self.batchable(reqs):
+            raise GenerationError("a batch is for layout or guided mode, one image per request "
+                                  "with a seed each, and the same settings")
+        conds = [self.condition(r, s["mode"], s["prior"]) for r in reqs]
+        return self._draw(reqs, conds, [int(r.seed) for r in reqs], s, progress, cancel)
+
+    def batchable(self, reqs: list[GenerationRequest]) -> bool:
+        """Whether ``generate_batch`` draws these requests together: layout or guided mode,
+        one image each with its own seed, settings alike (masks and seeds may differ)."""
+        try:
+            settings = [self._settings(r) for r in reqs]
+        except GenerationError:
+            return False
+        return (all(s == settings[0] for s in settings) and settings[0]["mode"] != "edit"
+                and all(r.n_images == 1 and r.seed is not None for r in reqs))
+
+    def _draw(self, reqs: list[GenerationRequest], conds: list[np.ndarray], seeds: list[int],
+              s: dict, progress: ProgressCallback | None,
+              cancel: threading.Event | None) -> list[Result]:
+        """Layout and guided modes: image k from ``conds[k]`` and ``seeds[k]``, ``max_batch``
+        per pipeline call, each call through the full-resolution stage when asked for."""
         pipe = self.model.pipe
-        pipe.scheduler = _scheduler(pipe, settings["scheduler"])
+        pipe.scheduler = _scheduler(pipe, s["scheduler"])
         started = time.perf_counter()
-        coarse_steps = settings["steps"]
-        fine = settings["resolution"] > self.spec.resolution
+        coarse_steps = s["steps"]
+        fine = s["resolution"] > self.spec.resolution
         total = coarse_steps + (self.fullres_pipe.spec.steps if fine else 0)
+        n = len(reqs)
+        preview_every = max(r.preview_every for r in reqs)
         results: list[Result] = []
-
-        def report(k: int, done: int, stage: str, preview: np.ndarray | None = None) -> None:
-            if progress is None:
-                return
-            elapsed = time.perf_counter() - started
-            all_done = k * total + done
-            eta = elapsed / max(all_done, 1) * (req.n_images * total - all_done)
-            progress(Progress(k, req.n_images, done, total, elapsed, eta, preview,
-                              "coarse" if not fine else stage))
-
         with self._lock:
-            for k in range(req.n_images):
-                seed = base_seed + k
-                image_started = time.perf_counter()
+            for first in range(0, n, self.max_batch):
+                chunk = slice(first, min(n, first + self.max_batch))
+                size = chunk.stop - first
+                chunk_started = time.perf_counter()
+                compiled_before = self.acceleration.compile_seconds
 
-                def on_step(p, i, t, kwargs, k=k):
+                def report(done: int, stage: str, preview: np.ndarray | None = None,
+                           first: int = first, size: int = size) -> None:
+                    if progress is None:
+                        return
+                    elapsed = time.perf_counter() - started
+                    all_done = first * total + done * size
+                    eta = elapsed / max(all_done, 1) * (n * total - all_done)
+                    progress(Progress(first, n, done, total, elapsed, eta, preview,
+                                      stage if fine else "coarse", size))
+
+                def on_step(p, i, t, kwargs):
                     if cancel is not None and cancel.is_set():
                         p._interrupt = True
                     preview = None
-                    if req.preview_every and ((i + 1) % req.preview_every == 0
-                                              or i + 1 == coarse_steps):
+                    if preview_every and ((i + 1) % preview_every == 0 or i + 1 == coarse_steps):
                         preview = self._preview(kwargs.get("latents"))
-                    report(k, i + 1, "coarse", preview)
+                    report(i + 1, "coarse", preview)
                     return kwargs
 
                 with self._memory_errors():
-                    out = self._run(cond[None], [seed], settings, on_step)
-                working = None if out is None else out[0]
+                    working = self._run(np.stack(conds[chunk]), seeds[chunk], s, on_step)
                 if working is None or (cancel is not None and cancel.is_set()):
                     raise GenerationCancelled("generation cancelled; no image was kept")
                 if fine:
-                    report(k, coarse_steps, "full resolution",
-                           working if req.preview_every else None)
+                    report(coarse_steps, "full resolution", working[0] if preview_every else None)
 
-                    def on_fine(i: int, n: int, k: int = k) -> bool:
-                        report(k, coarse_steps + i, "full resolution")
+                    def on_fine(i: int, _n: int) -> bool:
+                        report(coarse_steps + i, "full resolution")
                         return cancel is not None and cancel.is_set()
 
                     with self._memory_errors():
-                        working = self._fine(working[None], [seed], on_fine)
+                        working = self._fine(working, seeds[chunk], on_fine)
                     if working is None:
                         raise GenerationCancelled("generation cancelled; no image was kept")
-                    working = working[0]
-                box = Letterbox(req.masks.shape, working.shape[0])
-                image = np.clip(box.from_working(working), 0, 1)
-                results.append(Result(
-                    image=image, working=working, condition=cond, seed=seed,
-                    provenance=self._provenance(req, settings, seed, cond,
-                                                time.perf_counter() - image_started),
-                ))
+                compile_s = self.acceleration.compile_seconds - compiled_before
+                seconds = (time.perf_counter() - chunk_started - compile_s) / size
+                for req, cond, seed, work in zip(reqs[chunk], conds[chunk], seeds[chunk], working):
+                    box = Letterbox(req.masks.shape, work.shape[0])
+                    prov = self._provenance(req, s, seed, cond, seconds, size, compile_s)
+                    results.append(Result(image=np.clip(box.from_working(work), 0, 1),
+                                          working=work, condition=cond, seed=seed,
+                                          provenance=prov))
         return results
 
     def _fine(self, coarse: np.ndarray, seeds: list[int], on_step=None) -> np.ndarray | None:
@@ -328,39 +395,6 @@ class Engine:
         out = self.fullres_pipe(coarse * 2.0 - 1.0, seeds, on_step=on_step,
                                 autocast=self.device.autocast)
         return None if out is None else ((out + 1.0) / 2.0).clip(0, 1).astype(np.float32)
-
-    def generate_batch(self, reqs: list[GenerationRequest]) -> list[Result]:
-        """One image for each request, all drawn in a single pipeline call so a GPU is kept
-        busy (layout and guided modes; edit batching is ``synthesis.edit.run_edits``).
-
-        Each request needs its own seed and the same settings as the others; its image is the
-        one ``generate`` makes for it alone (every sample has its own noise generator).
-        """
-        if not reqs:
-            return []
-        settings = [self._settings(r) for r in reqs]
-        if any(s != settings[0] for s in settings) or any(r.n_images != 1 for r in reqs):
-            raise GenerationError("a batch needs one image per request and the same settings")
-        if settings[0]["mode"] == "edit" or any(r.seed is None for r in reqs):
-            raise GenerationError("a batch is for layout or guided mode, with a seed per request")
-        s = settings[0]
-        conds = [self.condition(r, s["mode"], s["prior"]) for r in reqs]
-        pipe = self.model.pipe
-        pipe.scheduler = _scheduler(pipe, s["scheduler"])
-        started = time.perf_counter()
-        seeds = [int(r.seed) for r in reqs]
-        with self._lock, self._memory_errors():
-            working = self._run(np.stack(conds), seeds, s, None)
-            if s["resolution"] > self.spec.resolution:
-                working = self._fine(working, seeds)
-        seconds = (time.perf_counter() - started) / len(reqs)
-        results = []
-        for req, cond, work in zip(reqs, conds, working):
-            box = Letterbox(req.masks.shape, work.shape[0])
-            results.append(Result(image=np.clip(box.from_working(work), 0, 1), working=work,
-                                  condition=cond, seed=int(req.seed),
-                                  provenance=self._provenance(req, s, int(req.seed), cond, seconds)))
-        return results
 
     @contextlib.contextmanager
     def _memory_errors(self):
@@ -388,8 +422,9 @@ class Engine:
 
     def _edit(self, req: GenerationRequest, settings: dict, base_seed: int,
               progress: ProgressCallback | None, cancel: threading.Event | None) -> list[Result]:
-        """Edit mode: the source changed only at the study's edits (see synthesis.edit)."""
-        from xraystudio.synthesis.edit import plan_from_masks, run_edit
+        """Edit mode: the source changed only at the study's edits (see synthesis.edit);
+        ``max_batch`` images' windows go through the model together."""
+        from xraystudio.synthesis.edit import EditTask, plan_from_masks, run_edits
 
         pipe = self.edit_pipe
         steps = settings["steps"] if req.steps is not None else pipe.spec.steps
@@ -397,32 +432,39 @@ class Engine:
         settings = {"mode": "edit", "steps": steps, "scheduler": scheduler}
         plan = plan_from_masks(req.masks)
         started = time.perf_counter()
+        n = req.n_images
         results = []
         with self._lock:
-            for k in range(req.n_images):
-                seed = base_seed + k
-                image_started = time.perf_counter()
+            for first in range(0, n, self.max_batch):
+                size = min(n, first + self.max_batch) - first
+                chunk_started = time.perf_counter()
+                compiled_before = self.acceleration.compile_seconds
 
-                def on_step(i: int, total: int, k: int = k) -> None:
+                def on_step(i: int, total: int, first: int = first, size: int = size) -> None:
                     if progress is not None:
                         elapsed = time.perf_counter() - started
-                        done = k * total + i
-                        eta = elapsed / max(done, 1) * (req.n_images * total - done)
-                        progress(Progress(k, req.n_images, i, total, elapsed, eta))
+                        done = first * total + i * size
+                        eta = elapsed / max(done, 1) * (n * total - done)
+                        progress(Progress(first, n, i, total, elapsed, eta, batch=size))
 
-                out = run_edit(pipe, req.image, req.masks, plan, seed, steps, scheduler,
-                               on_step, cancel)
-                edited = dataclasses.replace(req.image, values=out.values)
-                display = edited.display()
-                cond = out.conditions[0]
-                prov = self._provenance(req, settings, seed, cond,
-                                        time.perf_counter() - image_started)
-                prov["model"]["edit_weights_sha256"] = pipe.weights_hash
-                prov["model"]["edit_settings"] = pipe.spec.tuned()
-                prov["edits"] = out.describe()
-                prov["changed_pixels"] = int(out.changed.sum())
-                results.append(Result(image=display, working=display, condition=cond, seed=seed,
-                                      provenance=prov, values=out.values, changed=out.changed))
+                tasks = [EditTask(req.image, req.masks, plan, base_seed + k)
+                         for k in range(first, first + size)]
+                with self._memory_errors():
+                    outs = run_edits(pipe, tasks, steps, scheduler, on_step, cancel)
+                compile_s = self.acceleration.compile_seconds - compiled_before
+                seconds = (time.perf_counter() - chunk_started - compile_s) / size
+                for task, out in zip(tasks, outs):
+                    display = dataclasses.replace(req.image, values=out.values).display()
+                    cond = out.conditions[0]
+                    prov = self._provenance(req, settings, task.seed, cond, seconds, size,
+                                            compile_s)
+                    prov["model"]["edit_weights_sha256"] = pipe.weights_hash
+                    prov["model"]["edit_settings"] = pipe.spec.tuned()
+                    prov["edits"] = out.describe()
+                    prov["changed_pixels"] = int(out.changed.sum())
+                    results.append(Result(image=display, working=display, condition=cond,
+                                          seed=task.seed, provenance=prov, values=out.values,
+                                          changed=out.changed))
         return results
 
     def _run(self, conds: np.ndarray, seeds: list[int], s: dict,
@@ -495,7 +537,7 @@ class Engine:
         return out
 
     def _provenance(self, req: GenerationRequest, s: dict, seed: int, cond: np.ndarray,
-                    seconds: float) -> dict:
+                    seconds: float, batch: int = 1, compile_seconds: float = 0.0) -> dict:
         import hashlib
 
         image = req.image
@@ -508,7 +550,9 @@ class Engine:
                       "resolution": self.spec.resolution, **self._fullres_provenance(s)},
             "parameters": {**s, "seed": seed, "n_images": req.n_images},
             "device": self.device.label,
-            "seconds": round(seconds, 3),
+            "batch": batch,  # images drawn together (the same pixels as one at a time)
+            "acceleration": self.acceleration.record(compile_seconds),
+            "seconds": round(seconds, 3),  # per image, without compilation
             "mask_hash": req.masks.content_hash(),
             "condition_hash": hashlib.sha256(cond.tobytes()).hexdigest()[:16],
             "nodules": [n.to_dict() for n in req.masks.nodules],
