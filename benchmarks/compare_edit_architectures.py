@@ -14,7 +14,8 @@ them), with the same optimiser, loss weighting and batch:
 Both are scored on one fixed set of windows cut from the 12 tuning cases (never trained on),
 with fixed noise and timesteps spread over the schedule: the mean squared error of the predicted
 clean window inside the hidden region (what the edit keeps), overall and for insertions and
-fills apart, and the paired difference between the two over the same windows. Writes benchmarks/results/compare_edit_architectures.json. Usage:
+fills apart, and the paired difference between the two over the same windows. Writes
+benchmarks/results/compare_edit_architectures.json. Usage:
 python benchmarks/compare_edit_architectures.py DATA [--steps 400] [--threads 1]
 """
 

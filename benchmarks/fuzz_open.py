@@ -52,14 +52,20 @@ _BYTES = [0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF]
 def make_seeds() -> list[tuple[str, bytes]]:
     """(name, file bytes) of small valid files of every format the loader reads."""
     import pydicom
+    from PIL import Image
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.uid import (
-        DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-        JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSLossless, RLELossless,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        ExplicitVRLittleEndian,
+        JPEG2000Lossless,
+        JPEGBaseline8Bit,
+        JPEGExtended12Bit,
+        JPEGLSLossless,
+        RLELossless,
         generate_uid,
     )
-    from PIL import Image
 
     rng = np.random.default_rng(1234)
     yy, xx = np.mgrid[0:48, 0:40]
@@ -233,10 +239,10 @@ def _worker(jobs, results, memory_mb: int) -> None:
     import logging
 
     logging.disable(logging.CRITICAL)
+    import warnings
+
     from xraystudio.errors import XRayStudioError
     from xraystudio.io.radiograph import load_radiograph
-
-    import warnings
 
     while True:
         job = jobs.get()

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xraystudio.io.nnunet import LABELS, label_map
 from xraystudio.io.datasets import JsrtDataset
+from xraystudio.io.nnunet import LABELS, label_map
 from xraystudio.masks import LUNGS
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dicom_factory import make_dicom
+
 from xraystudio.curation.project import Project, ProjectEvent
 from xraystudio.errors import ProjectError
 from xraystudio.study import Study

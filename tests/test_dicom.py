@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_factory import add_voi_lut, chest_like, make_dicom
 from pydicom.data import get_testdata_file
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -15,7 +16,6 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicom_factory import add_voi_lut, chest_like, make_dicom
 from xraystudio.errors import ImageLoadError
 from xraystudio.image import Window
 from xraystudio.io.dicom import read_dicom

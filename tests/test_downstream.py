@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fake_synthetic import write_fake_synthetic
+from PIL import Image
 from synthetic_data import write_dataset
+
 from xraystudio import metrics
 from xraystudio.cli import main
 from xraystudio.errors import DatasetError

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
-
 from dicom_factory import make_dicom
+from PIL import Image
 from synthetic_data import write_dataset
+
 from xraystudio.cli import main
 from xraystudio.errors import GenerationError, ModelError
 from xraystudio.image import XRayImage

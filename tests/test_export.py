@@ -10,9 +10,9 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import make_dicom
 from PIL import Image
 
-from dicom_factory import make_dicom
 from xraystudio.cli import main
 from xraystudio.curation.export import export_project
 from xraystudio.curation.project import Project

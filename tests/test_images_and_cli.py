@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from dicom_factory import make_dicom
 from PIL import Image
 
-from dicom_factory import make_dicom
 from xraystudio.cli import main
 from xraystudio.errors import ImageLoadError
 from xraystudio.io.images import save_png, write_png_values

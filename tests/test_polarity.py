@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import chest_like, make_dicom
 from PIL import Image
 
-from dicom_factory import chest_like, make_dicom
 from xraystudio.curation.export import export_project
 from xraystudio.curation.project import Project
 from xraystudio.io import polarity

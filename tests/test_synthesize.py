@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from synthetic_data import write_dataset
+
 from xraystudio.cli import main
 from xraystudio.factory.items import find_sources, item_seed, plan_items, shard, units
 from xraystudio.factory.settings import SynthesisSettings

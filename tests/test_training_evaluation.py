@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from synthetic_data import write_dataset
+
 from xraystudio.cli import main
 from xraystudio.evaluation.evaluate import EngineFilms, EvalConfig, Evaluator
 from xraystudio.io.datasets import JsrtDataset
@@ -150,6 +150,7 @@ def test_controlnet_only_training_on_a_stable_diffusion_base(trained, tmp_path: 
     """The paper's setup: a ControlNet trained over a frozen SD base; checkpoints, resume, export."""
     import torch
     from diffusers import UNet2DConditionModel
+
     from xraystudio.synthesis.tiny import make_tiny_stable_diffusion
     from xraystudio.training.sd_controlnet import StableDiffusionControlNetTrainer
 

@@ -159,7 +159,7 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
         dialog.out.setText(str(out))
         asked = []
         monkeypatch.setattr(export_dialog.ExportDialog, "confirm_overwrite",
-                            lambda self, path: asked.append(path) or True)
+                            lambda self, path, asked=asked: asked.append(path) or True)
         dialog.start()
         qtbot.waitUntil(lambda d=dialog: d.thread is None, timeout=30_000)
         assert dialog.error is None and dialog.result_path == out

@@ -60,7 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_downstream_cmd(args: argparse.Namespace) -> int:
     from xraystudio.evaluation.downstream import (
-        METRIC_TITLES, DownstreamConfig, markdown_table, run_downstream,
+        METRIC_TITLES,
+        DownstreamConfig,
+        markdown_table,
+        run_downstream,
     )
     from xraystudio.training.nodule_segmenter import NoduleTraining
 

@@ -39,8 +39,8 @@ import numpy as np
 
 from xraystudio.curation.project import Project, ResultRecord, StudyRecord
 from xraystudio.errors import ProjectError
-from xraystudio.io.atomic import atomic_folder
 from xraystudio.io import polarity
+from xraystudio.io.atomic import atomic_folder
 from xraystudio.io.images import save_png
 from xraystudio.io.nnunet import dataset_json, label_map
 from xraystudio.masks import MaskStack

@@ -53,7 +53,10 @@ from xraystudio.io.atomic import write_text
 from xraystudio.io.datasets import JsrtDataset
 from xraystudio.synthesis.conspicuity import positive_contrasts
 from xraystudio.training.nodule_segmenter import (
-    NoduleTraining, Pool, predict, train_nodule_segmenter,
+    NoduleTraining,
+    Pool,
+    predict,
+    train_nodule_segmenter,
 )
 
 log = logging.getLogger(__name__)
@@ -374,7 +377,8 @@ def _resumable(cfg: DownstreamConfig) -> dict[str, Any] | None:
         if not all(isinstance(old[k], dict) for k in ("settings", "data", "runs")):
             raise TypeError("settings, data and runs must be objects")
         for arm_runs in old["runs"].values():
-            if not isinstance(arm_runs, list) or not all(isinstance(r, dict) and isinstance(r["seed"], int) for r in arm_runs):
+            if not isinstance(arm_runs, list) or not all(
+                    isinstance(r, dict) and isinstance(r["seed"], int) for r in arm_runs):
                 raise TypeError("every run needs an integer seed")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"cannot resume {cfg.out}: not a downstream report ({exc})") from None

@@ -14,8 +14,8 @@ The arms differ only in what is added to the real training cases:
   the source case unchanged for such an item).
 
 So the blob and synthetic arms have the same number of images, the same source radiographs, the
-same nodule layouts and the same target contrasts: only the insertion method differs. A synthetic image whose source is a
-validation case would leak the held-out split into training, so reading the folder refuses it.
+same nodule layouts and the same target contrasts: only the insertion method differs. A synthetic
+image whose source is a validation case would leak the held-out split into training, so reading the folder refuses it.
 
 Images are kept as 8-bit pixels at the working size (JSRT is 8-bit; at 512 px a case costs
 0.5 MB), with their per-image mean and standard deviation at that size, which the segmenter

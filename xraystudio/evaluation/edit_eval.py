@@ -98,7 +98,7 @@ def seam_ratio(edited: np.ndarray, source: np.ndarray, weight: np.ndarray) -> fl
         return math.nan
     def energy(a: np.ndarray) -> float:
         gy, gx = np.gradient(ndimage.gaussian_filter(a, 0.7))
-        return float(np.sqrt(np.mean((gx[band] ** 2 + gy[band] ** 2))))
+        return float(np.sqrt(np.mean(gx[band] ** 2 + gy[band] ** 2)))
     e = energy(source)
     return math.nan if e == 0 else energy(edited) / e
 

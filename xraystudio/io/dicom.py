@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from xraystudio.errors import ImageLoadError
-from xraystudio.io.quiet import c_stderr, quiet
 from xraystudio.image import Window, XRayImage, auto_windows
+from xraystudio.io.quiet import c_stderr, quiet
 
 log = logging.getLogger(__name__)
 

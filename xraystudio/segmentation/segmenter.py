@@ -42,7 +42,7 @@ def default_model_dir() -> Path:
     return resources_dir() / "models" / DEFAULT_MODEL
 
 
-def preprocess(display: "torch.Tensor", size: int) -> "torch.Tensor":
+def preprocess(display: torch.Tensor, size: int) -> torch.Tensor:
     """(N, 1, H, W) display images in [0, 1] to the network's input: size², zero mean, unit std.
 
     Per-image standardisation removes most of the brightness and contrast differences between
@@ -59,7 +59,7 @@ def preprocess(display: "torch.Tensor", size: int) -> "torch.Tensor":
     return (display - mean) / torch.clamp(std, min=1e-3)
 
 
-def save_model(model: "UNet", folder: str | os.PathLike, size: int, extra: dict[str, Any] | None = None) -> None:
+def save_model(model: UNet, folder: str | os.PathLike, size: int, extra: dict[str, Any] | None = None) -> None:
     """Write a model folder (weights and config), each file atomically."""
     from safetensors.torch import save_file
 
@@ -86,7 +86,7 @@ def save_model(model: "UNet", folder: str | os.PathLike, size: int, extra: dict[
 class Segmenter:
     """A loaded anatomy model; call :meth:`segment` on display images (air dark, in [0, 1])."""
 
-    def __init__(self, model: "UNet", config: dict[str, Any], device: str = "cpu") -> None:
+    def __init__(self, model: UNet, config: dict[str, Any], device: str = "cpu") -> None:
         self.model = model.eval().to(device)
         self.config = config
         self.device = device

@@ -131,7 +131,7 @@ def sample_batch(
     return x, y, mean, std
 
 
-def _standardise(x: "torch.Tensor", mean: np.ndarray, std: np.ndarray) -> "torch.Tensor":
+def _standardise(x: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
     import torch
 
     return (x - torch.from_numpy(mean)[:, None, None, None]) / torch.from_numpy(std)[:, None, None, None]
@@ -140,16 +140,15 @@ def _standardise(x: "torch.Tensor", mean: np.ndarray, std: np.ndarray) -> "torch
 def train_nodule_segmenter(
     cfg: NoduleTraining, real: Pool, extra: Pool | None, seed: int,
     on_step: Callable[[int, float], None] | None = None,
-) -> "UNet":
+) -> UNet:
     """Train from scratch with ``seed`` (weights, patches, augmentation) and return the model.
 
     ``on_step(step, loss)`` is called after each optimizer step (progress bars, timing).
     """
     import torch
-
-    from xraystudio.segmentation.model import UNet, UNetConfig
     from torch.nn import functional as F
 
+    from xraystudio.segmentation.model import UNet, UNetConfig
     from xraystudio.training.segmenter import augment, lr_at
 
     cfg.check()
@@ -180,7 +179,7 @@ def train_nodule_segmenter(
     return model
 
 
-def predict(model: "UNet", pool: Pool, batch: int = 4) -> np.ndarray:
+def predict(model: UNet, pool: Pool, batch: int = 4) -> np.ndarray:
     """Nodule probability (N, S, S) float32 of every image of ``pool``, whole images at once."""
     import torch
 

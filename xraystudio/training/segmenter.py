@@ -101,8 +101,8 @@ def load_arrays(
 
 
 def augment(
-    images: "torch.Tensor", masks: "torch.Tensor", gen: "torch.Generator"
-) -> tuple["torch.Tensor", "torch.Tensor"]:
+    images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random affine for an image and its masks, then intensity changes to the image.
 
     The affine (rotation, zoom, aspect, shift) covers patients placed differently and fields of
@@ -142,7 +142,7 @@ def augment(
     return x + noise, masks
 
 
-def loss_fn(logits: "torch.Tensor", target: "torch.Tensor") -> "torch.Tensor":
+def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy plus soft Dice per structure: Dice keeps the thin clavicles weighted."""
     import torch
     from torch.nn import functional as F
@@ -164,7 +164,7 @@ def lr_at(step: int, cfg: SegmenterTraining) -> float:
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def _optimizer_tensors(optimizer: "torch.optim.Optimizer") -> tuple[dict[str, Any], dict[str, Any]]:
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split an optimizer state dict into safetensors-storable tensors and JSON-able rest."""
     sd = optimizer.state_dict()
     tensors = {
@@ -176,7 +176,7 @@ def _optimizer_tensors(optimizer: "torch.optim.Optimizer") -> tuple[dict[str, An
 
 
 def _restore_optimizer(
-    optimizer: "torch.optim.Optimizer", tensors: dict[str, Any], rest: dict[str, Any]
+    optimizer: torch.optim.Optimizer, tensors: dict[str, Any], rest: dict[str, Any]
 ) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
@@ -186,7 +186,7 @@ def _restore_optimizer(
 
 
 def save_checkpoint(
-    out: Path, step: int, model: "torch.nn.Module", optimizer: "torch.optim.Optimizer",
+    out: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     cfg: SegmenterTraining, history: list[dict[str, Any]],
 ) -> Path:
     """Write checkpoint ``step`` and then point ``state.json`` at it; prune old checkpoints."""
@@ -212,7 +212,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    out: Path, model: "torch.nn.Module", optimizer: "torch.optim.Optimizer",
+    out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     cfg: SegmenterTraining,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Restore the latest checkpoint of ``out``; returns (step, validation history)."""
@@ -244,7 +244,7 @@ def _pick_device(name: str) -> str:
 
 
 def validate_small(
-    model: "torch.nn.Module", images: np.ndarray, masks: np.ndarray, device: str
+    model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, device: str
 ) -> dict[str, float]:
     """Mean Dice per structure at the working size, without clean-up: a cheap progress figure."""
     import torch
