@@ -45,12 +45,11 @@ def main() -> None:
 
     import torch
 
-    from xraystudio.io.datasets import JsrtDataset
+    from xraystudio.io.datasets import JsrtDataset, tune_split
     from xraystudio.synthesis.architectures import controlnet_for, pixel_unet
     from xraystudio.synthesis.edit_pipeline import edit_scheduler, edit_unet
     from xraystudio.synthesis.edit_window import EditSpec
     from xraystudio.synthesis.pipelines import null_context, pack
-    from xraystudio.training.edit import tune_split
     from xraystudio.training.edit_data import edit_batch, edit_sample, load_sources
 
     torch.set_num_threads(args.threads)

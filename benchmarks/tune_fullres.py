@@ -41,12 +41,11 @@ def main() -> None:
     from xraystudio.evaluation.evaluate import save_and_read
     from xraystudio.evaluation.texture import NPS_BANDS, compare_nps, lung_nps, texture_ratio
     from xraystudio.image import XRayImage
-    from xraystudio.io.datasets import JsrtDataset
+    from xraystudio.io.datasets import JsrtDataset, tune_split
     from xraystudio.masks import LUNGS
     from xraystudio.synthesis.condition import Letterbox
     from xraystudio.synthesis.engine import Engine, GenerationRequest
     from xraystudio.synthesis.fullres import load_fullres_model
-    from xraystudio.training.edit import tune_split
 
     dataset = JsrtDataset(args.data)
     train, _ = dataset.split()

@@ -244,7 +244,7 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple
     if not train_ids or not val_ids:
         raise DatasetError(f"{cfg.data_dir} has too few cases for a train/validation split")
     items = data.read_synthetic(cfg.synthetic_dirs, dataset, val_ids)
-    from xraystudio.training.edit import tune_split
+    from xraystudio.io.datasets import tune_split
 
     train_ids, tune_ids = tune_split(dataset, train_ids, cfg.tune_cases)
     held = set(tune_ids)

@@ -126,7 +126,7 @@ class EditEvaluator:
         if self.cfg.split == "all":
             ids = self.dataset.ids
         elif self.cfg.split == "tune":  # the training split's tuning cases the model never saw
-            from xraystudio.training.edit import tune_split
+            from xraystudio.io.datasets import tune_split
 
             ids = tune_split(self.dataset, self.dataset.split()[0], self.cfg.tune_cases)[1]
         else:

@@ -369,3 +369,20 @@ def write_cases_csv(root: str | os.PathLike, infos: list[CaseInfo]) -> Path:
         writer.writeheader()
         writer.writerows(_row(info) for info in infos)
     return path
+
+
+def tune_split(dataset: JsrtDataset, train_ids: list[str], n: int) -> tuple[list[str], list[str]]:
+    """(ids to train on, tuning ids): ``n`` training cases, nodule and normal in proportion."""
+    if n <= 0:
+        return train_ids, []
+    info = {c.id: c for c in dataset.cases}
+    tune: list[str] = []
+    left = n
+    for stratum in (True, False):
+        ids = sorted((i for i in train_ids if info[i].nodule == stratum),
+                     key=lambda i: hashlib.sha256(f"tune:{i}".encode()).hexdigest())
+        share = max(1, round(n * len(ids) / max(1, len(train_ids)))) if stratum else left
+        share = min(share, left, max(0, len(ids) - 1))
+        tune += ids[:share]
+        left -= share
+    return sorted(set(train_ids) - set(tune)), sorted(tune)

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xraystudio.errors import ModelError
 from xraystudio.synthesis.edit_window import EditSpec
 
 if TYPE_CHECKING:
@@ -126,22 +125,12 @@ def save_edit_model(folder: str | os.PathLike, spec: EditSpec, unet, scheduler) 
 
 def load_edit_model(folder: str | os.PathLike, device: str = "cpu") -> EditPipeline:
     """The edit model of ``folder`` (a model folder with ``edit/``, or the ``edit/`` folder)."""
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    from xraystudio.synthesis.model import refuse_pickles, weights_hash
+    from xraystudio.synthesis.model import load_unet_stage
 
     folder = Path(folder)
     if (folder / EDIT_FOLDER).is_dir():
         folder = folder / EDIT_FOLDER
     spec = EditSpec.read(folder)
-    refuse_pickles(folder)
-    try:
-        unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
-        config = DDPMScheduler.load_config(folder / "scheduler")
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{folder}: the edit model could not be loaded: {exc}") from exc
     expected = spec.patch * spec.patch * (1 + spec.condition_channels)
-    if unet.config.in_channels != expected:
-        raise ModelError(f"{folder}: the edit UNet takes {unet.config.in_channels} input channels, "
-                         f"edit.json implies {expected}")
-    return EditPipeline(unet.eval().to(device), config, spec, weights_hash([folder / "unet"]))
+    unet, config, digest = load_unet_stage(folder, "edit model", expected, device)
+    return EditPipeline(unet, config, spec, digest)

@@ -239,22 +239,12 @@ def has_fullres(model_folder: str | os.PathLike) -> bool:
 
 def load_fullres_model(folder: str | os.PathLike, device: str = "cpu") -> FullresPipeline:
     """The full-resolution stage of ``folder`` (a model folder with ``fullres/``, or that folder)."""
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    from xraystudio.synthesis.model import refuse_pickles, weights_hash
+    from xraystudio.synthesis.model import load_unet_stage
 
     folder = Path(folder)
     if (folder / FULLRES_FOLDER).is_dir():
         folder = folder / FULLRES_FOLDER
     spec = FullresSpec.read(folder)
-    refuse_pickles(folder)
-    try:
-        unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
-        config = DDPMScheduler.load_config(folder / "scheduler")
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{folder}: the full-resolution stage could not be loaded: {exc}") from exc
     expected = spec.patch * spec.patch * (1 + len(CHANNELS))
-    if unet.config.in_channels != expected:
-        raise ModelError(f"{folder}: the full-resolution UNet takes {unet.config.in_channels} "
-                         f"input channels, fullres.json implies {expected}")
-    return FullresPipeline(unet.eval().to(device), config, spec, weights_hash([folder / "unet"]))
+    unet, config, digest = load_unet_stage(folder, "full-resolution stage", expected, device)
+    return FullresPipeline(unet, config, spec, digest)

@@ -325,3 +325,22 @@ def save_pixel_model(folder: str | os.PathLike, spec: ModelSpec, unet, controlne
     scheduler.save_pretrained(folder / "scheduler")
     spec.write(folder)
     return folder
+
+
+def load_unet_stage(folder: Path, what: str, in_channels: int, device: str):
+    """(UNet2DModel, scheduler config, weights hash) of a single-network stage folder (``unet/``
+    in safetensors, ``scheduler/``), as the edit model and the full-resolution stage keep them;
+    a folder that does not load, or whose network takes other inputs than its spec implies,
+    raises ModelError."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    refuse_pickles(folder)
+    try:
+        unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
+        config = DDPMScheduler.load_config(folder / "scheduler")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{folder}: the {what} could not be loaded: {exc}") from exc
+    if unet.config.in_channels != in_channels:
+        raise ModelError(f"{folder}: the {what}'s UNet takes {unet.config.in_channels} input "
+                         f"channels, its spec implies {in_channels}")
+    return unet.eval().to(device), config, weights_hash([folder / "unet"])

@@ -14,24 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from xraystudio.errors import XRayStudioError
-from xraystudio.io.datasets import JsrtDataset
 from xraystudio.synthesis.fullres import FullresSpec
 from xraystudio.training.config import TrainConfig
-from xraystudio.training.edit import tune_split
 from xraystudio.training.fullres_data import fullres_batch, load_films
-from xraystudio.training.unet_stage import UNetStageTrainer
+from xraystudio.training.unet_stage import UNetStageTrainer, tuned_settings
 
 log = logging.getLogger(__name__)
 
 STAGE = "fullres"
-
-
-def _tuned_settings(init_from: str | None) -> dict:
-    """The inference settings of the stage this run continues (chosen on tuning cases)."""
-    folder = Path(init_from) / "fullres" if init_from else None
-    if folder is None or not (folder / "fullres.json").is_file():
-        return {}
-    return FullresSpec.read(folder).tuned()
 
 
 class FullresTrainer(UNetStageTrainer):
@@ -55,18 +45,9 @@ class FullresTrainer(UNetStageTrainer):
             fast = torch.cuda.is_available() or cpu_has_fast_bf16()
             accelerator = Accelerator(mixed_precision="bf16" if fast else "no")
         self.acc = accelerator
-        self.spec = FullresSpec(**_tuned_settings(cfg.init_from))
-        dataset = JsrtDataset(cfg.data)
-        train_ids, val_ids = dataset.split(cfg.val_fraction, cfg.split_seed)
-        train_ids, tune_ids = tune_split(dataset, train_ids, cfg.edit_tune_cases)
-        if cfg.limit_cases:
-            train_ids = train_ids[: cfg.limit_cases]
-        if not train_ids:
-            raise XRayStudioError(f"{cfg.data}: no training cases after the validation split")
-        log.info("full-resolution stage: %d training cases (%d kept for tuning, %d held out)",
-                 len(train_ids), len(tune_ids), len(val_ids))
-        self.train_ids, self.tune_ids, self.val_ids = train_ids, tune_ids, val_ids
-        self.films = load_films(dataset, train_ids)
+        self.spec = FullresSpec(**tuned_settings(cfg.init_from, "fullres", "fullres.json", FullresSpec))
+        dataset = self.split("full-resolution stage")
+        self.films = load_films(dataset, self.train_ids)
         if min(min(f.shape) for f in self.films) < cfg.fullres_crop:
             raise XRayStudioError(f"--fullres-crop {cfg.fullres_crop} is larger than a film")
 

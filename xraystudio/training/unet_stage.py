@@ -26,6 +26,14 @@ from xraystudio.training.controlnet import _lr_lambda, optimiser_step
 log = logging.getLogger(__name__)
 
 
+def tuned_settings(init_from: str | None, folder: str, spec_file: str, spec_cls) -> dict:
+    """The inference settings of the stage a run continues (``--init-from``), which were chosen
+    on tuning cases after training: a continued stage exports with them (retune afterwards)."""
+    if not init_from or not (Path(init_from) / folder / spec_file).is_file():
+        return {}
+    return spec_cls.read(Path(init_from) / folder).tuned()
+
+
 class UNetStageTrainer:
     """Subclasses set ``stage``, ``cfg``, ``out``, ``acc``, ``spec`` (with ``patch``),
     ``tune_ids`` and implement the hooks below."""
@@ -36,6 +44,24 @@ class UNetStageTrainer:
     out: Path
     spec: object
     tune_ids: list[str]
+
+    def split(self, what: str):
+        """(dataset, training ids, tuning ids, held-out ids) by the split every model uses; the
+        tuning cases (``tune_split``) are kept out so settings are chosen on unseen films."""
+        from xraystudio.io.datasets import JsrtDataset, tune_split
+
+        cfg = self.cfg
+        dataset = JsrtDataset(cfg.data)
+        train_ids, val_ids = dataset.split(cfg.val_fraction, cfg.split_seed)
+        train_ids, tune_ids = tune_split(dataset, train_ids, cfg.edit_tune_cases)
+        if cfg.limit_cases:
+            train_ids = train_ids[: cfg.limit_cases]
+        if not train_ids:
+            raise XRayStudioError(f"{cfg.data}: no training cases after the validation split")
+        log.info("%s: %d training cases (%d kept for tuning, %d held out)",
+                 what, len(train_ids), len(tune_ids), len(val_ids))
+        self.train_ids, self.tune_ids, self.val_ids = train_ids, tune_ids, val_ids
+        return dataset
 
     # Hooks -------------------------------------------------------------------------------
     def settings(self) -> tuple[int, float]:
