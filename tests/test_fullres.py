@@ -215,3 +215,20 @@ def test_shipped_stage_draws_detail_a_bicubic_upsampling_lacks(shipped) -> None:
     assert fine[:, :100].std() > 0.002 and fine[:, 156:].std() > 0.002
     profile = film.mean(axis=0)
     assert profile[:120].mean() < -0.3 and profile[136:].mean() > 0.1
+
+
+def test_the_stage_splits_large_cpu_batches_without_changing_pixels(engine: Engine, monkeypatch) -> None:
+    """On the CPU the second stage draws a few films per call (memory); the films and the
+    progress of the whole batch are those of one call."""
+    import xraystudio.synthesis.engine as engine_module
+
+    masks, image = _study()
+    reqs = [GenerationRequest(masks, image, mode="guided", seed=s) for s in (21, 22, 23)]
+    whole = engine.generate_batch(reqs)
+    monkeypatch.setattr(engine_module, "FINE_CPU_BATCH", 1)
+    seen = []
+    split = engine.generate_batch(reqs, progress=seen.append)
+    for a, b in zip(whole, split):
+        np.testing.assert_allclose(a.working, b.working, atol=1e-5)
+    fine = [p.step for p in seen if p.stage == "full resolution"]
+    assert fine == sorted(fine) and fine[-1] == seen[-1].total

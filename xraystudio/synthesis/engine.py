@@ -38,6 +38,8 @@ MAX_BATCH = 16
 #: resolution); layout: a new patient from the masks; guided: the whole image redrawn at the
 #: model's working size over a 1/8 copy of the source.
 MODES = ("edit", "layout", "guided")
+#: Films the full-resolution stage draws per call on the CPU (memory; see Engine._fine).
+FINE_CPU_BATCH = 4
 
 
 @dataclasses.dataclass
@@ -391,10 +393,26 @@ class Engine:
         return results
 
     def _fine(self, coarse: np.ndarray, seeds: list[int], on_step=None) -> np.ndarray | None:
-        """(B, S, S) coarse pictures in [0, 1] -> (B, S·scale, S·scale) films in [0, 1]."""
-        out = self.fullres_pipe(coarse * 2.0 - 1.0, seeds, on_step=on_step,
-                                autocast=self.device.autocast)
-        return None if out is None else ((out + 1.0) / 2.0).clip(0, 1).astype(np.float32)
+        """(B, S, S) coarse pictures in [0, 1] -> (B, S·scale, S·scale) films in [0, 1].
+
+        On the CPU at most ``FINE_CPU_BATCH`` films go through at once: a 1024 px film holds
+        about 150 MB of activations, so 16 at once would pass the 3 GB budget. ``on_step`` sees
+        the steps of the whole batch (0 to the stage's steps) whatever the split.
+        """
+        per_call = len(seeds) if self.device.device != "cpu" else FINE_CPU_BATCH
+        calls = range(0, len(seeds), per_call)
+        films = []
+        for j, first in enumerate(calls):
+            def step(i: int, n: int, j: int = j) -> bool:
+                return on_step is not None and bool(on_step((j * n + i) // len(calls), n))
+
+            out = self.fullres_pipe(coarse[first:first + per_call] * 2.0 - 1.0,
+                                    seeds[first:first + per_call], on_step=step,
+                                    autocast=self.device.autocast)
+            if out is None:
+                return None
+            films.append(out)
+        return ((np.concatenate(films) + 1.0) / 2.0).clip(0, 1).astype(np.float32)
 
     @contextlib.contextmanager
     def _memory_errors(self):
