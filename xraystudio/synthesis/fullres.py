@@ -90,8 +90,8 @@ class FullresSpec:
             raise ModelError(f"{path}: cannot be read ({exc})") from exc
 
     def write(self, folder: str | os.PathLike) -> None:
-        data = {k: v for k, v in dataclasses.asdict(self).items()}
-        write_text(Path(folder) / FULLRES_SPEC_FILE, json.dumps(data, indent=2) + "\n")
+        write_text(Path(folder) / FULLRES_SPEC_FILE,
+                   json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
 
 def fullres_unet(spec: FullresSpec, channels: tuple[int, ...] = (32, 64, 128),
