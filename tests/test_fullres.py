@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from synthetic_data import write_dataset
+from test_synthesis import _study
 
 from xraystudio.errors import GenerationCancelled, GenerationError, ModelError
-from xraystudio.image import XRayImage
-from xraystudio.masks import MaskStack
 from xraystudio.synthesis.engine import Engine, GenerationRequest
 from xraystudio.synthesis.fullres import FullresSpec, load_fullres_model
 from xraystudio.synthesis.tiny import make_tiny_fullres, make_tiny_pixel_model
@@ -28,16 +27,6 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def engine(model_dir: Path) -> Engine:
     return Engine.load(str(model_dir), device="cpu", precision="fp32")
-
-
-def _study(shape=(90, 70)) -> tuple[MaskStack, XRayImage]:
-    masks = MaskStack(shape, (0.5, 0.5))
-    masks.paint("right_lung", [(15, 20), (20, 60)], 8)
-    masks.paint("left_lung", [(50, 20), (55, 60)], 8)
-    masks.add_nodule(52, 40, 6)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
-    image = XRayImage.from_display((0.5 + 0.3 * np.sin(xx / 7) * np.cos(yy / 9)).astype(np.float32))
-    return masks, image
 
 
 def test_layout_and_guided_draw_at_full_resolution_by_default(engine: Engine) -> None:

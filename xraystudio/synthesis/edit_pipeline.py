@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xraystudio.synthesis.edit_window import EditSpec
+from xraystudio.synthesis.model import UNetStage
 
 if TYPE_CHECKING:
     import torch
@@ -65,20 +66,15 @@ def sampler(scheduler_config: dict, name: str, what: str = "the edit model"):
     return make_scheduler(scheduler_config, name, SAMPLERS, what)
 
 
-class EditPipeline:
+class EditPipeline(UNetStage):
     """Denoises windows under their conditions; values in the model's normalised range."""
+
+    spec: EditSpec
 
     def __init__(self, unet: UNet2DModel, scheduler_config: dict, spec: EditSpec,
                  weights_hash: str = "") -> None:
-        self.unet = unet
-        self.weights_hash = weights_hash
-        self.scheduler_config = dict(scheduler_config)
-        self.spec = spec
+        super().__init__(unet, scheduler_config, spec, weights_hash)
         self.interrupted = False
-
-    @property
-    def device(self):
-        return next(self.unet.parameters()).device
 
     def __call__(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import secrets
 import threading
@@ -181,9 +182,7 @@ class Engine:
 
     @property
     def has_fullres(self) -> bool:
-        from xraystudio.synthesis.fullres import has_fullres
-
-        return self.spec.kind == "pixel" and has_fullres(self.model.source)
+        return len(self.resolutions) > 1
 
     @property
     def fullres_pipe(self):
@@ -197,15 +196,13 @@ class Engine:
             self.acceleration.apply(self._fullres_pipe.unet, "fullres unet")
         return self._fullres_pipe
 
-    @property
+    @functools.cached_property
     def resolutions(self) -> tuple[int, ...]:
-        """The sides layout and guided modes can draw, smallest first."""
-        if not self.has_fullres:
-            return (self.spec.resolution,)
-        from xraystudio.synthesis.fullres import FULLRES_FOLDER, FullresSpec
+        """The sides layout and guided modes can draw, smallest first (read once, not on
+        every request)."""
+        from xraystudio.synthesis.fullres import model_resolutions
 
-        scale = FullresSpec.read(f"{self.model.source}/{FULLRES_FOLDER}").scale
-        return (self.spec.resolution, self.spec.resolution * scale)
+        return model_resolutions(self.model.source, self.spec.kind, self.spec.resolution)
 
     def _settings(self, req: GenerationRequest) -> dict:
         d = self.spec.defaults

@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from xraystudio.errors import ModelError
 from xraystudio.io.atomic import write_text
+from xraystudio.synthesis.model import UNetStage
 
 if TYPE_CHECKING:
     import torch
@@ -150,19 +151,10 @@ def fullres_scheduler():
     return edit_scheduler()
 
 
-class FullresPipeline:
+class FullresPipeline(UNetStage):
     """Draws films at ``scale`` x the size of the pictures it is given; values in [-1, 1]."""
 
-    def __init__(self, unet: UNet2DModel, scheduler_config: dict, spec: FullresSpec,
-                 weights_hash: str = "") -> None:
-        self.unet = unet
-        self.scheduler_config = dict(scheduler_config)
-        self.spec = spec
-        self.weights_hash = weights_hash
-
-    @property
-    def device(self):
-        return next(self.unet.parameters()).device
+    spec: FullresSpec
 
     def __call__(
         self,
@@ -235,6 +227,16 @@ def save_fullres_model(folder: str | os.PathLike, spec: FullresSpec, unet, sched
 
 def has_fullres(model_folder: str | os.PathLike) -> bool:
     return (Path(model_folder) / FULLRES_FOLDER / FULLRES_SPEC_FILE).is_file()
+
+
+def model_resolutions(model_folder: str | os.PathLike, kind: str, resolution: int) -> tuple[int, ...]:
+    """The sides layout and guided modes can draw with a model, smallest first: its working
+    size and, for a pixel model with a full-resolution stage, that size times the stage's scale.
+    The window offers exactly what the engine accepts."""
+    if kind != "pixel" or not has_fullres(model_folder):
+        return (resolution,)
+    scale = FullresSpec.read(Path(model_folder) / FULLRES_FOLDER).scale
+    return (resolution, resolution * scale)
 
 
 def load_fullres_model(folder: str | os.PathLike, device: str = "cpu") -> FullresPipeline:

@@ -327,6 +327,21 @@ def save_pixel_model(folder: str | os.PathLike, spec: ModelSpec, unet, controlne
     return folder
 
 
+class UNetStage:
+    """A loaded single-network stage: its UNet, the noise schedule it was trained on, its spec
+    and the hash of its weights (what provenance records)."""
+
+    def __init__(self, unet, scheduler_config: dict, spec, weights_hash: str = "") -> None:
+        self.unet = unet
+        self.scheduler_config = dict(scheduler_config)
+        self.spec = spec
+        self.weights_hash = weights_hash
+
+    @property
+    def device(self):
+        return next(self.unet.parameters()).device
+
+
 def load_unet_stage(folder: Path, what: str, in_channels: int, device: str):
     """(UNet2DModel, scheduler config, weights hash) of a single-network stage folder (``unet/``
     in safetensors, ``scheduler/``), as the edit model and the full-resolution stage keep them;

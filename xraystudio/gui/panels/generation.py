@@ -78,16 +78,12 @@ def resolutions(ref: str, spec: ModelSpec | None) -> list[int]:
     """The sides layout and guided modes can draw with this model, largest (the default) first."""
     if spec is None:
         return []
-    from xraystudio.synthesis.fullres import FULLRES_FOLDER, FullresSpec, has_fullres
+    from xraystudio.synthesis.fullres import model_resolutions
 
-    folder = model_folder(ref)
-    if spec.kind != "pixel" or not has_fullres(folder):
-        return [spec.resolution]
     try:
-        scale = FullresSpec.read(folder / FULLRES_FOLDER).scale
+        return sorted(model_resolutions(model_folder(ref), spec.kind, spec.resolution), reverse=True)
     except ModelError:
         return [spec.resolution]
-    return [spec.resolution * scale, spec.resolution]
 
 
 def format_eta(seconds: float) -> str:
