@@ -17,6 +17,8 @@ _OPTIONAL = {
     "init_from": (str, "start from this model folder (OUT/model of an earlier run, or the "
                   "built-in model's folder) instead of random weights: continue or fine-tune it"),
     "snr_gamma": (float, "min-SNR-γ loss weighting (default 5; 0 for the plain v-prediction loss)"),
+    "fullres_max_blur": (float, "train the full-resolution stage on 256 px copies blurred by up "
+                         "to this sigma (pixels; default: the continued stage's range, else 1.2)"),
     "sd_base": (str, "train only a ControlNet on this local diffusers Stable Diffusion folder "
                 "(base frozen, masks colour-coded, --resolution 512 for SD 1.x); GPU advised"),
 }

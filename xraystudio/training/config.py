@@ -60,6 +60,9 @@ class TrainConfig:
     fullres_batch: int = 8
     fullres_crop: int = 384
     fullres_channels: tuple[int, ...] = (32, 64, 128)
+    #: Widest blur (256 px pixels) of the conditioning augmentation; None keeps the continued
+    #: stage's (or the default) range. Wider lets the stage restore coarser detail.
+    fullres_max_blur: float | None = None
 
     def spec(self) -> ModelSpec:
         from pathlib import Path

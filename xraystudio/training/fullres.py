@@ -8,6 +8,7 @@ place, so a run killed at any moment resumes from its last checkpoint with ``--r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -45,7 +46,17 @@ class FullresTrainer(UNetStageTrainer):
             fast = torch.cuda.is_available() or cpu_has_fast_bf16()
             accelerator = Accelerator(mixed_precision="bf16" if fast else "no")
         self.acc = accelerator
-        self.spec = FullresSpec(**tuned_settings(cfg.init_from, "fullres", "fullres.json", FullresSpec))
+        spec = FullresSpec(**tuned_settings(cfg.init_from, "fullres", "fullres.json", FullresSpec))
+        init_spec = Path(cfg.init_from or "") / "fullres" / "fullres.json"
+        if cfg.init_from and init_spec.is_file():
+            # The network was trained for its own augmentation range: continuing keeps it.
+            trained = FullresSpec.read(init_spec.parent)
+            spec = dataclasses.replace(spec, max_noise=trained.max_noise, max_blur=trained.max_blur)
+        if cfg.fullres_max_blur is not None:
+            if cfg.fullres_max_blur <= 0:
+                raise XRayStudioError("--fullres-max-blur must be positive")
+            spec = dataclasses.replace(spec, max_blur=cfg.fullres_max_blur)
+        self.spec = spec
         dataset = self.split("full-resolution stage")
         self.films = load_films(dataset, self.train_ids)
         if min(min(f.shape) for f in self.films) < cfg.fullres_crop:
