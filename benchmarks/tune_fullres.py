@@ -6,6 +6,7 @@ film is written as the product writes it (16-bit PNG at the source's size) and r
 compared with the real film of the same masks: texture at 256 and 1024 px and the lung noise
 power spectrum by band. Writes benchmarks/results/tune_fullres.json. Usage:
 python benchmarks/tune_fullres.py DATA_DIR --fullres DIR [--cases 8] [--threads 1]
+    [--noises 0,0.03] [--blurs 0,0.4,0.8,1.2] [--rule "docs/fullres.md, rule 1"]
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_model
 
-NOISES = (0.0, 0.03)
-BLURS = (0.0, 0.4, 0.8, 1.2)
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
 
 
 def main() -> None:
@@ -32,6 +34,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--noises", type=_floats, default=(0.0, 0.03), help="candidate noise levels")
+    parser.add_argument("--blurs", type=_floats, default=(0.0, 0.4, 0.8, 1.2), help="candidate blurs")
+    parser.add_argument("--rule", default="docs/fullres.md, rule 1")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "tune_fullres.json"))
     args = parser.parse_args()
 
@@ -55,7 +60,7 @@ def main() -> None:
     stage = load_fullres_model(args.fullres)
     side = 64
     rows: dict = {f"noise={n},blur={b}": {"texture_256": [], "texture_1024": [], "nps": []}
-                  for n, b in itertools.product(NOISES, BLURS)}
+                  for n, b in itertools.product(args.noises, args.blurs)}
     real_nps = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +73,7 @@ def main() -> None:
             image = XRayImage.from_display(real, case.masks.spacing_mm)
             (coarse,) = engine.generate(GenerationRequest(case.masks, image, mode="layout", seed=0,
                                                           resolution=engine.spec.resolution))
-            for noise, blur in itertools.product(NOISES, BLURS):
+            for noise, blur in itertools.product(args.noises, args.blurs):
                 key = f"noise={noise},blur={blur}"
                 work = stage(coarse.working[None] * 2 - 1, [0], steps=args.steps, noise=noise,
                              blur=blur, autocast=engine.device.autocast)[0]
@@ -87,7 +92,7 @@ def main() -> None:
         table[key] = {"texture_256": t256, "texture_1024": t1024, "nps_ratio": nps["ratio"],
                       "score": abs(math.log(t256)) + abs(math.log(t1024)) + worst}
     best = min(table, key=lambda k: table[k]["score"])
-    report = {"rule": "docs/fullres.md, rule 1", "cases": ids, "steps": args.steps,
+    report = {"rule": args.rule, "cases": ids, "steps": args.steps,
               "fullres": str(args.fullres), "cpu": cpu_model(), "threads": args.threads,
               "seconds": round(time.perf_counter() - started, 1), "candidates": table,
               "chosen": best}

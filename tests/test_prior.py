@@ -114,6 +114,32 @@ def test_nodules_enter_the_guide_with_the_models_contrast(prior_dir: Path,
     assert (g[0][n] - without[n])[disc].mean() > 0.01
 
 
+def test_layout_mode_has_its_own_nodule_contrast(prior_dir: Path, tmp_path: Path) -> None:
+    """``layout_nodule_contrast`` sets the smudge in the prior's picture only: layout mode's disc
+    grows with it, guided mode's guide is the one ``guide_nodule_contrast`` makes."""
+    def engine_with(**fields) -> Engine:
+        folder = tmp_path / "_".join(f"{k}{v}" for k, v in fields.items())
+        shutil.copytree(prior_dir, folder)
+        spec = folder / "xraystudio.json"
+        spec.write_text(json.dumps({**json.loads(spec.read_text()), **fields}))
+        return Engine.load(str(folder), device="cpu")
+
+    shared = engine_with(guide_nodule_contrast=0.1)
+    apart = engine_with(guide_nodule_contrast=0.1, layout_nodule_contrast=0.3)
+    masks = _masks((64, 64))
+    n = len(shared.spec.layers)
+    disc = shared.condition(GenerationRequest(masks), "layout", prior=True)[
+        shared.spec.layers.index("nodule")] >= 0.5
+    a = shared.condition(GenerationRequest(masks), "layout", prior=True)[n]
+    b = apart.condition(GenerationRequest(masks), "layout", prior=True)[n]
+    assert (b - a)[disc].mean() > 0.01
+    source = XRayImage.from_display(np.full((64, 64), 0.4, np.float32))
+    np.testing.assert_allclose(shared.condition(GenerationRequest(masks, source), "guided")[n],
+                               apart.condition(GenerationRequest(masks, source), "guided")[n])
+    with pytest.raises(ModelError):
+        engine_with(guide_nodule_contrast=0.1, layout_nodule_contrast=-1.0)
+
+
 def test_prior_can_be_switched_off_and_changes_the_image(engine: Engine) -> None:
     masks = _masks()
     on = engine.generate(GenerationRequest(masks, mode="layout", seed=3))[0]

@@ -103,11 +103,13 @@ def without_nodule(image: np.ndarray, layers: np.ndarray, spec: ModelSpec) -> np
     return (image * keep + fill * hole).astype(np.float32)
 
 
-def nodule_smudge(spec: ModelSpec, disc: np.ndarray) -> np.ndarray:
-    """What the nodule discs add to a guide: ``spec.guide_nodule_contrast`` over each disc, seen
-    at the guide's resolution (the faint smudge a real nodule leaves in a real guide)."""
+def nodule_smudge(spec: ModelSpec, disc: np.ndarray, contrast: float | None = None) -> np.ndarray:
+    """What the nodule discs add to a guide: ``contrast`` (default ``spec.guide_nodule_contrast``)
+    over each disc, seen at the guide's resolution (the faint smudge a real nodule leaves in a
+    real guide)."""
     size, small = disc.shape[-1], disc.shape[-1] // spec.guide_factor
-    return spec.guide_nodule_contrast * resize(resize(disc, (small, small)), (size, size))
+    amount = spec.guide_nodule_contrast if contrast is None else contrast
+    return amount * resize(resize(disc, (small, small)), (size, size))
 
 
 def build_condition(

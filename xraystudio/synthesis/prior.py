@@ -113,8 +113,9 @@ def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
     """
     layers = cond[[spec.layers.index(name) for name in prior.config.layers]]
     picture = predict_guide(prior, layers, spec.guide_factor)
-    if spec.guide_nodule_contrast and "nodule" in spec.layers:
-        picture = picture + nodule_smudge(spec, cond[spec.layers.index("nodule")])
+    contrast = spec.guide_nodule_contrast if spec.layout_nodule_contrast is None else spec.layout_nodule_contrast
+    if contrast and "nodule" in spec.layers:
+        picture = picture + nodule_smudge(spec, cond[spec.layers.index("nodule")], contrast)
     guide = np.zeros_like(cond[0])
     (oy, ox), (ih, iw) = box.offset, box.inner
     guide[oy:oy + ih, ox:ox + iw] = box.crop(picture)

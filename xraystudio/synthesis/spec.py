@@ -57,6 +57,10 @@ class ModelSpec:
     colors: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
     guide_factor: int | None = None
     guide_nodule_contrast: float = 0.0
+    #: The smudge's contrast in layout mode's prior picture (None: ``guide_nodule_contrast``).
+    #: The ControlNet reads a prior's guide (flag 0.5) apart from a real one, and draws a
+    #: fainter nodule from the same smudge there, so the two are set apart.
+    layout_nodule_contrast: float | None = None
     patch: int = 1
     prompt: str = ""
     negative_prompt: str = ""
@@ -80,6 +84,8 @@ class ModelSpec:
             self.guide_factor < 2 or self.resolution % self.guide_factor
         ):
             raise ModelError("guide_factor must be >= 2 and divide the resolution")
+        if self.guide_nodule_contrast < 0 or (self.layout_nodule_contrast or 0) < 0:
+            raise ModelError("nodule contrasts in the guide must be >= 0")
         if self.encoding == "rgb":
             self.colors = {k: tuple(v) for k, v in (self.colors or DEFAULT_COLORS).items()}
             self.layers = list(self.colors)
