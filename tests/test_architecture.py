@@ -209,12 +209,30 @@ def test_core_imports_no_qt():
     engine process, a cluster worker) without a Qt installation."""
     offenders = []
     for module, path in _modules().items():
-        if module == "xraystudio.gui" or module.startswith("xraystudio.gui."):
+        if _in(module, "xraystudio.gui"):
             continue
         for name, line in _external_imports(path):
             if name.split(".")[0] in QT_PACKAGES:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
     assert not offenders, "Qt imported outside xraystudio/gui/:\n" + "\n".join(offenders)
+
+
+def test_core_never_imports_the_gui():
+    """Nothing imports upward: only the command line (which launches the window) may import
+    ``xraystudio.gui``; the core below it must not, even lazily."""
+    graph = _import_graph()
+    offenders = [
+        f"{module}:{line} imports {target}"
+        for module, edges in sorted(graph.items())
+        if not _in(module, "xraystudio.gui", "xraystudio.cli", "xraystudio.__main__")
+        for target, line in sorted(edges.items())
+        if _in(target, "xraystudio.gui")
+    ]
+    assert not offenders, "the core imports the GUI:\n" + "\n".join(offenders)
+
+
+def _in(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def test_files_stay_small():
@@ -235,8 +253,8 @@ def test_engine_never_loads_the_gui():
         pytest.skip("no xraystudio/engine package yet")
     graph = _import_graph()
     offenders = []
-    for module in sorted(m for m in graph if m.startswith("xraystudio.engine")):
-        for gui in sorted(m for m in graph if m == "xraystudio.gui" or m.startswith("xraystudio.gui.")):
+    for module in sorted(m for m in graph if _in(m, "xraystudio.engine")):
+        for gui in sorted(m for m in graph if _in(m, "xraystudio.gui")):
             path = _shortest_path(graph, module, gui)
             if path is not None:
                 offenders.append(_describe(graph, path))
