@@ -36,6 +36,7 @@ from typing import Any
 from xraystudio.curation.records import ResultRecord, StudyRecord, now
 from xraystudio.errors import ProjectError
 from xraystudio.io.atomic import write_text
+from xraystudio.io.json_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def read_results(folder: Path, studies: Mapping[str, StudyRecord]
     unreadable: list[Path] = []
     for path in visible(folder, "*.json"):
         try:
-            record = ResultRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            record = ResultRecord.from_dict(read_json_object(path))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("cannot read result record %s: %s", path, exc)
             unreadable.append(path)
@@ -140,9 +141,6 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise ProjectError(f"{path.parent} is not an xraystudio project (no {path.name})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return read_json_object(path)
     except (OSError, ValueError) as exc:
         raise ProjectError(f"cannot read {what} {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProjectError(f"{what} {path} does not hold a JSON object")
-    return data

@@ -25,6 +25,7 @@ from xraystudio.curation.records import ResultRecord, StudyRecord, now
 from xraystudio.curation.result_files import EDIT_SUFFIX
 from xraystudio.errors import ProjectError
 from xraystudio.io.atomic import write_text
+from xraystudio.io.json_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,9 @@ def _pid_alive(pid: int) -> bool:
 
 def _read_session(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return read_json_object(path)
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _leftovers(folder: Path, studies: Mapping[str, StudyRecord],

@@ -17,6 +17,7 @@ from typing import Any
 from xraystudio.curation.project_folder import visible
 from xraystudio.errors import ProjectError
 from xraystudio.io.atomic import write_text
+from xraystudio.io.json_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,11 @@ def _read_sweeps(folder: Path) -> dict[str, dict[str, Any]]:
     sweeps: dict[str, dict[str, Any]] = {}
     for path in visible(folder, "*.json"):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json_object(path)
         except (OSError, ValueError) as exc:
             log.warning("cannot read sweep record %s: %s", path, exc)
             continue
-        if isinstance(data, dict) and data.get("id") == path.stem:
+        if data.get("id") == path.stem:
             sweeps[path.stem] = data
         else:
             log.warning("skipped malformed sweep record %s", path)
