@@ -18,7 +18,6 @@ it. Only :meth:`Project.stage_result`, which touches no project state, may run o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -57,14 +56,15 @@ from xraystudio.curation.session import Recovery
 from xraystudio.curation.sweep_store import SweepStore
 from xraystudio.errors import ImageLoadError, MaskError, ProjectError
 from xraystudio.io.atomic import atomic_folder
+from xraystudio.io.json_files import copy_json
 from xraystudio.io.masks_io import load_masks, save_masks
 from xraystudio.masks import MaskStack
 from xraystudio.study import Study
 
-#: The names callers import from here (the records, recovery and staging live in their modules).
+#: What callers import from here: the Project and what it hands out (each lives in its module).
 __all__ = [
-    "DECISIONS", "Project", "ProjectEvent", "Recovery", "ResultRecord", "StagedResult",
-    "StudyRecord", "read_edit",
+    "Project", "ProjectEvent", "Recovery", "ResultRecord", "StagedResult", "StudyRecord",
+    "read_edit",
 ]
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,7 @@ class Project:
         if provenance.get("mask_hash") not in (None, mask_hash):
             log.warning("provenance of a result of %s names masks %s, stored with masks %s",
                         study_id, provenance.get("mask_hash"), mask_hash)
-        snapshot = masks_file(self.folder, study_id, mask_hash)
+        snapshot = self._masks_file(study_id, mask_hash)
         if not snapshot.is_file():
             if staged is not None and staged.masks_file is not None \
                     and staged.mask_hash == mask_hash:
@@ -312,7 +312,7 @@ class Project:
         result_files.write_result_files(self._results_dir, result_id,
                                         pixels if staged is None else staged, edit)
         record = ResultRecord(id=result_id, study_id=study_id,
-                              provenance=json.loads(json.dumps(dict(provenance))),
+                              provenance=copy_json(dict(provenance)),
                               mask_hash=mask_hash, created=now())
         write_result_record(self._results_dir, record)
         self._results[result_id] = record

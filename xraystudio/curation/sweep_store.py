@@ -17,14 +17,9 @@ from typing import Any
 from xraystudio.curation.project_folder import visible
 from xraystudio.errors import ProjectError
 from xraystudio.io.atomic import write_text
-from xraystudio.io.json_files import read_json_object
+from xraystudio.io.json_files import copy_json, read_json_object
 
 log = logging.getLogger(__name__)
-
-
-def copy_json(data: Any) -> Any:
-    """A deep copy of JSON data, as it would read back from its file."""
-    return json.loads(json.dumps(data))
 
 
 class SweepStore:

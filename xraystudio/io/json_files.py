@@ -1,4 +1,4 @@
-"""Reading the small JSON files the app keeps (project, session, mask and sweep records)."""
+"""The small JSON records the app keeps (project, session, masks' nodules, results, sweeps)."""
 
 from __future__ import annotations
 
@@ -19,3 +19,9 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{os.fspath(path)} does not hold a JSON object")
     return data
+
+
+def copy_json(data: Any) -> Any:
+    """A deep copy of JSON data, as it would read back from its file: a record kept or handed
+    out this way shares nothing with its caller's objects and holds only what JSON stores."""
+    return json.loads(json.dumps(data))
