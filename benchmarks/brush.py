@@ -136,7 +136,7 @@ def generation_stall(window, model: str, steps: int) -> dict:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    window.add_model_folder(model)
+    window.gen.add_model_folder(model)
     window.brush_size.setValue(10.0)
     g = window.generator
     g.steps.setValue(steps)
@@ -159,11 +159,11 @@ def generation_stall(window, model: str, steps: int) -> dict:
         if paint:
             QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
         t0 = time.perf_counter()
-        window.generate()
+        window.gen.generate()
         clock.start()
         timer.start()
         angle = 0.0
-        while window.generation is not None:
+        while window.gen.generation is not None:
             if paint:  # one mouse move per 60 Hz frame, timed to its repaint
                 angle += 0.05
                 p = centre + QPointF(150 * np.cos(angle), 150 * np.sin(angle)).toPoint()

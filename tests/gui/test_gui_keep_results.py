@@ -26,9 +26,9 @@ def answer(monkeypatch, choice: KeepChoice) -> list[int]:
 def session(opened, qtbot, edit_model, shared_engine):
     """A window holding, in no project, a generated result, an edit and a two-cell sweep."""
     w = opened
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     lungs(w)
-    w.add_model_folder(edit_model)
+    w.gen.add_model_folder(edit_model)
     g = w.generator
     g.steps.setValue(2)
     g.mode.setCurrentIndex(g.mode.findData("guided"))

@@ -45,7 +45,7 @@ def key(widget, k) -> None:
 def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, tiny_model,
                                               shared_engine, monkeypatch):
     w = window
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     folder = tmp_path / "proj"
     assert w.new_project(folder)
     assert "project proj" in w.windowTitle()
@@ -66,7 +66,7 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     assert not w.isWindowModified()  # nothing unsaved: no "save changes?" question
 
     # generated results are stored with their provenance
-    w.add_model_folder(tiny_model)
+    w.gen.add_model_folder(tiny_model)
     g = w.generator
     g.random_seed.setChecked(False)
     g.seed.setValue(3)
@@ -83,8 +83,8 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
         real_write_png(pixels, path)
 
     monkeypatch.setattr(project_module, "_write_png", recording_write_png)
-    w.generate()
-    qtbot.waitUntil(lambda: w.generation is None and w.strip.count() == 3
+    w.gen.generate()
+    qtbot.waitUntil(lambda: w.gen.generation is None and w.strip.count() == 3
                     and not w.projects.staging and None not in w.strip.result_ids,
                     timeout=120_000)
     # results are encoded off the GUI thread; only renames and the record happen on it

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from xraystudio import __version__, chest_check
 from xraystudio.curation.project import Project, ProjectEvent
+from xraystudio.engine.opening import mask_sidecar
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui import recent_menus
 from xraystudio.gui.canvas.tools import Tool, all_tools
@@ -33,27 +34,21 @@ from xraystudio.gui.dialogs import restore as restore_dialog
 from xraystudio.gui.dialogs.chest_confirm import CHEST, failed_chest_check
 from xraystudio.gui.dialogs.export import ExportDialog
 from xraystudio.gui.dock_sizes import BottomDockSizer, scrolling
-from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.film_warnings import FilmWarnings
+from xraystudio.gui.generation_controller import GenerationController
 from xraystudio.gui.panels.gallery import GalleryPanel
-from xraystudio.gui.panels.generation import GenerationPanel, read_spec
+from xraystudio.gui.panels.generation import GenerationPanel
 from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.panels.warning_banner import with_banner
 from xraystudio.gui.project_controller import ProjectController
-from xraystudio.gui.results_controller import ResultsController
+from xraystudio.gui.results_controller import Kept, ResultsController
+from xraystudio.gui.segmentation_controller import SegmentationController
 from xraystudio.gui.settings import AppSettings
 from xraystudio.gui.shortcut_guard import ShortcutGuard
 from xraystudio.gui.sweep_controller import SweepController
-from xraystudio.gui.workers import (
-    GenerationThread,
-    OpenedStudy,
-    OpenThread,
-    SegmentThread,
-    mask_sidecar,
-    segmenter_process,
-)
+from xraystudio.gui.workers import OpenedStudy, OpenThread
 from xraystudio.image import Window
 from xraystudio.io.masks_io import load_masks, save_masks
 from xraystudio.masks import ANATOMY, STRUCTURES, MaskStack
@@ -70,18 +65,10 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
-        self.engine = EngineProcess()
-        self.segmenter = segmenter_process()  # not self.engine: see segmenter_process
-        self._segment_thread: SegmentThread | None = None
-        self._segment_queued: tuple[Study, bool] | None = None  # (study, automatic) to run next
         self.opened: OpenedStudy | None = None
         self._open_thread: OpenThread | None = None
-        self.generation: GenerationThread | None = None
-        self._generation_study: Study | None = None  # what the running generation is for
-        self._generation_masks: MaskStack | None = None  # the masks it was started from
         self.export_dialog: ExportDialog | None = None
         self.projects = ProjectController(self)
-        self.results = ResultsController(self)  # the strip, Compare, stored results, saving
         self.last_error: QMessageBox | None = None
         self.setWindowTitle("xraystudio")
         self.setObjectName("mainWindow")
@@ -114,7 +101,22 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(results_dock, self.gallery_dock)
         results_dock.raise_()
         self.dock_sizer = BottomDockSizer(self, results_dock, self.gallery_dock)
-        self.sweeps = SweepController(self)  # the Sweep tab: grid, runs, saved sweeps
+
+        study = lambda: self.study  # noqa: E731 (what the controllers read as the shown study)
+        self.save_result_action = self._action(
+            "Save &result…", lambda: self.results.save_result(), "Ctrl+Shift+S",
+            "Save the compared result with its provenance JSON (an edit at full size in the "
+            "source's format)")
+        self.cancel_action = self._action("&Cancel generation", lambda: None)
+        self.gen = GenerationController(self.generator, self.cancel_action, self.settings,
+                                        self.film_warnings, study, self)
+        self.segments = SegmentationController(self.film_warnings, study, self)
+        # the strip, Compare, stored results, saving
+        self.results = ResultsController(self.strip, self.compare, self.nodules,
+                                         self.save_result_action, self.projects,
+                                         self.film_warnings, self.settings, study, self)
+        self.sweeps = SweepController(self.tabs, self.gen, self.results, self.projects, self.strip,
+                                      self.settings, study, self)  # the Sweep tab
 
         self.position = QLabel()
         self.zoom_label = QLabel()
@@ -164,9 +166,6 @@ class MainWindow(QMainWindow):
         self.save_masks_action = a("&Save masks", self.save_masks, QKeySequence.StandardKey.Save,
                                    "Save the masks beside the radiograph (<name>.masks.npz)")
         self.save_masks_as_action = a("Save masks &as…", self.save_masks_as, None)
-        self.save_result_action = a("Save &result…", self.results.save_result, "Ctrl+Shift+S",
-                                    "Save the compared result with its provenance JSON (an edit "
-                                    "at full size in the source's format)")
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.new_project_action = a("&New project…", self.choose_new_project, None,
                                     "Create a project folder: studies, results and decisions")
@@ -198,9 +197,8 @@ class MainWindow(QMainWindow):
         self.outline_action = a("Filled/&outline masks", self.layers.toggle_display, "C")
         self.edit_tab_action = a("&Edit view", lambda: self.tabs.setCurrentIndex(0), "Ctrl+E")
         self.compare_tab_action = a("&Compare view", lambda: self.tabs.setCurrentIndex(1), "Ctrl+R")
-        self.generate_action = a("&Generate", self.generate, "Ctrl+Return",
+        self.generate_action = a("&Generate", self.gen.generate, "Ctrl+Return",
                                  "Generate images from the current masks")
-        self.cancel_action = a("&Cancel generation", self.cancel_generation, None)
         self.help_action = a("&Keyboard and mouse…", self.show_help, "F1")
         self.about_action = a("&About xraystudio", self.show_about)
 
@@ -222,7 +220,9 @@ class MainWindow(QMainWindow):
         file_menu = menu.addMenu("&File")
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(lambda: recent_menus.fill_recent(self))
+        self.recent_menu.aboutToShow.connect(lambda: recent_menus.fill_recent(
+            self.recent_menu, self.settings.recent_files, self.open_file,
+            self.settings.clear_recent, "No recent files"))
         file_menu.addSeparator()
         for act in (self.load_masks_action, self.load_mask_folder_action, self.save_masks_action,
                     self.save_masks_as_action):
@@ -231,8 +231,9 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.new_project_action)
         file_menu.addAction(self.open_project_action)
         self.recent_projects_menu = file_menu.addMenu("Recent projec&ts")
-        self.recent_projects_menu.aboutToShow.connect(
-            lambda: recent_menus.fill_recent_projects(self))
+        self.recent_projects_menu.aboutToShow.connect(lambda: recent_menus.fill_recent(
+            self.recent_projects_menu, self.settings.recent_projects, self.open_project,
+            self.settings.clear_recent_projects, "No recent projects"))
         file_menu.addAction(self.save_project_as_action)
         file_menu.addAction(self.close_project_action)
         file_menu.addAction(self.export_action)
@@ -307,9 +308,13 @@ class MainWindow(QMainWindow):
         c.edited.connect(self._update_undo)
         self.brush_size.valueChanged.connect(self.canvas.set_brush_mm)
         self.window_combo.activated.connect(self._choose_window)
-        self.generator.generateRequested.connect(self.generate)
-        self.generator.cancelRequested.connect(self.cancel_generation)
-        self.generator.addModelRequested.connect(self.add_model)
+        for controller in (self.gen, self.segments, self.results, self.sweeps):
+            controller.failed.connect(self.show_error)
+        for controller in (self.gen, self.segments, self.results):
+            controller.status.connect(self.statusBar().showMessage)
+        self.gen.generated.connect(self._on_generated)
+        self.segments.applied.connect(self._update_undo)
+        self.sweeps.compareRequested.connect(lambda: self.tabs.setCurrentIndex(1))
         self.strip.resultChosen.connect(self.results.compare)
         self.compare.save_button.clicked.connect(self.results.save_result)
         self.projects.projectChanged.connect(self._on_project_changed)
@@ -410,8 +415,7 @@ class MainWindow(QMainWindow):
     def set_study(self, opened: OpenedStudy | None, from_file: bool = False) -> None:
         """Show ``opened``; with a project open it becomes (or is found as) a project study:
         fresh from its file it takes the project's masks, otherwise its masks are saved."""
-        if self.generation is not None:
-            self.cancel_generation()  # its results would belong to the study being closed
+        self.gen.cancel()  # the results of a running generation would belong to a closed study
         self.opened = opened
         study = opened.study if opened else None
         if study is None:
@@ -478,7 +482,7 @@ class MainWindow(QMainWindow):
         for act in (self.save_masks_action, self.save_masks_as_action, self.load_masks_action,
                     self.load_mask_folder_action, self.generate_action, self.segment_action):
             act.setEnabled(enabled)
-        self.generator.generate.setEnabled(enabled and self.generation is None)
+        self.gen.update_enabled()
         self.save_result_action.setEnabled(self.compare.result is not None)
 
     @property
@@ -552,86 +556,9 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def segment_anatomy(self, automatic: bool = False) -> None:
-        """Segment the anatomy in the background; the result is one undoable edit.
-
-        The manual action (Ctrl+Shift+A) replaces all five anatomy layers. The automatic run,
-        started when a radiograph without masks of its own is opened, never overwrites the
-        user: if they began painting before the result arrived, only the anatomy layers that
-        are still empty are filled (in one undo step) and the status bar names the layers that
-        were kept; if every layer has been painted, nothing is applied and the status bar says
-        so. A result for a study that is no longer shown (another file was opened, or masks
-        were loaded) is discarded. A missing model is a status-bar note, not a dialog, in the
-        automatic case. A result arriving mid-stroke waits until the stroke is finished.
-        """
-        if self.study is None:
-            return
-        if self._segment_thread is not None:
-            # One segmentation at a time; the newest request runs when this one finishes.
-            self._segment_queued = (self.study, automatic)
-            return
-        self.statusBar().showMessage("Segmenting the anatomy…")
-        assert self.opened is not None
-        display = self.opened.display().reference  # computed off the UI thread at opening
-        thread = SegmentThread(self.segmenter, display, self)
-        study = self.study
-
-        def apply(masks: dict) -> None:
-            if self.study is not study:
-                log.info("discarded the segmentation of %s: another study is open", study.name)
-                return
-            if study.masks.in_step:  # the user is in the middle of a stroke: let it finish
-                QTimer.singleShot(100, lambda: apply(masks))
-                return
-            names = [n for n in masks if n in study.masks]
-            kept: list[str] = []
-            verdict = chest_check.check(study.image, masks) if automatic else None
-            if verdict is not None and verdict.warning:
-                # Unlabelled (a PNG of a knee): the masks themselves show it is no chest.
-                self.film_warnings.add(CHEST, verdict.warning)
-                self.statusBar().showMessage(
-                    f"Automatic segmentation not applied. {verdict.warning} (Tools ▸ Segment "
-                    "anatomy, Ctrl+Shift+A, segments anyway).", 30000)
-                return
-            if automatic:
-                kept = [n for n in names if study.masks[n].any()]
-                names = [n for n in names if n not in kept]
-                if not names:
-                    self.statusBar().showMessage(
-                        "Automatic segmentation not applied: every anatomy layer was already "
-                        "painted", 8000)
-                    return
-            study.masks.begin("Segment anatomy")
-            try:
-                for name in names:
-                    study.masks.set_layer(name, masks[name])
-            finally:
-                study.masks.commit()
-            self._update_undo()
-            message = ("Anatomy segmented automatically" if automatic
-                       else "Anatomy segmented") + " (Ctrl+Z undoes it)"
-            if kept:
-                message += "; kept your painting of " + ", ".join(layer_title(n) for n in kept)
-            self.statusBar().showMessage(message, 8000)
-
-        def failed(message: str) -> None:
-            if automatic:
-                if self.study is study:
-                    self.statusBar().showMessage(f"No automatic segmentation: {message}", 15000)
-            else:
-                self.show_error("Cannot segment", message)
-
-        def done() -> None:
-            self._segment_thread = None
-            thread.deleteLater()
-            queued, self._segment_queued = self._segment_queued, None
-            if queued is not None and queued[0] is self.study:
-                self.segment_anatomy(automatic=queued[1])
-
-        thread.segmented.connect(apply)
-        thread.failed.connect(failed)
-        thread.finished.connect(done)
-        self._segment_thread = thread
-        thread.start()
+        """Segment the anatomy of the shown study in the background (SegmentationController)."""
+        if self.study is not None:
+            self.segments.segment(self.study, self.opened.display().reference, automatic)
 
     def step_brush(self, factor: float) -> None:
         self.brush_size.setValue(min(max(self.brush_size.value() * factor, BRUSH_MM[0]),
@@ -695,69 +622,9 @@ class MainWindow(QMainWindow):
         if isinstance(window, Window):
             self.canvas.set_window(window)
 
-    # ----------------------------------------------------------- generation
-    def add_model(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a model folder",
-                                                  self.settings.last_folder)
-        if folder:
-            self.add_model_folder(folder)
-
-    def add_model_folder(self, folder: str) -> None:
-        if read_spec(folder) is None:
-            self.show_error("Not a model folder",
-                            f"{folder} has no readable xraystudio.json. A model folder holds "
-                            "xraystudio.json and its weights as .safetensors.")
-            return
-        self.settings.model_folders = self.settings.model_folders + [folder]
-        self.generator.set_models(self.settings.model_folders, current=folder)
-
-    def generate(self) -> None:
-        study = self.study
-        if study is None or self.generation is not None or self.sweeps.running:
-            return
-        if not self.film_warnings.confirm(self, "Generate"):
-            return
-        self.settings.generation = self.generator.saved_state()
-        self._generation_masks = study.masks.copy()
-        thread = GenerationThread(self.engine, self.generator.model_ref(), self._generation_masks,
-                                  study.image, self.generator.params(), parent=self)
-        self._generation_study = study
-        thread.stage.connect(self.generator.show_stage)
-        thread.progressed.connect(self.generator.show_progress)
-        thread.produced.connect(self._on_generated)
-        thread.cancelled.connect(lambda: self.generator.show_done("Cancelled; nothing was kept",
-                                                                  False))
-        thread.failed.connect(self._on_generation_failed)
-        thread.finished.connect(self._on_generation_finished)
-        self.generation = thread
-        self.generator.set_running(True)
-        self.cancel_action.setEnabled(True)
-        thread.start()
-
-    def cancel_generation(self) -> None:
-        if self.generation is not None:
-            self.generation.cancel()
-            self.generator.show_stage("Cancelling…")
-
-    def _on_generated(self, results: list[GeneratedImage]) -> None:
-        if self._generation_study is not self.study:
-            return  # made for a study that has been closed since
+    def _on_generated(self, results: list, masks: MaskStack) -> None:
         # Compare follows the newest result (it kept showing #1 when results came in later).
-        self.results.add_generated(results, self._generation_masks, select=True)
-        self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
-        self.statusBar().showMessage(f"Generated {len(results)} image(s)", 8000)
-
-    def _on_generation_failed(self, message: str) -> None:
-        self.generator.show_done("Failed", False)
-        self.show_error("Generation failed", message)
-
-    def _on_generation_finished(self) -> None:
-        thread, self.generation = self.generation, None
-        if thread is not None:
-            thread.deleteLater()
-        self.generator.set_running(False)
-        self.generator.generate.setEnabled(self.study is not None)
-        self.cancel_action.setEnabled(False)
+        self.results.add_generated(results, masks, select=True)
 
     # ------------------------------------------------------------- projects
     def choose_new_project(self) -> None:
@@ -771,7 +638,7 @@ class MainWindow(QMainWindow):
     def new_project(self, folder: str | Path) -> bool:
         """Create a project in ``folder``; the radiograph on the canvas becomes its first study
         (with the session's results, if the user keeps them)."""
-        kept = self.results.before_project_change("creating the project")
+        kept = self._before_project_change("creating the project")
         if kept is None:
             return False
         try:
@@ -780,7 +647,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot create the project", str(exc))
             return False
         self._use_project(project, adopt_open_study=True)
-        self.results.keep(kept)
+        self._keep(kept)
         return True
 
     def choose_project(self) -> None:
@@ -795,7 +662,7 @@ class MainWindow(QMainWindow):
         current = self.projects.project
         if current is not None and current.folder == folder.absolute():
             return True  # reopening it here would take our own session for a crash
-        kept = self.results.before_project_change("opening the project")
+        kept = self._before_project_change("opening the project")
         if kept is None:
             return False
         try:
@@ -819,13 +686,25 @@ class MainWindow(QMainWindow):
         # Kept results stay with the study on the canvas, which joins the project as its latest.
         self._use_project(project, adopt_open_study=bool(kept))
         if kept:
-            self.results.keep(kept)
+            self._keep(kept)
         elif project.studies:
             try:
                 self.open_file(project.source_path(project.studies[-1].id))
             except XRayStudioError as exc:
                 self.show_error("Source file missing", str(exc))
         return True
+
+    def _before_project_change(self, verb: str) -> Kept | None:
+        """What to keep of this session across a project switch (None: the user cancelled)."""
+        kept = self.results.before_project_change(verb)
+        if kept:
+            kept.sweep = self.sweeps.session()
+        return kept
+
+    def _keep(self, kept: Kept) -> None:
+        if kept.sweep is not None:
+            self.sweeps.keep_session(kept.sweep)
+        self.results.keep(kept)
 
     def _use_project(self, project: Project, adopt_open_study: bool) -> None:
         """Make ``project`` current; a new project adopts the radiograph on the canvas, an
@@ -916,14 +795,10 @@ class MainWindow(QMainWindow):
         if self.export_dialog is not None and self.export_dialog.thread is not None:
             self.export_dialog.thread.cancel()
             self.export_dialog.thread.wait(30_000)
-        if self.generation is not None:
-            self.generation.cancel()
-            self.generation.wait(10_000)
+        self.gen.shutdown()
         self.projects.close()
-        self.engine.close()
-        for thread in (self._open_thread, self._segment_thread):
-            if thread is not None:
-                thread.wait(10_000)
-        self.segmenter.close()
+        if self._open_thread is not None:
+            self._open_thread.wait(10_000)
+        self.segments.shutdown()
         event.accept()
 
