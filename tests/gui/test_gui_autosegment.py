@@ -221,7 +221,7 @@ def test_sample_style_masks_are_not_resegmented(qtbot, window, tmp_path, fake):
 
 
 def test_project_study_is_not_resegmented(qtbot, window, settings, tmp_path, fake):
-    assert window.new_project(tmp_path / "proj")
+    assert window.switch.new_project(tmp_path / "proj")
     path = chest_png(tmp_path / "chest.png")
     window.auto_segment_action.trigger()  # off: the study enters the project unsegmented
     open_and_wait(qtbot, window, path)

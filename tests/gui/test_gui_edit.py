@@ -182,7 +182,7 @@ def test_edit_a_dicom_saves_a_dicom_and_survives_reopening_the_project(
     (tmp_path / "sources").mkdir()
     dcm = make_dicom(tmp_path / "sources" / "chest.dcm", chest_like(*SHAPE, bits=12),
                      imager_spacing=(0.5, 0.5))
-    assert w.new_project(tmp_path / "proj")
+    assert w.switch.new_project(tmp_path / "proj")
     open_and_wait(qtbot, w, dcm)
     lungs(w)
     w.gen.add_model_folder(edit_model)
@@ -207,8 +207,8 @@ def test_edit_a_dicom_saves_a_dicom_and_survives_reopening_the_project(
     # the project keeps the exact edit: reopened, the result saves the same DICOM pixels
     rid = w.strip.result_ids[0]
     assert w.projects.project.edit_path(rid).is_file()
-    w.close_project()
-    assert w.open_project(tmp_path / "proj")
+    w.projects.close()
+    assert w.switch.open_project(tmp_path / "proj")
     qtbot.waitUntil(lambda: w.study is not None and w.strip.count() == 1, timeout=30_000)
     qtbot.waitUntil(lambda: w.compare.result is not None, timeout=10_000)
     again = w.compare.result

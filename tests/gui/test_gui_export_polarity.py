@@ -51,7 +51,7 @@ def test_monochrome1_exports_air_dark_in_every_form(window, qtbot, tmp_path, edi
     qtbot.waitUntil(lambda: w.gen.generation is None, timeout=120_000)
     assert w.last_error is None and w.strip.count() == 1
     monkeypatch.setattr(keep_results, "ask_keep", lambda parent, n, verb: KeepChoice.KEEP)
-    assert w.new_project(tmp_path / "project")
+    assert w.switch.new_project(tmp_path / "project")
     qtbot.waitUntil(lambda: not w.projects.staging and None not in w.strip.result_ids,
                     timeout=30_000)
     project = w.projects.project

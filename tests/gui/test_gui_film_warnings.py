@@ -17,7 +17,7 @@ def test_chest_check_warning_is_recorded_and_asked_about(opened, qtbot, tmp_path
                                                          shared_engine, monkeypatch):
     w = opened
     w.gen.engine = shared_engine
-    assert w.new_project(tmp_path / "proj")
+    assert w.switch.new_project(tmp_path / "proj")
     lungs(w)
     w.gen.add_model_folder(plain_model)
     w.generator.steps.setValue(2)

@@ -127,7 +127,7 @@ def test_bad_axes_are_shown_and_nothing_runs(ready):
 def test_cancel_keeps_finished_cells_and_the_sweep_reopens_from_the_project(ready, qtbot,
                                                                             tmp_path):
     w = ready
-    assert w.new_project(tmp_path / "project")
+    assert w.switch.new_project(tmp_path / "project")
     w.generator.steps.setValue(400)  # long enough to cancel mid-sweep
     panel = w.sweeps.panel
     # cells that differ in a setting go through the model one after the other (cells that
@@ -151,9 +151,9 @@ def test_cancel_keeps_finished_cells_and_the_sweep_reopens_from_the_project(read
     assert project.result(rid).provenance["sweep"]["cell"] == 0
     # close and reopen: the grid comes back with its cells' images
     folder = project.folder
-    w.close_project()
+    w.projects.close()
     assert w.sweeps.record is None
-    assert w.open_project(folder)
+    assert w.switch.open_project(folder)
     qtbot.waitUntil(lambda: w.sweeps.record is not None
                     and w.sweeps.record.id == saved[0]["id"], timeout=10_000)
     qtbot.waitUntil(lambda: all(i in w.sweeps.images for i in range(len(done))),

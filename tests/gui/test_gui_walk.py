@@ -79,7 +79,7 @@ def test_walk_open_stamp_generate_compare_project_review_export(window, qtbot, t
     asked = []
     monkeypatch.setattr(keep_results, "ask_keep",
                         lambda parent, n, verb: asked.append(n) or KeepChoice.KEEP)
-    assert w.new_project(tmp_path / "project")  # a folder that does not exist yet
+    assert w.switch.new_project(tmp_path / "project")  # a folder that does not exist yet
     assert asked == [2] and "project project" in w.windowTitle()
     qtbot.waitUntil(lambda: not w.projects.staging and None not in w.strip.result_ids,
                     timeout=30_000)

@@ -9,11 +9,13 @@ from collections.abc import Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from xraystudio import chest_check
 from xraystudio.gui.dialogs.chest_confirm import CHEST
 from xraystudio.gui.engine_job import EngineJobThread
 from xraystudio.gui.film_warnings import FilmWarnings
 from xraystudio.gui.panels.layers import layer_title
 from xraystudio.gui.workers import segment_thread, segmenter_process
+from xraystudio.masks import ANATOMY
 from xraystudio.segmentation.merge import merge_segmentation
 from xraystudio.study import Study
 
@@ -51,6 +53,20 @@ class SegmentationController(QObject):
         thread.finished.connect(lambda: self._done(thread))
         self.thread = thread
         thread.start()
+
+    def segment_unpainted(self, study: Study, display: np.ndarray) -> None:
+        """After opening: segment automatically when no anatomy layer is painted yet and the
+        file's labels do not say it is no frontal chest (a hip, a leg, a lateral view: no
+        "lungs" painted on it)."""
+        if any(study.masks[name].any() for name in ANATOMY if name in study.masks):
+            return
+        labels = chest_check.check(study.image)
+        if labels.warning:
+            self.film_warnings.add(CHEST, labels.warning)
+            self.status.emit(f"{labels.warning}. No automatic anatomy segmentation (Tools ▸ "
+                             "Segment anatomy, Ctrl+Shift+A, segments anyway).", 30000)
+        else:
+            self.segment(study, display, automatic=True)
 
     def _apply(self, study: Study, masks: dict, automatic: bool) -> None:
         if self.study() is not study:
