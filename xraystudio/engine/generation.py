@@ -14,14 +14,15 @@ from xraystudio.masks import MaskStack
 Send = Callable[..., None]  # send(EventKind, *args)
 
 
-def engine_for(cache: dict, model_ref: str | None, device: str, send: Send):
-    """The loaded engine of ``model_ref`` (kept in the process between jobs)."""
+def engine_for(cache: dict, model_ref: str | None, job: Job, send: Send):
+    """The loaded engine of ``model_ref`` on the job's device (kept in the process between
+    jobs)."""
     from xraystudio.synthesis.engine import Engine
 
-    key = ("engine", model_ref, device)
+    key = ("engine", model_ref, job.device, job.optimize)
     if key not in cache:
         send(EventKind.STAGE, "Loading the model…")
-        cache[key] = Engine.load(model_ref, device=device)
+        cache[key] = Engine.load(model_ref, device=job.device, optimize=job.optimize)
     return cache[key]
 
 
@@ -51,7 +52,7 @@ def run_generation(job: Job, cache: dict, send: Send, cancel) -> list[GeneratedI
     from xraystudio.engine.pixels import to_uint8
     from xraystudio.synthesis.engine import GenerationRequest
 
-    engine = engine_for(cache, job.model_ref, job.device, send)
+    engine = engine_for(cache, job.model_ref, job, send)
     if cancel.is_set():
         raise GenerationCancelled("generation cancelled")
     send(EventKind.STAGE, f"Generating with {engine.spec.name}…")

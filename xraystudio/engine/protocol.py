@@ -63,6 +63,9 @@ class Job:
     nodules: list
     device: str = "auto"
     source_nodules: list = dataclasses.field(default_factory=list)
+    # synthesis.acceleration: the window's engine never compiles (a first Generate would wait
+    # 30-60 s on CUDA), but keeps half precision and channels-last.
+    optimize: str = "eager"
 
     @classmethod
     def pack(cls, model_ref: str | None, masks: MaskStack, image: XRayImage | None,

@@ -19,10 +19,9 @@ def run_sweep_job(job: SweepJob, cache: dict, send: Send, cancel) -> dict:
 
     record = SweepRecord.from_dict(job.record)
     masks, image = job.job.unpack()
-    device = job.job.device
 
     def engine(ref):
-        e = engine_for(cache, ref, device, send)
+        e = engine_for(cache, ref, job.job, send)
         send(EventKind.STAGE, f"Sweeping with {e.spec.name}…")
         return e
 
