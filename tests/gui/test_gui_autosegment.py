@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -12,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dicom_factory import make_dicom
-from gui_helpers import chest_png, open_and_wait
+from gui_helpers import InProcessEngine, chest_png, open_and_wait
 from PySide6.QtCore import QSettings
 
-from xraystudio.engine.server import handle
 from xraystudio.gui.settings import AppSettings
 from xraystudio.io.masks_io import save_masks
 from xraystudio.masks import ANATOMY, MaskStack
@@ -53,31 +51,6 @@ class FakeSegmenter:
             m[int(h * y0): int(h * y1), int(w * x0): int(w * x1)] = True
             out[name] = m
         return out
-
-
-class InProcessEngine:
-    """The segmenter process's protocol served in this process, so a faked ``Segmenter.load``
-    applies (the real process is spawned and would load the real model). ``submit`` runs the
-    job on the caller's thread, the segmentation job thread, as the process would run it beside it."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue = queue.Queue()
-        self.cache: dict = {}
-
-    def submit(self, job) -> None:
-        handle(job, self.cache, self.events, threading.Event())
-
-    def next_event(self, timeout: float):
-        try:
-            return self.events.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def cancel(self) -> None:
-        pass
-
-    def close(self, timeout: float = 5.0) -> None:
-        pass
 
 
 def use_fake(monkeypatch, window, seg: FakeSegmenter) -> None:

@@ -5,44 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gui_helpers import InProcessEngine
 
 from xraystudio.engine import server
 from xraystudio.engine.client import EngineProcess
 from xraystudio.engine.protocol import Job, SegmentJob, SweepJob
 from xraystudio.gui.engine_job import EngineJobThread
 from xraystudio.masks import MaskStack
-
-
-class InProcessEngine:
-    """The engine process's loop (server.handle, the real job table) run on the job thread,
-    so a handler patched here is the one that runs."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue = queue.Queue()
-        self.cache: dict = {}
-
-    def submit(self, job) -> None:
-        server.handle(job, self.cache, self.events, threading.Event())
-
-    def next_event(self, timeout: float):
-        try:
-            return self.events.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def cancel(self) -> None:
-        pass
-
-    def close(self, timeout: float = 5.0) -> None:
-        pass
 
 
 def _masks() -> MaskStack:
