@@ -88,6 +88,23 @@ def test_a_generation_failing_unexpectedly_shows_a_message_in_the_window(opened,
     assert w.generator.generate.isEnabled()  # the window is ready for the next run
 
 
+def test_a_sweep_failing_unexpectedly_says_so_in_the_sweep_tab(opened, qtbot, monkeypatch):
+    def broken(job, cache, send, cancel):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setitem(server.JOB_TYPES, SweepJob,
+                        dataclasses.replace(server.JOB_TYPES[SweepJob], handler=broken))
+    w = opened
+    w.gen.engine = InProcessEngine()
+    panel = w.sweeps.panel
+    panel.set_axis_texts(["seed=1,2"])
+    panel.run.click()
+    qtbot.waitUntil(lambda: not w.sweeps.running, timeout=20_000)
+    assert panel.status.text() == ("The sweep failed: The sweep failed unexpectedly: division "
+                                   "by zero")
+    assert w.sweeps.record.status == "failed" and w.generator.generate.isEnabled()
+
+
 def test_the_real_engine_process_answers_a_job_it_has_no_handler_for():
     engine = EngineProcess(name="xraystudio-test-engine")
     try:

@@ -101,13 +101,16 @@ class GenerationController(QObject):
         self._start(thread)
 
     def start_sweep(self, record, masks: MaskStack, image: XRayImage | None, faithfulness: bool,
-                    receive_item: Callable, parent: QObject) -> EngineJobThread | None:
-        """A sweep job thread on this engine, started; None while another job runs."""
+                    receive_item: Callable, wire: Callable[[EngineJobThread], None],
+                    parent: QObject) -> EngineJobThread | None:
+        """Run a sweep on this engine: its job thread, connected by ``wire`` before it starts;
+        None (nothing started) while another job runs."""
         if self.busy:
             return None
         thread = EngineJobThread(self.engine,
                                  lambda: SweepJob.pack(record, masks, image, faithfulness),
                                  "The sweep", receive_item=receive_item, parent=parent)
+        wire(thread)
         self._start(thread)
         return thread
 

@@ -229,7 +229,7 @@ class ResultsController(QObject):
                              r.provenance) for r in project.results(study=sid)]
         if not items:
             return
-        thread = ResultImagesThread(items, study.image, parent=self)
+        thread = ResultImagesThread(items, source=study.image, parent=self)
         thread.loaded.connect(self._on_loaded)
         thread.finished.connect(lambda: self._loader_done(thread))
         self.loader = thread

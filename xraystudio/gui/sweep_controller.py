@@ -166,19 +166,19 @@ class SweepController(QObject):
                 cell_masks = cell_masks.take(masks.spacing_mm, masks.source_nodules)
             return CellRecord.from_dict(rec), result, words, cell_masks
 
-        thread = self.generation.start_sweep(record, masks, study.image, self.faithfulness,
-                                             receive_cell, parent=self)
-        if thread is None:
-            return
-        thread.stage.connect(self.panel.show_message)
-        thread.progressed.connect(lambda p, _preview: self.panel.show_progress(p))
-        thread.item.connect(lambda cell: self._on_cell(*cell))
-        thread.done.connect(self._on_done)
-        thread.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_thread_finished)
-        self.thread = thread
-        self.panel.set_running(True)
-        self.panel.show_message(f"Starting a sweep of {sweep.n_cells} cells{self.note}…")
+        def wire(thread: EngineJobThread) -> None:
+            thread.stage.connect(self.panel.show_message)
+            thread.progressed.connect(lambda p, _preview: self.panel.show_progress(p))
+            thread.item.connect(lambda cell: self._on_cell(*cell))
+            thread.done.connect(self._on_done)
+            thread.failed.connect(self._on_failed)
+            thread.finished.connect(self._on_thread_finished)
+            self.thread = thread
+            self.panel.set_running(True)
+            self.panel.show_message(f"Starting a sweep of {sweep.n_cells} cells{self.note}…")
+
+        self.generation.start_sweep(record, masks, study.image, self.faithfulness, receive_cell,
+                                    wire, parent=self)
 
     def cancel(self) -> None:
         if self.thread is not None:
@@ -236,9 +236,7 @@ class SweepController(QObject):
         self.panel.show_message(f"The sweep failed: {message}", error=True)
 
     def _on_thread_finished(self) -> None:
-        thread, self.thread = self.thread, None
-        if thread is not None:
-            thread.deleteLater()
+        self.thread = None  # deleted by the generation controller, whose job it was
         self.panel.set_running(False)
 
     def _store(self, record: SweepRecord) -> None:

@@ -149,7 +149,7 @@ class ResultImagesThread(QThread):
     loaded = Signal(object, object, object, object)  # key, image in [0, 1], display words,
     # (values, changed) of an edit result or None
 
-    def __init__(self, items: list[StoredImage], source: XRayImage | None = None,
+    def __init__(self, items: list[StoredImage], *, source: XRayImage | None = None,
                  words: Callable[[np.ndarray], np.ndarray] = grey_to_rgb32, parent=None) -> None:
         super().__init__(parent)
         self.items = items

@@ -290,7 +290,7 @@ class GalleryPanel(QWidget):
         todo = [StoredImage(rid, project.result_path(rid)) for rid in ids if rid not in self._thumbs]
         if not todo:
             return
-        thread = ResultImagesThread(todo, self)
+        thread = ResultImagesThread(todo, parent=self)
         thread.loaded.connect(self._on_loaded)
         thread.finished.connect(lambda t=thread: self._loader_done(t))
         self._loaders.append(thread)
