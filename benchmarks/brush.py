@@ -219,7 +219,7 @@ def main() -> None:
     prepared = Prepared.of(image)  # done by the opening thread in the app
     prepare_ms = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
-    window.set_study(OpenedStudy(study, tmp / "bench.png", [], False, prepared))
+    window.set_study(OpenedStudy(study, tmp / "bench.png", [], False, prepared=prepared))
     app.processEvents()
     show_ms = (time.perf_counter() - t0) * 1e3
     study.masks.fill_polygon("right_lung", [(500, 600), (1300, 600), (1300, 2400), (500, 2400)])
@@ -247,7 +247,12 @@ def main() -> None:
         report["model"] = model
     report["generation_steps"] = args.steps
     report["event_loop_during_generation"] = generation_stall(window, model, args.steps)
-    window.setWindowModified(False)  # no "save changes?" question
+    from xraystudio.gui.dialogs import keep_results
+
+    # No question at closing: "save changes?" (masks) or "discard this session's results?"
+    # would wait for an answer forever.
+    window.setWindowModified(False)
+    keep_results.ask_discard = lambda *a: True
     window.close()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -170,7 +170,11 @@ def main() -> None:
     }
     if spec is not None:
         report["model_name"] = spec.name
+    from xraystudio.gui.dialogs import keep_results
+
+    # No question at closing (it would wait for an answer forever): the cells are throwaway.
     window.setWindowModified(False)
+    keep_results.ask_discard = lambda *a: True
     window.close()
     window.gen.engine.close()
     (RESULTS / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """The main window: canvas and comparison in the centre, panels docked around, and the actions
-(menus, toolbar, single-key shortcuts) that tie them to the study and the generation worker.
+(menus, toolbar, single-key shortcuts) that tie them to the study and the controllers (each
+given its widgets; they answer through signals and never import the window).
 """
 
 from __future__ import annotations
