@@ -12,11 +12,10 @@ from __future__ import annotations
 from xraystudio.engine.generation import Send, engine_for, generated
 from xraystudio.engine.protocol import CellMasks, EventKind, SweepJob
 from xraystudio.engine.shared import SharedArray
+from xraystudio.explore.sweep import SweepRecord, run_sweep
 
 
 def run_sweep_job(job: SweepJob, cache: dict, send: Send, cancel) -> dict:
-    from xraystudio.explore.sweep import SweepRecord, run_sweep
-
     record = SweepRecord.from_dict(job.record)
     masks, image = job.job.unpack()
 

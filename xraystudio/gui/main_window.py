@@ -6,7 +6,6 @@ given its widgets; they answer through signals and never import the window).
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -43,6 +42,7 @@ from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.panels.warning_banner import with_banner
+from xraystudio.gui.position_label import PositionLabel
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.project_switch import ProjectSwitch
 from xraystudio.gui.results_controller import ResultsController
@@ -118,10 +118,10 @@ class MainWindow(QMainWindow):
 
         study = lambda: self.study  # noqa: E731 (what the controllers read as the shown study)
         self.save_result_action = self._action(
-            "Save &result…", lambda: self.results.save_result(), "Ctrl+Shift+S",
+            "Save &result…", None, "Ctrl+Shift+S",
             "Save the compared result with its provenance JSON (an edit at full size in the "
             "source's format)")
-        self.cancel_action = self._action("&Cancel generation", lambda: None)
+        self.cancel_action = self._action("&Cancel generation")
         self.gen = GenerationController(self.generator, self.cancel_action, self.settings,
                                         self.film_warnings, study, self)
         self.segments = SegmentationController(self.film_warnings, study, self)
@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self.mask_files = MaskFiles(self.settings, study,
                                     lambda: self.opened.path if self.opened else None, self)
 
-        self.position = QLabel()
+        self.position = PositionLabel()
         self.zoom_label = QLabel()
         self.synthetic_label = QLabel("SYNTHETIC IMAGE")
         self.synthetic_label.setStyleSheet("color: #f5a524; font-weight: bold;")
@@ -162,13 +162,15 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+    def _action(self, text: str, slot=None, shortcut=None, tip: str = "") -> QAction:
+        """An action of the window (``slot`` None: its controller connects it)."""
         action = QAction(text, self)
         if shortcut is not None:
             shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
             action.setShortcuts([QKeySequence(s) for s in shortcuts])
         action.setStatusTip(tip)
-        action.triggered.connect(slot)
+        if slot is not None:
+            action.triggered.connect(slot)
         self.addAction(action)  # shortcuts work while docks have focus too
         return action
 
@@ -276,7 +278,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         c = self.canvas
-        c.cursorMoved.connect(self._show_position)
+        c.cursorMoved.connect(lambda x, y: self.position.show_at(self.study, x, y))
         c.zoomChanged.connect(lambda s: self.zoom_label.setText(f"Zoom {s * 100:.0f} %"))
         c.windowChanged.connect(self.window_combo.show_window)
         c.filesDropped.connect(self._on_drop)
@@ -299,6 +301,7 @@ class MainWindow(QMainWindow):
         self.sweeps.compareRequested.connect(lambda: self.tabs.setCurrentIndex(1))
         self.strip.resultChosen.connect(self.results.compare)
         self.compare.save_button.clicked.connect(self.results.save_result)
+        self.save_result_action.triggered.connect(self.results.save_result)
         self.projects.projectChanged.connect(self._on_project_changed)
         self.projects.changed.connect(self._on_project_event)
         self.projects.failed.connect(self.show_error)
@@ -508,17 +511,6 @@ class MainWindow(QMainWindow):
                                  else "&Redo")
         self.undo_action.setIconText("Undo")
         self.redo_action.setIconText("Redo")
-
-    def _show_position(self, x: float, y: float) -> None:
-        study = self.study
-        if study is None or math.isnan(x):
-            self.position.clear()
-            return
-        xi, yi = int(x), int(y)
-        sy, sx = study.spacing_mm
-        value = float(study.image.values[yi, xi])
-        self.position.setText(f"x {xi}, y {yi} px  ·  {xi * sx:.1f}, {yi * sy:.1f} mm  ·  "
-                              f"value {value:g}")
 
     # ------------------------------------------------------------- projects
     def _on_switched(self, adopt_open_study: bool) -> None:
