@@ -71,6 +71,21 @@ def test_a_failure_on_the_window_side_of_a_job_reaches_the_user(qtbot):
     assert seen == {"failed": "Generation failed unexpectedly: no room for the shared block"}
 
 
+def test_a_failure_receiving_the_answer_reaches_the_user(qtbot, monkeypatch):
+    """The answer arrived but could not be prepared for the window (after the process was done
+    with the job: nothing is left to wait for)."""
+    entry = server.JOB_TYPES[SegmentJob]
+    monkeypatch.setitem(server.JOB_TYPES, SegmentJob, dataclasses.replace(
+        entry, handler=lambda job, cache, send, cancel: "an answer"))
+
+    def receive(answer):
+        raise ValueError(f"cannot show {answer}")
+
+    thread = EngineJobThread(InProcessEngine(), lambda: _pack(SegmentJob), entry.what, receive)
+    assert _run(qtbot, thread) == {"failed": "Segmentation failed unexpectedly: cannot show an "
+                                             "answer"}
+
+
 def test_a_generation_failing_unexpectedly_shows_a_message_in_the_window(opened, qtbot,
                                                                         monkeypatch):
     def broken(job, cache, send, cancel):

@@ -75,9 +75,10 @@ class EngineJobThread(QThread):
             event = self.engine.next_event(timeout=0.25)
             if event is None:
                 continue
+            if event.terminal:
+                self._submitted = False  # the process is done with the job: nothing to drain
             self._dispatch(event)
             if event.terminal:
-                self._submitted = False
                 return
 
     def _dispatch(self, event: Event) -> None:
