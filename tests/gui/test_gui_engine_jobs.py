@@ -48,17 +48,23 @@ def _run(qtbot, thread: EngineJobThread) -> dict:
     return seen
 
 
-@pytest.mark.parametrize("job_type", list(server.JOB_TYPES), ids=lambda t: t.__name__)
-def test_an_unexpected_error_in_any_engine_job_reaches_the_user(qtbot, monkeypatch, job_type):
+def _break(monkeypatch, job_type: type, exc: Exception) -> str:
+    """Make the handler of ``job_type`` raise ``exc``; what its messages call the job."""
     def broken(job, cache, send, cancel):
-        raise KeyError("a bug in the handler")
+        raise exc
 
     entry = server.JOB_TYPES[job_type]
     monkeypatch.setitem(server.JOB_TYPES, job_type, dataclasses.replace(entry, handler=broken))
-    thread = EngineJobThread(InProcessEngine(), lambda: _pack(job_type), entry.what)
+    return entry.what
+
+
+@pytest.mark.parametrize("job_type", list(server.JOB_TYPES), ids=lambda t: t.__name__)
+def test_an_unexpected_error_in_any_engine_job_reaches_the_user(qtbot, monkeypatch, job_type):
+    what = _break(monkeypatch, job_type, KeyError("a bug in the handler"))
+    thread = EngineJobThread(InProcessEngine(), lambda: _pack(job_type), what)
     seen = _run(qtbot, thread)
     assert set(seen) == {"failed"}  # exactly one ending, and not a result
-    assert seen["failed"] == f"{entry.what} failed unexpectedly: 'a bug in the handler'"
+    assert seen["failed"] == f"{what} failed unexpectedly: 'a bug in the handler'"
     assert "Traceback" not in seen["failed"]
 
 
@@ -88,11 +94,7 @@ def test_a_failure_receiving_the_answer_reaches_the_user(qtbot, monkeypatch):
 
 def test_a_generation_failing_unexpectedly_shows_a_message_in_the_window(opened, qtbot,
                                                                         monkeypatch):
-    def broken(job, cache, send, cancel):
-        raise RuntimeError("CUDA error: an illegal memory access")
-
-    monkeypatch.setitem(server.JOB_TYPES, Job,
-                        dataclasses.replace(server.JOB_TYPES[Job], handler=broken))
+    _break(monkeypatch, Job, RuntimeError("CUDA error: an illegal memory access"))
     w = opened
     w.gen.engine = InProcessEngine()
     w.gen.generate()
@@ -104,11 +106,7 @@ def test_a_generation_failing_unexpectedly_shows_a_message_in_the_window(opened,
 
 
 def test_a_sweep_failing_unexpectedly_says_so_in_the_sweep_tab(opened, qtbot, monkeypatch):
-    def broken(job, cache, send, cancel):
-        raise ZeroDivisionError("division by zero")
-
-    monkeypatch.setitem(server.JOB_TYPES, SweepJob,
-                        dataclasses.replace(server.JOB_TYPES[SweepJob], handler=broken))
+    _break(monkeypatch, SweepJob, ZeroDivisionError("division by zero"))
     w = opened
     w.gen.engine = InProcessEngine()
     panel = w.sweeps.panel
