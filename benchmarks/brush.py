@@ -136,7 +136,7 @@ def generation_stall(window, model: str, steps: int) -> dict:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    window.add_model_folder(model)
+    window.gen.add_model_folder(model)
     window.brush_size.setValue(10.0)
     g = window.generator
     g.steps.setValue(steps)
@@ -159,11 +159,11 @@ def generation_stall(window, model: str, steps: int) -> dict:
         if paint:
             QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
         t0 = time.perf_counter()
-        window.generate()
+        window.gen.generate()
         clock.start()
         timer.start()
         angle = 0.0
-        while window.generation is not None:
+        while window.gen.generation is not None:
             if paint:  # one mouse move per 60 Hz frame, timed to its repaint
                 angle += 0.05
                 p = centre + QPointF(150 * np.cos(angle), 150 * np.sin(angle)).toPoint()
@@ -219,7 +219,7 @@ def main() -> None:
     prepared = Prepared.of(image)  # done by the opening thread in the app
     prepare_ms = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
-    window.set_study(OpenedStudy(study, tmp / "bench.png", [], False, prepared))
+    window.set_study(OpenedStudy(study, tmp / "bench.png", [], False, prepared=prepared))
     app.processEvents()
     show_ms = (time.perf_counter() - t0) * 1e3
     study.masks.fill_polygon("right_lung", [(500, 600), (1300, 600), (1300, 2400), (500, 2400)])
@@ -247,7 +247,12 @@ def main() -> None:
         report["model"] = model
     report["generation_steps"] = args.steps
     report["event_loop_during_generation"] = generation_stall(window, model, args.steps)
-    window.setWindowModified(False)  # no "save changes?" question
+    from xraystudio.gui.dialogs import keep_results
+
+    # No question at closing: "save changes?" (masks) or "discard this session's results?"
+    # would wait for an answer forever.
+    window.setWindowModified(False)
+    keep_results.ask_discard = lambda *a: True
     window.close()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -79,7 +79,7 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from xraystudio.gui.engine_process import EngineProcess
+    from xraystudio.engine.client import EngineProcess
     from xraystudio.gui.main_window import MainWindow
     from xraystudio.gui.settings import AppSettings
     from xraystudio.gui.workers import open_study
@@ -90,7 +90,7 @@ def main() -> None:
     settings = AppSettings(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
     settings.auto_segment = False
     window = MainWindow(settings)
-    window.engine = EngineProcess(threads=args.threads)
+    window.gen.engine = EngineProcess(threads=args.threads)
     window.resize(1600, 1000)
     window.show()
     app.processEvents()
@@ -99,7 +99,7 @@ def main() -> None:
     app.processEvents()
     g = window.generator
     if args.model:
-        window.add_model_folder(args.model)
+        window.gen.add_model_folder(args.model)
     if args.steps:
         g.steps.setValue(args.steps)
     g.random_seed.setChecked(False)
@@ -170,9 +170,13 @@ def main() -> None:
     }
     if spec is not None:
         report["model_name"] = spec.name
+    from xraystudio.gui.dialogs import keep_results
+
+    # No question at closing (it would wait for an answer forever): the cells are throwaway.
     window.setWindowModified(False)
+    keep_results.ask_discard = lambda *a: True
     window.close()
-    window.engine.close()
+    window.gen.engine.close()
     (RESULTS / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -142,6 +142,27 @@ def _same(a: list, b: list) -> None:
         np.testing.assert_allclose(x.working, y.working, atol=1e-5)
 
 
+def test_eager_keeps_the_cheap_measures_without_compiling(model_dir: Path, monkeypatch) -> None:
+    """The window's engine (optimize eager) never compiles: on CUDA half precision and
+    channels-last only, on the CPU nothing (the same images as off)."""
+    import torch
+
+    from xraystudio.synthesis.acceleration import Acceleration
+    from xraystudio.synthesis.device import DeviceChoice
+
+    cuda = Acceleration.plan(DeviceChoice("cuda", "float32", None), "eager")
+    assert cuda.half == "float16 autocast" and cuda.channels_last and not cuda.compile
+    assert not Acceleration.plan(DeviceChoice("cpu", "float32", None), "eager").active
+
+    def never(*a, **k):
+        raise AssertionError("torch.compile was called")
+
+    monkeypatch.setattr(torch, "compile", never)
+    out = _every_network(_engine(model_dir, optimize="eager"))
+    _same(out, _plain(model_dir))
+    assert all(r.provenance["acceleration"]["compiled"] == "off" for r in out)
+
+
 def test_compilation_unavailable_falls_back_to_eager(model_dir: Path, monkeypatch) -> None:
     def unavailable(*a, **k):
         raise RuntimeError("torch.compile is not supported on this platform")

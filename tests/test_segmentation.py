@@ -222,3 +222,37 @@ def test_shipped_model_dice_on_jsrt_validation_cases(shipped, shared_data):
         masks = shipped.segment(case.image)
         for s, bar in bars.items():
             assert dice(masks[s], case.masks[s]) > bar, (case_id, s)
+
+
+def _chest_like(shape=(200, 200)) -> dict[str, np.ndarray]:
+    """Segmenter output with lungs, heart and clavicles where a frontal chest has them."""
+    h, w = shape
+    boxes = {"right_lung": (0.25, 0.65, 0.12, 0.42), "left_lung": (0.25, 0.65, 0.58, 0.88),
+             "heart": (0.45, 0.7, 0.4, 0.6), "right_clavicle": (0.15, 0.2, 0.15, 0.45),
+             "left_clavicle": (0.15, 0.2, 0.55, 0.85)}
+    out = {}
+    for name, (y0, y1, x0, x1) in boxes.items():
+        m = np.zeros(shape, bool)
+        m[int(h * y0): int(h * y1), int(w * x0): int(w * x1)] = True
+        out[name] = m
+    return out
+
+
+def test_automatic_segmentation_fills_only_what_the_user_left_empty():
+    from xraystudio.segmentation.merge import merge_segmentation
+
+    masks = MaskStack((200, 200), (1.0, 1.0))
+    masks.fill_polygon("heart", [(90, 100), (110, 100), (110, 120), (90, 120)])
+    segmented = _chest_like()
+    manual = merge_segmentation(masks, None, segmented, automatic=False)
+    assert sorted(manual.layers) == sorted(ANATOMY) and manual.kept == []
+    auto = merge_segmentation(masks, None, segmented, automatic=True)
+    assert auto.kept == ["heart"] and sorted(auto.layers) == sorted(set(ANATOMY) - {"heart"})
+    for name in ANATOMY:
+        masks.fill_polygon(name, [(0, 0), (5, 0), (5, 5), (0, 5)])
+    assert merge_segmentation(masks, None, segmented, automatic=True).layers == []
+    # masks that show no chest (lungs side by side at the bottom, no heart) are refused
+    odd = {name: np.zeros((200, 200), bool) for name in ANATOMY}
+    odd["right_lung"][180:, :20] = odd["left_lung"][180:, 180:] = True
+    refused = merge_segmentation(MaskStack((200, 200)), None, odd, automatic=True)
+    assert refused.layers == [] and refused.not_chest

@@ -155,6 +155,28 @@ def test_check_refuses_what_cannot_work():
         Sweep(parse_axes(["nodule_diameter=5,10"])).check(empty)
 
 
+def test_prepare_settles_the_base_mode_for_the_window_and_the_cli_alike():
+    from xraystudio.synthesis.spec import Defaults, ModelSpec
+
+    specs = {None: ModelSpec(name="t", resolution=64, defaults=Defaults(mode="guided"))}
+    stamped, _ = study()  # a nodule the source did not have: edit mode has work
+    blank = MaskStack((120, 100), (1.0, 1.0))
+    blank.fill_polygon("right_lung", [(10, 20), (45, 20), (45, 100), (10, 100)])
+    seeds = parse_axes(["seed=1,2"])
+    no_mode = Sweep(seeds, base={})
+    assert no_mode.prepare(stamped, specs) == "" and no_mode.base["mode"] == "guided"
+    nothing_to_edit = Sweep(seeds, base={"mode": "edit"})
+    note = nothing_to_edit.prepare(blank, specs)
+    assert nothing_to_edit.base["mode"] == "guided" and "nothing to edit" in note
+    edits = Sweep(seeds, base={"mode": "edit"})
+    assert edits.prepare(stamped, specs) == "" and edits.base["mode"] == "edit"
+    by_axis = Sweep(parse_axes(["mode=layout,guided"]), base={})
+    by_axis.prepare(blank, specs)
+    assert "mode" not in by_axis.base
+    with pytest.raises(SweepError, match="guided mode, not layout"):
+        Sweep(parse_axes(["guide_strength=0,1"]), base={"mode": "layout"}).prepare(blank, specs)
+
+
 # --------------------------------------------------------------- running
 torch = pytest.importorskip("torch")
 

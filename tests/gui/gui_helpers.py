@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,3 +57,30 @@ def click(window: MainWindow, x: float, y: float) -> None:
 
 def key(window: MainWindow, k, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
     QTest.keyClick(window.canvas, k, modifiers)
+
+
+class InProcessEngine:
+    """The engine process's loop (``server.handle`` with its real job table) served on the job
+    thread that submits, so what a test patches in this process (a faked ``Segmenter.load``, a
+    broken handler) is what runs; the real process is spawned and would not see it."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue = queue.Queue()
+        self.cache: dict = {}
+
+    def submit(self, job) -> None:
+        from xraystudio.engine.server import handle
+
+        handle(job, self.cache, self.events, threading.Event())
+
+    def next_event(self, timeout: float):
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def cancel(self) -> None:
+        pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass

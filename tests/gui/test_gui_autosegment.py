@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -12,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dicom_factory import make_dicom
-from gui_helpers import chest_png, open_and_wait
+from gui_helpers import InProcessEngine, chest_png, open_and_wait
 from PySide6.QtCore import QSettings
 
-from xraystudio.gui.engine_process import handle
 from xraystudio.gui.settings import AppSettings
 from xraystudio.io.masks_io import save_masks
 from xraystudio.masks import ANATOMY, MaskStack
@@ -55,34 +53,9 @@ class FakeSegmenter:
         return out
 
 
-class InProcessEngine:
-    """The segmenter process's protocol served in this process, so a faked ``Segmenter.load``
-    applies (the real process is spawned and would load the real model). ``submit`` runs the
-    job on the caller's thread, the SegmentThread, as the process would run it beside it."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue = queue.Queue()
-        self.cache: dict = {}
-
-    def submit(self, job) -> None:
-        handle(job, self.cache, self.events, threading.Event())
-
-    def next_event(self, timeout: float):
-        try:
-            return self.events.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def cancel(self) -> None:
-        pass
-
-    def close(self, timeout: float = 5.0) -> None:
-        pass
-
-
 def use_fake(monkeypatch, window, seg: FakeSegmenter) -> None:
     monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, *a, **k: seg))
-    window.segmenter = InProcessEngine()
+    window.segments.process = InProcessEngine()
 
 
 @pytest.fixture
@@ -98,7 +71,7 @@ def anatomy_filled(window) -> list[str]:
 
 
 def wait_segmented(qtbot, window, timeout=30_000) -> None:
-    qtbot.waitUntil(lambda: window._segment_thread is None and window.study is not None
+    qtbot.waitUntil(lambda: window.segments.thread is None and window.study is not None
                     and bool(anatomy_filled(window)), timeout=timeout)
 
 
@@ -116,7 +89,7 @@ def test_real_model_fills_the_anatomy_and_one_undo_clears_it(qtbot, window, tmp_
     # A real chest: the automatic run keeps only masks that look like a chest's anatomy.
     open_and_wait(qtbot, window, real_file("RG1_UNCR.dcm"))
     wait_segmented(qtbot, window)
-    qtbot.waitUntil(lambda: window._segment_thread is None)
+    qtbot.waitUntil(lambda: window.segments.thread is None)
     assert set(anatomy_filled(window)) >= {"right_lung", "left_lung"}
     assert window.study.masks.undo_label == "Segment anatomy"
     assert "Ctrl+Z" in window.statusBar().currentMessage()
@@ -140,7 +113,7 @@ def test_setting_off_does_nothing_and_persists(qtbot, window, settings, tmp_path
     again = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     assert not again.auto_segment
     open_and_wait(qtbot, window, chest_png(tmp_path / "chest.png"))
-    assert window._segment_thread is None
+    assert window.segments.thread is None
     qtbot.wait(200)
     assert fake.calls == 0
     assert anatomy_filled(window) == []
@@ -153,7 +126,7 @@ def test_masks_beside_the_file_are_not_resegmented(qtbot, window, tmp_path, fake
     stack.set_layer("heart", np.pad(np.ones((20, 20), bool), ((100, 120), (90, 90))))
     save_masks(stack, tmp_path / "chest.masks.npz")
     open_and_wait(qtbot, window, path)
-    assert window._segment_thread is None
+    assert window.segments.thread is None
     qtbot.wait(200)
     assert fake.calls == 0
     assert anatomy_filled(window) == ["heart"]
@@ -166,13 +139,13 @@ def test_stale_result_is_discarded_when_another_file_is_opened(qtbot, window, tm
     use_fake(monkeypatch, window, seg)
     open_and_wait(qtbot, window, chest_png(tmp_path / "a.png"))
     first = window.study
-    assert window._segment_thread is not None  # held at the gate
+    assert window.segments.thread is not None  # held at the gate
     open_and_wait(qtbot, window, chest_png(tmp_path / "b.png"))
     second = window.study
     assert second is not first
     gate.set()
     wait_segmented(qtbot, window)
-    qtbot.waitUntil(lambda: window._segment_thread is None)
+    qtbot.waitUntil(lambda: window.segments.thread is None)
     assert seg.calls == 2  # the second study got its own run once the first finished
     assert not any(first.masks[n].any() for n in ANATOMY)
     assert not first.masks.can_undo
@@ -202,7 +175,7 @@ def test_painting_before_the_result_is_kept(qtbot, window, tmp_path, monkeypatch
 def test_missing_model_is_a_status_message_not_a_dialog(qtbot, window, tmp_path, monkeypatch):
     monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path / "no-resources"))
     open_and_wait(qtbot, window, chest_png(tmp_path / "chest.png"))
-    qtbot.waitUntil(lambda: window._segment_thread is None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.segments.thread is None, timeout=30_000)
     assert window.last_error is None
     assert "No automatic segmentation" in window.statusBar().currentMessage()
     assert anatomy_filled(window) == []
@@ -221,7 +194,7 @@ def test_sample_style_masks_are_not_resegmented(qtbot, window, tmp_path, fake):
 
 
 def test_project_study_is_not_resegmented(qtbot, window, settings, tmp_path, fake):
-    assert window.new_project(tmp_path / "proj")
+    assert window.switch.new_project(tmp_path / "proj")
     path = chest_png(tmp_path / "chest.png")
     window.auto_segment_action.trigger()  # off: the study enters the project unsegmented
     open_and_wait(qtbot, window, path)
@@ -230,7 +203,7 @@ def test_project_study_is_not_resegmented(qtbot, window, settings, tmp_path, fak
     assert settings.auto_segment
     open_and_wait(qtbot, window, path)  # the same file again: the project's masks are the work
     qtbot.wait(200)
-    assert window._segment_thread is None
+    assert window.segments.thread is None
     assert fake.calls == 0
 
 
@@ -251,14 +224,14 @@ w = MainWindow(settings)
 w.show()
 w.open_file({image!r})
 deadline = time.monotonic() + 90
-while not (w.study is not None and w._open_thread is None and w._segment_thread is None
+while not (w.study is not None and w._open_thread is None and w.segments.thread is None
            and w.study.masks.undo_label == "Segment anatomy"):
     if time.monotonic() > deadline:
         sys.exit(3)
     app.processEvents()
     time.sleep(0.01)
 filled = [n for n in ANATOMY if w.study.masks[n].any()]
-w.segmenter.close()
+w.segments.process.close()
 sys.exit(4 if not filled else 5 if "torch" in sys.modules else 0)
 """
 
@@ -280,7 +253,7 @@ def test_labelled_lower_leg_gets_no_automatic_masks(qtbot, window, tmp_path, fak
     readable message, and the user can still segment by hand."""
     open_and_wait(qtbot, window, real_file("RG3_UNCR.dcm"))
     qtbot.wait(200)
-    assert window._segment_thread is None and fake.calls == 0
+    assert window.segments.thread is None and fake.calls == 0
     assert anatomy_filled(window) == [] and not window.study.masks.can_undo
     message = window.statusBar().currentMessage()
     assert "labelled EXTREMITY" in message and "frontal (PA/AP) chest" in message
@@ -318,7 +291,7 @@ def test_unlabelled_image_whose_masks_are_no_chest_gets_none(qtbot, window, tmp_
     seg = NoChestSegmenter()
     use_fake(monkeypatch, window, seg)
     open_and_wait(qtbot, window, chest_png(tmp_path / "knee.png"))
-    qtbot.waitUntil(lambda: window._segment_thread is None and seg.calls == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: window.segments.thread is None and seg.calls == 1, timeout=10_000)
     assert anatomy_filled(window) == [] and not window.study.masks.can_undo
     message = window.statusBar().currentMessage()
     assert message.startswith("Automatic segmentation not applied.")
@@ -354,7 +327,7 @@ def test_non_chest_film_warns_on_the_banner_and_asks_before_generating(qtbot, wi
     asked = []
     monkeypatch.setattr(chest_confirm, "confirm_unsupported",
                         lambda parent, reason, action: asked.append(action) or False)
-    window.generate()
-    assert asked == ["Generate"] and window.generation is None
+    window.gen.generate()
+    assert asked == ["Generate"] and window.gen.generation is None
     qtbot.wait(50)
     assert "labelled EXTREMITY" in banner.text("chest_check")  # still there

@@ -13,9 +13,9 @@ pytest.importorskip("torch")
 def test_a_new_patient_names_its_film_the_source_of_the_masks(opened, qtbot, plain_model,
                                                              shared_engine):
     w = opened
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     lungs(w)
-    w.add_model_folder(plain_model)
+    w.gen.add_model_folder(plain_model)
     g = w.generator
     g.steps.setValue(2)
     for mode, title in (("layout", "Source of the masks"), ("guided", "Source")):

@@ -34,7 +34,7 @@ def film(path):
 def test_stamped_nodule_at_the_default_grade_shows_at_its_stamp(qtbot, window, tmp_path,
                                                                 shared_engine):
     w = window
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     open_and_wait(qtbot, w, film(tmp_path / "chest.dcm"))
     for cx, name in ((W * 0.3, "right_lung"), (W * 0.7, "left_lung")):
         t = np.linspace(0, 2 * np.pi, 40)
@@ -57,7 +57,7 @@ def test_stamped_nodule_at_the_default_grade_shows_at_its_stamp(qtbot, window, t
     g.seed.setValue(1)
     g.n_images.setValue(1)
     g.generate.click()
-    qtbot.waitUntil(lambda: w.generation is None, timeout=300_000)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=300_000)
     assert w.last_error is None, w.last_error.text()
     r = w.compare.result
     assert r is not None and r.is_edit

@@ -54,7 +54,7 @@ def generate(w, qtbot, seed: int = 5) -> None:
     g.n_images.setValue(1)
     before = w.strip.count()
     g.generate.click()
-    qtbot.waitUntil(lambda: w.generation is None, timeout=120_000)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=120_000)
     assert w.last_error is None, w.last_error.text()
     assert w.strip.count() == before + 1
 
@@ -63,7 +63,7 @@ def test_edit_mode_is_offered_first_and_greys_whole_image_settings(qtbot, window
                                                                    edit_model, plain_model):
     open_and_wait(qtbot, window, png12(tmp_path / "chest.png"))
     g = window.generator
-    window.add_model_folder(edit_model)
+    window.gen.add_model_folder(edit_model)
     assert g.mode.itemData(0) == "edit" and g.mode.currentData() == "edit"
     assert "native resolution" in g.mode.currentText()
     assert "guided (32 px)" in g.mode.itemText(g.mode.findData("guided"))
@@ -73,10 +73,10 @@ def test_edit_mode_is_offered_first_and_greys_whole_image_settings(qtbot, window
     g.mode.setCurrentIndex(g.mode.findData("guided"))
     assert g.conditioning.isEnabled() and g.steps.value() == 4
     # a model without edit/ cannot edit: its default mode comes back
-    window.add_model_folder(plain_model)
+    window.gen.add_model_folder(plain_model)
     assert not g.mode_enabled("edit") and g.mode.currentData() == "guided"
     # a mode chosen among all three is remembered; one chosen before edit existed is not
-    window.add_model_folder(edit_model)
+    window.gen.add_model_folder(edit_model)
     g.mode.setCurrentIndex(g.mode.findData("layout"))
     state = g.saved_state()
     g.mode.setCurrentIndex(0)
@@ -155,11 +155,11 @@ def _check_edit_result(w, source_values: np.ndarray):
 def test_edit_a_12bit_png_keeps_every_other_pixel_and_saves_a_png(qtbot, window, tmp_path,
                                                                   edit_model, shared_engine):
     w = window
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     path = png12(tmp_path / "chest.png")
     open_and_wait(qtbot, w, path)
     lungs(w)
-    w.add_model_folder(edit_model)
+    w.gen.add_model_folder(edit_model)
     w.set_tool(next(t for t in w.tools if t.name == "Nodule"))
     click(w, 60, 100)
     assert w.nodules.statuses() == {w.study.masks.nodules[0].id: "painted"}
@@ -178,14 +178,14 @@ def test_edit_a_12bit_png_keeps_every_other_pixel_and_saves_a_png(qtbot, window,
 def test_edit_a_dicom_saves_a_dicom_and_survives_reopening_the_project(
         qtbot, window, tmp_path, edit_model, shared_engine):
     w = window
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     (tmp_path / "sources").mkdir()
     dcm = make_dicom(tmp_path / "sources" / "chest.dcm", chest_like(*SHAPE, bits=12),
                      imager_spacing=(0.5, 0.5))
-    assert w.new_project(tmp_path / "proj")
+    assert w.switch.new_project(tmp_path / "proj")
     open_and_wait(qtbot, w, dcm)
     lungs(w)
-    w.add_model_folder(edit_model)
+    w.gen.add_model_folder(edit_model)
     w.study.masks.add_nodule(140, 110, 12)
     generate(w, qtbot)
     source = w.study.image.values.copy()
@@ -207,8 +207,8 @@ def test_edit_a_dicom_saves_a_dicom_and_survives_reopening_the_project(
     # the project keeps the exact edit: reopened, the result saves the same DICOM pixels
     rid = w.strip.result_ids[0]
     assert w.projects.project.edit_path(rid).is_file()
-    w.close_project()
-    assert w.open_project(tmp_path / "proj")
+    w.projects.close()
+    assert w.switch.open_project(tmp_path / "proj")
     qtbot.waitUntil(lambda: w.study is not None and w.strip.count() == 1, timeout=30_000)
     qtbot.waitUntil(lambda: w.compare.result is not None, timeout=10_000)
     again = w.compare.result

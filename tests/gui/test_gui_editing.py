@@ -243,7 +243,7 @@ def test_settings_persist_between_runs(qtbot, window, settings):
 
 def test_save_masks_beside_the_image(opened, radiograph: Path):
     opened.study.masks.paint("heart", [(100, 100)], 10)
-    opened.save_masks()
+    opened.mask_files.save_masks()
     saved = radiograph.with_name("chest.masks.npz")
     assert saved.is_file()
     data = np.load(saved)

@@ -31,7 +31,7 @@ def _air_dark(pixels: np.ndarray) -> bool:
 def test_monochrome1_exports_air_dark_in_every_form(window, qtbot, tmp_path, edit_model,
                                                     shared_engine, monkeypatch):
     w = window
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     (tmp_path / "sources").mkdir()
     stored = (4095 - chest_like(*SHAPE, bits=12)).astype(np.uint16)  # MONOCHROME1: air high
     dcm = make_dicom(tmp_path / "sources" / "m1.dcm", stored, photometric="MONOCHROME1",
@@ -39,7 +39,7 @@ def test_monochrome1_exports_air_dark_in_every_form(window, qtbot, tmp_path, edi
     open_and_wait(qtbot, w, dcm)
     assert _air_dark(w.study.image.display())  # shown the right way up
     lungs(w)
-    w.add_model_folder(edit_model)
+    w.gen.add_model_folder(edit_model)
     w.nodules.stamp_size.setValue(10.0)
     w.set_tool(next(t for t in w.tools if t.name == "Nodule"))
     click(w, 60, 110)
@@ -48,10 +48,10 @@ def test_monochrome1_exports_air_dark_in_every_form(window, qtbot, tmp_path, edi
     g.seed.setValue(3)
     g.n_images.setValue(1)
     g.generate.click()
-    qtbot.waitUntil(lambda: w.generation is None, timeout=120_000)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=120_000)
     assert w.last_error is None and w.strip.count() == 1
     monkeypatch.setattr(keep_results, "ask_keep", lambda parent, n, verb: KeepChoice.KEEP)
-    assert w.new_project(tmp_path / "project")
+    assert w.switch.new_project(tmp_path / "project")
     qtbot.waitUntil(lambda: not w.projects.staging and None not in w.strip.result_ids,
                     timeout=30_000)
     project = w.projects.project

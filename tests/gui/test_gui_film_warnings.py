@@ -16,10 +16,10 @@ torch = pytest.importorskip("torch")
 def test_chest_check_warning_is_recorded_and_asked_about(opened, qtbot, tmp_path, plain_model,
                                                          shared_engine, monkeypatch):
     w = opened
-    w.engine = shared_engine
-    assert w.new_project(tmp_path / "proj")
+    w.gen.engine = shared_engine
+    assert w.switch.new_project(tmp_path / "proj")
     lungs(w)
-    w.add_model_folder(plain_model)
+    w.gen.add_model_folder(plain_model)
     w.generator.steps.setValue(2)
     w.film_warnings.add(CHEST, "The anatomy segmenter found no plausible pair of lungs")
     answers = [True]

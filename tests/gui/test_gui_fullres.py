@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from xraystudio.gui.engine_process import EngineProcess
+from xraystudio.engine.client import EngineProcess
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
@@ -24,11 +24,11 @@ def test_layout_at_full_resolution_shows_stages_and_the_coarse_preview(
         opened, fullres_model, qtbot, monkeypatch):
     w = opened
     engine = EngineProcess(threads=1)
-    w.engine = engine
+    w.gen.engine = engine
     try:
         w.study.masks.fill_polygon("right_lung", [(30, 50), (90, 50), (90, 190), (30, 190)])
         w.study.masks.fill_polygon("left_lung", [(110, 50), (170, 50), (170, 190), (110, 190)])
-        w.add_model_folder(fullres_model)
+        w.gen.add_model_folder(fullres_model)
         g = w.generator
         g.mode.setCurrentIndex(g.mode.findData("layout"))
         assert [g.resolution.itemData(i) for i in range(g.resolution.count())] == [128, 32]
@@ -47,7 +47,7 @@ def test_layout_at_full_resolution_shows_stages_and_the_coarse_preview(
         g.steps.setValue(2)
         with qtbot.waitSignal(w.strip.model().rowsInserted, timeout=120_000):
             g.generate.click()
-        qtbot.waitUntil(lambda: w.generation is None, timeout=10_000)
+        qtbot.waitUntil(lambda: w.gen.generation is None, timeout=10_000)
         result = w.strip.results[-1]
         assert result.image.shape == w.study.shape
         assert result.provenance["model"]["drawn_resolution"] == 128

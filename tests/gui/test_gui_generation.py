@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from xraystudio.engine.client import EngineProcess
 from xraystudio.gui.app import sample_study_path
-from xraystudio.gui.engine_process import EngineProcess
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
@@ -44,7 +44,7 @@ def shared_engine():
 
 @pytest.fixture
 def engine(window, shared_engine):
-    window.engine = shared_engine
+    window.gen.engine = shared_engine
     return shared_engine
 
 
@@ -61,7 +61,7 @@ def ready(opened, tiny_model, engine):
     w = opened
     w.study.masks.fill_polygon("right_lung", [(30, 50), (90, 50), (90, 190), (30, 190)])
     w.study.masks.fill_polygon("left_lung", [(110, 50), (170, 50), (170, 190), (110, 190)])
-    w.add_model_folder(tiny_model)
+    w.gen.add_model_folder(tiny_model)
     assert w.generator.model_ref() == tiny_model
     return w
 
@@ -80,7 +80,7 @@ def test_generate_shows_results_metrics_and_keeps_the_ui_usable(ready, qtbot, tm
         assert not g.generate.isEnabled() and g.cancel.isEnabled()
         # painting while the worker runs changes the study, not the running request
         w.study.masks.paint("heart", [(100, 120)], 10)
-    qtbot.waitUntil(lambda: w.generation is None, timeout=10_000)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=10_000)
     assert w.strip.count() == 2
     assert [r.seed for r in w.strip.results] == [7, 8]
     assert steps and max(steps) == g.progress.maximum()
@@ -102,7 +102,7 @@ def test_generate_shows_results_metrics_and_keeps_the_ui_usable(ready, qtbot, tm
     w.compare.truth.scale(2, 2)
     w.compare.truth.viewChanged.emit()
     assert w.compare.generated.transform().m11() == w.compare.truth.transform().m11()
-    png, meta = w.compare.save(tmp_path / "out.png")
+    png, meta = w.results.save_to(tmp_path / "out.png")
     assert png.is_file() and json.loads(meta.read_text())["parameters"]["seed"] == 8
 
 
@@ -110,7 +110,7 @@ def test_layout_prior_choice_reaches_the_request(opened, tiny_model, tmp_path):
     from xraystudio.synthesis.tiny import make_tiny_pixel_model
 
     panel = opened.generator
-    opened.add_model_folder(tiny_model)
+    opened.gen.add_model_folder(tiny_model)
     panel.mode.setCurrentIndex(panel.mode.findData("layout"))
     assert not panel.prior.isHidden() and panel.prior.isEnabled()
     assert panel.params()["prior"] is True
@@ -120,7 +120,7 @@ def test_layout_prior_choice_reaches_the_request(opened, tiny_model, tmp_path):
     panel.mode.setCurrentIndex(panel.mode.findData("guided"))
     assert not panel.prior.isEnabled() and "prior" not in panel.params()
     # A model without a prior hides the choice and leaves the request to the engine.
-    opened.add_model_folder(str(make_tiny_pixel_model(tmp_path / "plain")))
+    opened.gen.add_model_folder(str(make_tiny_pixel_model(tmp_path / "plain")))
     panel.mode.setCurrentIndex(panel.mode.findData("layout"))
     assert panel.prior.isHidden() and "prior" not in panel.params()
 
@@ -132,7 +132,7 @@ def test_cancel_mid_run_keeps_nothing(ready, qtbot):
     with qtbot.waitSignal(w.generator.progress.valueChanged, timeout=60_000):
         g.generate.click()
     g.cancel.click()
-    qtbot.waitUntil(lambda: w.generation is None, timeout=30_000)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=30_000)
     assert w.strip.count() == 0
     assert "Cancelled" in g.status.text()
     assert g.generate.isEnabled()
@@ -146,25 +146,25 @@ def test_opening_another_study_cancels_the_run(ready, qtbot, tmp_path):
     with qtbot.waitSignal(w.generator.progress.valueChanged, timeout=60_000):
         w.generator.generate.click()
     open_and_wait(qtbot, w, chest_png(tmp_path / "other.png", (120, 100)))
-    qtbot.waitUntil(lambda: w.generation is None, timeout=30_000)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=30_000)
     assert w.strip.count() == 0 and w.study.shape == (120, 100)
 
 
 def test_missing_builtin_model_says_what_to_do(opened, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path / "no-resources"))
     w = opened
-    w.engine = EngineProcess(threads=1)  # a new process sees the changed environment
+    w.gen.engine = EngineProcess(threads=1)  # a new process sees the changed environment
     w.generator.set_models([], current="")
     assert w.generator.model_ref() is None
-    w.generate()
+    w.gen.generate()
     qtbot.waitUntil(lambda: w.last_error is not None, timeout=60_000)
     assert w.last_error.windowTitle() == "Generation failed"
     assert w.last_error.text()
-    qtbot.waitUntil(lambda: w.generation is None, timeout=10_000)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=10_000)
 
 
 def test_not_a_model_folder_is_refused(opened, tmp_path):
-    opened.add_model_folder(str(tmp_path))
+    opened.gen.add_model_folder(str(tmp_path))
     assert opened.last_error is not None
     assert opened.settings.model_folders == []
 
@@ -223,7 +223,7 @@ def test_segment_anatomy_is_one_undo_step(opened, qtbot, monkeypatch, tmp_path):
     w = opened
     w.study.masks.paint("heart", [(100, 100)], 4)
     w.segment_action.trigger()
-    qtbot.waitUntil(lambda: w._segment_thread is None, timeout=30_000)
+    qtbot.waitUntil(lambda: w.segments.thread is None, timeout=30_000)
     assert w.last_error is None
     assert w.study.masks.undo_label == "Segment anatomy"
     w.undo_action.trigger()
@@ -233,7 +233,7 @@ def test_segment_anatomy_is_one_undo_step(opened, qtbot, monkeypatch, tmp_path):
 def test_missing_segmenter_says_what_to_do(opened, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("XRAYSTUDIO_RESOURCES", str(tmp_path))
     opened.segment_anatomy()
-    qtbot.waitUntil(lambda: opened._segment_thread is None, timeout=30_000)
+    qtbot.waitUntil(lambda: opened.segments.thread is None, timeout=30_000)
     assert "train-segmenter" in opened.last_error.text()
 
 
@@ -246,8 +246,8 @@ def test_engine_process_death_is_reported_and_the_next_run_works(ready, qtbot):
     g.steps.setValue(400)
     with qtbot.waitSignal(g.progress.valueChanged, timeout=60_000):
         g.generate.click()
-    os.kill(w.engine._proc.pid, signal.SIGKILL)
-    qtbot.waitUntil(lambda: w.generation is None, timeout=30_000)
+    os.kill(w.gen.engine._proc.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: w.gen.generation is None, timeout=30_000)
     assert "stopped unexpectedly" in w.last_error.text()
     g.steps.setValue(2)
     # a fresh engine process imports torch and loads the model first: over a minute on two

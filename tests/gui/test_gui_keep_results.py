@@ -26,9 +26,9 @@ def answer(monkeypatch, choice: KeepChoice) -> list[int]:
 def session(opened, qtbot, edit_model, shared_engine):
     """A window holding, in no project, a generated result, an edit and a two-cell sweep."""
     w = opened
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     lungs(w)
-    w.add_model_folder(edit_model)
+    w.gen.add_model_folder(edit_model)
     g = w.generator
     g.steps.setValue(2)
     g.mode.setCurrentIndex(g.mode.findData("guided"))
@@ -55,12 +55,12 @@ def test_new_project_keeps_generated_edited_and_swept_results(session, qtbot, tm
     shown = list(w.strip.results)
     # Cancel: no project, nothing lost
     asked = answer(monkeypatch, KeepChoice.CANCEL)
-    assert not w.new_project(tmp_path / "cancelled")
+    assert not w.switch.new_project(tmp_path / "cancelled")
     assert asked == [4] and not (tmp_path / "cancelled").exists()
     assert w.projects.project is None and w.strip.results == shown
     # Keep: every result is stored in the new project, with its edit and the sweep record
     answer(monkeypatch, KeepChoice.KEEP)
-    assert w.new_project(tmp_path / "kept")
+    assert w.switch.new_project(tmp_path / "kept")
     assert w.strip.results == shown
     qtbot.waitUntil(lambda: not w.projects.staging and None not in w.strip.result_ids,
                     timeout=30_000)
@@ -78,7 +78,7 @@ def test_new_project_keeps_generated_edited_and_swept_results(session, qtbot, tm
     assert not w.results.unsaved
     # and they are there after reopening
     folder = project.folder
-    w.close_project()
+    w.projects.close()
     reopened = Project.open(folder, read_only=True)
     assert len(reopened.results()) == 4 and len(reopened.sweeps()) == 1
 
@@ -88,7 +88,7 @@ def test_open_project_asks_and_discards_only_when_told(session, qtbot, tmp_path,
     other = Project.create(tmp_path / "other")
     other.close()
     asked = answer(monkeypatch, KeepChoice.DISCARD)
-    assert w.open_project(tmp_path / "other")
+    assert w.switch.open_project(tmp_path / "other")
     assert asked == [4]
     assert w.strip.count() == 0 and not w.results.unsaved
     assert w.projects.project.results() == []

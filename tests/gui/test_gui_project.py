@@ -46,9 +46,9 @@ def key(widget, k) -> None:
 def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, tiny_model,
                                               shared_engine, monkeypatch):
     w = window
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     folder = tmp_path / "proj"
-    assert w.new_project(folder)
+    assert w.switch.new_project(folder)
     assert "project proj" in w.windowTitle()
     assert str(folder) in w.settings.recent_projects[0]
 
@@ -67,7 +67,7 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     assert not w.isWindowModified()  # nothing unsaved: no "save changes?" question
 
     # generated results are stored with their provenance
-    w.add_model_folder(tiny_model)
+    w.gen.add_model_folder(tiny_model)
     g = w.generator
     g.random_seed.setChecked(False)
     g.seed.setValue(3)
@@ -84,8 +84,8 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
         real_write_png(pixels, path)
 
     monkeypatch.setattr(result_files, "write_png", recording_write_png)
-    w.generate()
-    qtbot.waitUntil(lambda: w.generation is None and w.strip.count() == 3
+    w.gen.generate()
+    qtbot.waitUntil(lambda: w.gen.generation is None and w.strip.count() == 3
                     and not w.projects.staging and None not in w.strip.result_ids,
                     timeout=120_000)
     # results are encoded off the GUI thread; only renames and the record happen on it
@@ -138,9 +138,9 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     gallery.refresh()
 
     # close and reopen: masks, results and decisions are back
-    w.close_project()
+    w.projects.close()
     assert not (folder / SESSION_JSON).exists() and "project" not in w.windowTitle()
-    assert w.open_project(folder)
+    assert w.switch.open_project(folder)
     qtbot.waitUntil(lambda: w.projects.study_id == sid and w.strip.count() == 3, timeout=10_000)
     assert np.array_equal(w.study.masks.to_array(["right_lung"]), painted)
     assert sorted(w.strip.result_ids) == [r.id for r in records]
@@ -149,7 +149,7 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     qtbot.waitUntil(lambda: w.gallery.list.count() == 3, timeout=5000)
     # opening it again from the recent list is not mistaken for a crash
     monkeypatch.setattr(restore_dialog, "ask_restore", lambda *a: pytest.fail("asked"))
-    assert w.open_project(folder) and w.projects.project is reopened
+    assert w.switch.open_project(folder) and w.projects.project is reopened
 
     # export from the dialog; an existing output is replaced only after confirming
     out = tmp_path / "export"
@@ -205,7 +205,7 @@ def test_restore_question_after_a_crash(window, qtbot, tmp_path, monkeypatch, ch
         return choice
 
     monkeypatch.setattr(restore_dialog, "ask_restore", answer)
-    opened = window.open_project(folder)
+    opened = window.switch.open_project(folder)
     assert len(asked) == 1 and "added result r00001" in asked[0] and "r00009.png" in asked[0]
     project = window.projects.project
     if choice is RestoreChoice.CANCEL:
@@ -225,7 +225,7 @@ def test_restore_question_after_a_crash(window, qtbot, tmp_path, monkeypatch, ch
 def test_export_failure_is_a_dialog(window, qtbot, tmp_path, monkeypatch):
     folder, _ = crashed_project(tmp_path)
     monkeypatch.setattr(restore_dialog, "ask_restore", lambda *a: RestoreChoice.RESTORE)
-    window.open_project(folder)
+    window.switch.open_project(folder)
     shown = []
     monkeypatch.setattr(QMessageBox, "open", lambda self: shown.append(self.text()))
     dialog = window.show_export()
@@ -258,6 +258,6 @@ def test_new_project_takes_a_folder_that_does_not_exist_yet(window, tmp_path, mo
 
     folder = tmp_path / "not" / "yet"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(folder), ""))
-    window.choose_new_project()
+    window.switch.choose_new_project()
     assert window.projects.project is not None and window.projects.project.folder == folder
     assert (folder / "project.json").is_file()

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from xraystudio.gui.engine_process import EngineProcess
+from xraystudio.engine.client import EngineProcess
 
 pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
@@ -48,11 +48,11 @@ def tiny_model(tmp_path_factory) -> str:
 @pytest.fixture
 def ready(opened, tiny_model, shared_engine):
     w = opened
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     w.study.masks.fill_polygon("right_lung", [(30, 50), (90, 50), (90, 190), (30, 190)])
     w.study.masks.fill_polygon("left_lung", [(110, 50), (170, 50), (170, 190), (110, 190)])
     w.study.masks.fill_polygon("heart", [(80, 120), (130, 120), (130, 180), (80, 180)])
-    w.add_model_folder(tiny_model)
+    w.gen.add_model_folder(tiny_model)
     w.generator.steps.setValue(2)
     w.generator.random_seed.setChecked(False)
     w.generator.seed.setValue(3)
@@ -127,7 +127,7 @@ def test_bad_axes_are_shown_and_nothing_runs(ready):
 def test_cancel_keeps_finished_cells_and_the_sweep_reopens_from_the_project(ready, qtbot,
                                                                             tmp_path):
     w = ready
-    assert w.new_project(tmp_path / "project")
+    assert w.switch.new_project(tmp_path / "project")
     w.generator.steps.setValue(400)  # long enough to cancel mid-sweep
     panel = w.sweeps.panel
     # cells that differ in a setting go through the model one after the other (cells that
@@ -151,9 +151,9 @@ def test_cancel_keeps_finished_cells_and_the_sweep_reopens_from_the_project(read
     assert project.result(rid).provenance["sweep"]["cell"] == 0
     # close and reopen: the grid comes back with its cells' images
     folder = project.folder
-    w.close_project()
+    w.projects.close()
     assert w.sweeps.record is None
-    assert w.open_project(folder)
+    assert w.switch.open_project(folder)
     qtbot.waitUntil(lambda: w.sweeps.record is not None
                     and w.sweeps.record.id == saved[0]["id"], timeout=10_000)
     qtbot.waitUntil(lambda: all(i in w.sweeps.images for i in range(len(done))),
@@ -166,8 +166,8 @@ def test_cancel_keeps_finished_cells_and_the_sweep_reopens_from_the_project(read
 def test_cells_are_numbered_as_in_the_results_strip(ready, qtbot):
     w = ready
     w.generator.n_images.setValue(1)
-    w.generate()
-    qtbot.waitUntil(lambda: w.generation is None and w.strip.count() == 1, timeout=60_000)
+    w.gen.generate()
+    qtbot.waitUntil(lambda: w.gen.generation is None and w.strip.count() == 1, timeout=60_000)
     run_sweep(qtbot, w, "seed=5,6")
     captions = [v.caption.text() for v in w.sweeps.panel.views]
     assert "#2 · seed 5" in captions[0] and "#3 · seed 6" in captions[1]

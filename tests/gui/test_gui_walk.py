@@ -26,7 +26,7 @@ def test_walk_open_stamp_generate_compare_project_review_export(window, qtbot, t
                                                                  edit_model, shared_engine,
                                                                  monkeypatch):
     w = window
-    w.engine = shared_engine
+    w.gen.engine = shared_engine
     # Open: a 12-bit DICOM with its spacing; no warning to show, no result yet
     (tmp_path / "sources").mkdir()
     dcm = make_dicom(tmp_path / "sources" / "chest.dcm", chest_like(*SHAPE, bits=12),
@@ -38,7 +38,7 @@ def test_walk_open_stamp_generate_compare_project_review_export(window, qtbot, t
 
     # Stamp: the nodule list shows it, to be inserted
     lungs(w)
-    w.add_model_folder(edit_model)
+    w.gen.add_model_folder(edit_model)
     g = w.generator
     assert g.mode.currentData() == "edit"
     w.nodules.stamp_size.setValue(10.0)
@@ -54,8 +54,8 @@ def test_walk_open_stamp_generate_compare_project_review_export(window, qtbot, t
     for seed in (4, 5):
         g.seed.setValue(seed)
         g.generate.click()
-        assert w.generation is not None and not g.generate.isEnabled()
-        qtbot.waitUntil(lambda: w.generation is None, timeout=120_000)
+        assert w.gen.generation is not None and not g.generate.isEnabled()
+        qtbot.waitUntil(lambda: w.gen.generation is None, timeout=120_000)
     assert w.last_error is None and w.strip.count() == 2
     assert [r.seed for r in w.strip.results] == [4, 5] and w.strip.result_ids == [None, None]
 
@@ -79,7 +79,7 @@ def test_walk_open_stamp_generate_compare_project_review_export(window, qtbot, t
     asked = []
     monkeypatch.setattr(keep_results, "ask_keep",
                         lambda parent, n, verb: asked.append(n) or KeepChoice.KEEP)
-    assert w.new_project(tmp_path / "project")  # a folder that does not exist yet
+    assert w.switch.new_project(tmp_path / "project")  # a folder that does not exist yet
     assert asked == [2] and "project project" in w.windowTitle()
     qtbot.waitUntil(lambda: not w.projects.staging and None not in w.strip.result_ids,
                     timeout=30_000)

@@ -100,11 +100,9 @@ def run(args: argparse.Namespace) -> int:
     engines = {ref: Engine.load(ref, device=args.device, precision=args.precision,
                                 optimize=args.optimize)
                for ref in refs}
-    if "mode" not in sweep.base and sweep.axis("mode") is None:
-        # Not edit mode (a model's default when it has an edit model): a sweep compares whole
-        # generations, and an edit needs edits the command line rarely gives.
-        sweep.base["mode"] = engines[refs[0]].spec.defaults.mode
-    sweep.check(study.masks, {ref: e.spec for ref, e in engines.items()})
+    note = sweep.prepare(study.masks, {ref: e.spec for ref, e in engines.items()})
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     record = SweepRecord.new(sweep, study=study.name)
     out = Path(args.out)
     cells_dir = out / "cells"

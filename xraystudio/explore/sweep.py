@@ -70,6 +70,12 @@ class Cell:
         return ", ".join(f"{k}={v}" for k, v in self.labels.items())
 
 
+def _nothing_to_edit(masks: MaskStack) -> bool:
+    from xraystudio.synthesis.edit import plan_from_masks
+
+    return plan_from_masks(masks).empty
+
+
 @dataclasses.dataclass
 class Sweep:
     """What to sweep: the axes (x, y, z), the base settings, the model and the seed."""
@@ -119,6 +125,24 @@ class Sweep:
         return out
 
     # --------------------------------------------------------------- checking
+    def prepare(self, masks: MaskStack, specs: dict) -> str:
+        """Settle the base mode, then :meth:`check`; returns a note for the user ("" if none).
+
+        Without a mode axis a sweep compares whole generations: with no mode given, or edit
+        mode on a study with nothing to edit (edit mode would change nothing), the base mode is
+        the first model's default. The window and the command line both prepare through here.
+        """
+        note = ""
+        mode = self.base.get("mode")
+        if self.axis("mode") is None and (mode is None
+                                          or (mode == "edit" and _nothing_to_edit(masks))):
+            ref = self.axis("model").values[0] if self.axis("model") else self.model
+            self.base["mode"] = specs[ref].defaults.mode
+            if mode == "edit":
+                note = f"in {self.base['mode']} mode: edit mode has nothing to edit on this study"
+        self.check(masks, specs)
+        return note
+
     def check(self, masks: MaskStack, specs: dict | None = None) -> None:
         """Refuse sweeps that cannot work on this study (and, with ``specs`` — model ref to
         ModelSpec — with these models) before any cell runs."""

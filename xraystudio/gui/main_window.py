@@ -1,62 +1,58 @@
 """The main window: canvas and comparison in the centre, panels docked around, and the actions
-(menus, toolbar, single-key shortcuts) that tie them to the study and the generation worker.
+(menus, toolbar, single-key shortcuts) that tie them to the study and the controllers (each
+given its widgets; they answer through signals and never import the window).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox,
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QTabWidget,
+    QToolBar,
     QWidget,
 )
 
-from xraystudio import __version__, chest_check
-from xraystudio.curation.project import Project, ProjectEvent
+from xraystudio import __version__
+from xraystudio.curation.project import ProjectEvent
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui import recent_menus
 from xraystudio.gui.canvas.tools import Tool, all_tools
 from xraystudio.gui.canvas.view import CanvasView
 from xraystudio.gui.dialogs import help as help_dialog
-from xraystudio.gui.dialogs import restore as restore_dialog
-from xraystudio.gui.dialogs.chest_confirm import CHEST, failed_chest_check
+from xraystudio.gui.dialogs.chest_confirm import failed_chest_check
 from xraystudio.gui.dialogs.export import ExportDialog
 from xraystudio.gui.dock_sizes import BottomDockSizer, scrolling
-from xraystudio.gui.engine_process import EngineProcess, GeneratedImage
 from xraystudio.gui.film_warnings import FilmWarnings
+from xraystudio.gui.generation_controller import GenerationController
+from xraystudio.gui.mask_files import MaskFiles
 from xraystudio.gui.panels.gallery import GalleryPanel
-from xraystudio.gui.panels.generation import GenerationPanel, read_spec
+from xraystudio.gui.panels.generation import GenerationPanel
 from xraystudio.gui.panels.layers import LayersPanel, layer_title
 from xraystudio.gui.panels.nodules import NodulesPanel
 from xraystudio.gui.panels.results import CompareView, ResultsStrip
 from xraystudio.gui.panels.warning_banner import with_banner
+from xraystudio.gui.position_label import PositionLabel
 from xraystudio.gui.project_controller import ProjectController
+from xraystudio.gui.project_switch import ProjectSwitch
 from xraystudio.gui.results_controller import ResultsController
+from xraystudio.gui.segmentation_controller import SegmentationController
 from xraystudio.gui.settings import AppSettings
 from xraystudio.gui.shortcut_guard import ShortcutGuard
 from xraystudio.gui.sweep_controller import SweepController
-from xraystudio.gui.workers import (
-    GenerationThread,
-    OpenedStudy,
-    OpenThread,
-    SegmentThread,
-    mask_sidecar,
-    segmenter_process,
-)
-from xraystudio.image import Window
-from xraystudio.io.masks_io import load_masks, save_masks
-from xraystudio.masks import ANATOMY, STRUCTURES, MaskStack
+from xraystudio.gui.window_presets import WindowPresets
+from xraystudio.gui.workers import OpenedStudy, OpenThread
+from xraystudio.masks import STRUCTURES, MaskStack
 from xraystudio.study import Study
 
 log = logging.getLogger(__name__)
@@ -66,22 +62,27 @@ OPEN_FILTER = ("Radiographs (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp
 BRUSH_MM = (0.5, 100.0)
 
 
+def fill(target: QMenu | QToolBar, items: list) -> None:
+    """Add actions, submenus and widgets to a menu or toolbar in order; None is a separator."""
+    for item in items:
+        if item is None:
+            target.addSeparator()
+        elif isinstance(item, QMenu):
+            target.addMenu(item)
+        elif isinstance(item, QWidget):
+            target.addWidget(item)
+        else:
+            target.addAction(item)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
-        self.engine = EngineProcess()
-        self.segmenter = segmenter_process()  # not self.engine: see segmenter_process
-        self._segment_thread: SegmentThread | None = None
-        self._segment_queued: tuple[Study, bool] | None = None  # (study, automatic) to run next
         self.opened: OpenedStudy | None = None
         self._open_thread: OpenThread | None = None
-        self.generation: GenerationThread | None = None
-        self._generation_study: Study | None = None  # what the running generation is for
-        self._generation_masks: MaskStack | None = None  # the masks it was started from
         self.export_dialog: ExportDialog | None = None
         self.projects = ProjectController(self)
-        self.results = ResultsController(self)  # the strip, Compare, stored results, saving
         self.last_error: QMessageBox | None = None
         self.setWindowTitle("xraystudio")
         self.setObjectName("mainWindow")
@@ -114,9 +115,27 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(results_dock, self.gallery_dock)
         results_dock.raise_()
         self.dock_sizer = BottomDockSizer(self, results_dock, self.gallery_dock)
-        self.sweeps = SweepController(self)  # the Sweep tab: grid, runs, saved sweeps
 
-        self.position = QLabel()
+        study = lambda: self.study  # noqa: E731 (what the controllers read as the shown study)
+        self.save_result_action = self._action(
+            "Save &result…", None, "Ctrl+Shift+S",
+            "Save the compared result with its provenance JSON (an edit at full size in the "
+            "source's format)")
+        self.cancel_action = self._action("&Cancel generation")
+        self.gen = GenerationController(self.generator, self.cancel_action, self.settings,
+                                        self.film_warnings, study, self)
+        self.segments = SegmentationController(self.film_warnings, study, self)
+        # the strip, Compare, stored results, saving
+        self.results = ResultsController(self.strip, self.compare, self.nodules,
+                                         self.save_result_action, self.projects,
+                                         self.film_warnings, self.settings, study, self)
+        self.sweeps = SweepController(self.tabs, self.gen, self.results, self.projects, self.strip,
+                                      self.settings, study, self)  # the Sweep tab
+        self.switch = ProjectSwitch(self.projects, self.results, self.sweeps, self.settings, self)
+        self.mask_files = MaskFiles(self.settings, study,
+                                    lambda: self.opened.path if self.opened else None, self)
+
+        self.position = PositionLabel()
         self.zoom_label = QLabel()
         self.synthetic_label = QLabel("SYNTHETIC IMAGE")
         self.synthetic_label.setStyleSheet("color: #f5a524; font-weight: bold;")
@@ -143,13 +162,15 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+    def _action(self, text: str, slot=None, shortcut=None, tip: str = "") -> QAction:
+        """An action of the window (``slot`` None: its controller connects it)."""
         action = QAction(text, self)
         if shortcut is not None:
             shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
             action.setShortcuts([QKeySequence(s) for s in shortcuts])
         action.setStatusTip(tip)
-        action.triggered.connect(slot)
+        if slot is not None:
+            action.triggered.connect(slot)
         self.addAction(action)  # shortcuts work while docks have focus too
         return action
 
@@ -157,23 +178,20 @@ class MainWindow(QMainWindow):
         a = self._action
         self.open_action = a("&Open…", self.choose_file, QKeySequence.StandardKey.Open,
                              "Open a DICOM or image file")
-        self.load_masks_action = a("Load &masks…", self.choose_masks, None,
+        self.load_masks_action = a("Load &masks…", self.mask_files.choose_masks, None,
                                    "Load masks saved as .npz")
-        self.load_mask_folder_action = a("Load mask &folder…", self.choose_mask_folder, None,
+        self.load_mask_folder_action = a("Load mask &folder…", self.mask_files.choose_mask_folder, None,
                                          "Load a folder with one PNG per layer")
-        self.save_masks_action = a("&Save masks", self.save_masks, QKeySequence.StandardKey.Save,
+        self.save_masks_action = a("&Save masks", self.mask_files.save_masks, QKeySequence.StandardKey.Save,
                                    "Save the masks beside the radiograph (<name>.masks.npz)")
-        self.save_masks_as_action = a("Save masks &as…", self.save_masks_as, None)
-        self.save_result_action = a("Save &result…", self.results.save_result, "Ctrl+Shift+S",
-                                    "Save the compared result with its provenance JSON (an edit "
-                                    "at full size in the source's format)")
+        self.save_masks_as_action = a("Save masks &as…", self.mask_files.save_masks_as, None)
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.new_project_action = a("&New project…", self.choose_new_project, None,
+        self.new_project_action = a("&New project…", self.switch.choose_new_project, None,
                                     "Create a project folder: studies, results and decisions")
-        self.open_project_action = a("Open &project…", self.choose_project, "Ctrl+Shift+O")
-        self.save_project_as_action = a("Save project &as…", self.save_project_as, None,
+        self.open_project_action = a("Open &project…", self.switch.choose_project, "Ctrl+Shift+O")
+        self.save_project_as_action = a("Save project &as…", self.switch.save_project_as, None,
                                         "Copy the project to a new folder and continue there")
-        self.close_project_action = a("&Close project", self.close_project, None)
+        self.close_project_action = a("&Close project", self.projects.close, None)
         self.export_action = a("&Export…", self.show_export, None,
                                "Export the accepted results (nnU-Net, JSRT layout, DICOM)")
         self.gallery_action = a("&Gallery", self.show_gallery, "Ctrl+G",
@@ -198,9 +216,8 @@ class MainWindow(QMainWindow):
         self.outline_action = a("Filled/&outline masks", self.layers.toggle_display, "C")
         self.edit_tab_action = a("&Edit view", lambda: self.tabs.setCurrentIndex(0), "Ctrl+E")
         self.compare_tab_action = a("&Compare view", lambda: self.tabs.setCurrentIndex(1), "Ctrl+R")
-        self.generate_action = a("&Generate", self.generate, "Ctrl+Return",
+        self.generate_action = a("&Generate", self.gen.generate, "Ctrl+Return",
                                  "Generate images from the current masks")
-        self.cancel_action = a("&Cancel generation", self.cancel_generation, None)
         self.help_action = a("&Keyboard and mouse…", self.show_help, "F1")
         self.about_action = a("&About xraystudio", self.show_about)
 
@@ -218,64 +235,33 @@ class MainWindow(QMainWindow):
             for i, name in enumerate(STRUCTURES)
         ]
 
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        file_menu.addAction(self.open_action)
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(lambda: recent_menus.fill_recent(self))
-        file_menu.addSeparator()
-        for act in (self.load_masks_action, self.load_mask_folder_action, self.save_masks_action,
-                    self.save_masks_as_action):
-            file_menu.addAction(act)
-        file_menu.addSeparator()
-        file_menu.addAction(self.new_project_action)
-        file_menu.addAction(self.open_project_action)
-        self.recent_projects_menu = file_menu.addMenu("Recent projec&ts")
-        self.recent_projects_menu.aboutToShow.connect(
-            lambda: recent_menus.fill_recent_projects(self))
-        file_menu.addAction(self.save_project_as_action)
-        file_menu.addAction(self.close_project_action)
-        file_menu.addAction(self.export_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.save_result_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        edit_menu = menu.addMenu("&Edit")
-        for act in (self.undo_action, self.redo_action, None, self.segment_action, None,
-                    self.smaller_action, self.bigger_action):
-            edit_menu.addAction(act) if act else edit_menu.addSeparator()
-        view_menu = menu.addMenu("&View")
-        for act in (self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action,
-                    None, self.masks_action, self.outline_action, None, self.edit_tab_action,
-                    self.compare_tab_action, self.sweeps.sweep_tab_action, self.gallery_action):
-            view_menu.addAction(act) if act else view_menu.addSeparator()
-        view_menu.addSeparator()
-        for dock in self.findChildren(QDockWidget):
-            view_menu.addAction(dock.toggleViewAction())
-        tools_menu = menu.addMenu("&Tools")
-        for act in self.tool_actions.values():
-            tools_menu.addAction(act)
-        tools_menu.addSeparator()
-        for act in self.layer_actions:
-            tools_menu.addAction(act)
-        tools_menu.addSeparator()
-        tools_menu.addAction(self.auto_segment_action)
-        gen_menu = menu.addMenu("&Generate")
-        gen_menu.addAction(self.generate_action)
-        gen_menu.addAction(self.cancel_action)
-        help_menu = menu.addMenu("&Help")
-        help_menu.addAction(self.help_action)
-        help_menu.addAction(self.about_action)
+        self.recent_menu = QMenu("Open &recent", self)
+        self.recent_menu.aboutToShow.connect(lambda: recent_menus.fill_recent(
+            self.recent_menu, self.settings.recent_files, self.open_file,
+            self.settings.clear_recent, "No recent files"))
+        self.recent_projects_menu = QMenu("Recent projec&ts", self)
+        self.recent_projects_menu.aboutToShow.connect(lambda: recent_menus.fill_recent(
+            self.recent_projects_menu, self.settings.recent_projects, self.switch.open_project,
+            self.settings.clear_recent_projects, "No recent projects"))
+        menu, tools = self.menuBar(), list(self.tool_actions.values())
+        fill(menu.addMenu("&File"), [
+            self.open_action, self.recent_menu, None, self.load_masks_action,
+            self.load_mask_folder_action, self.save_masks_action, self.save_masks_as_action, None,
+            self.new_project_action, self.open_project_action, self.recent_projects_menu,
+            self.save_project_as_action, self.close_project_action, self.export_action, None,
+            self.save_result_action, None, self.quit_action])
+        fill(menu.addMenu("&Edit"), [self.undo_action, self.redo_action, None, self.segment_action,
+                                     None, self.smaller_action, self.bigger_action])
+        fill(menu.addMenu("&View"), [
+            self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action, None,
+            self.masks_action, self.outline_action, None, self.edit_tab_action,
+            self.compare_tab_action, self.sweeps.sweep_tab_action, self.gallery_action, None,
+            *(dock.toggleViewAction() for dock in self.findChildren(QDockWidget))])
+        fill(menu.addMenu("&Tools"), [*tools, None, *self.layer_actions, None,
+                                      self.auto_segment_action])
+        fill(menu.addMenu("&Generate"), [self.generate_action, self.cancel_action])
+        fill(menu.addMenu("&Help"), [self.help_action, self.about_action])
 
-        bar = self.addToolBar("Main")
-        bar.setObjectName("mainToolbar")
-        bar.addAction(self.open_action)
-        bar.addSeparator()
-        for act in self.tool_actions.values():
-            bar.addAction(act)
-        bar.addAction(self.segment_action)
-        bar.addSeparator()
-        bar.addWidget(QLabel(" Brush "))
         self.brush_size = QDoubleSpinBox()
         self.brush_size.setObjectName("brushSize")
         self.brush_size.setRange(*BRUSH_MM)
@@ -283,35 +269,39 @@ class MainWindow(QMainWindow):
         self.brush_size.setSuffix(" mm")
         self.brush_size.setValue(self.canvas.tool_settings.brush_mm)
         self.brush_size.setToolTip("Brush and eraser diameter ([ and ])")
-        bar.addWidget(self.brush_size)
-        bar.addSeparator()
-        bar.addWidget(QLabel(" Window "))
-        self.window_combo = QComboBox()
-        self.window_combo.setObjectName("windowCombo")
-        self.window_combo.setMinimumContentsLength(26)
-        self.window_combo.setToolTip("Display window presets (right-drag on the image to adjust)")
-        bar.addWidget(self.window_combo)
-        bar.addSeparator()
-        bar.addAction(self.fit_action)
-        bar.addAction(self.actual_action)
-        bar.addSeparator()
-        bar.addAction(self.undo_action)
-        bar.addAction(self.redo_action)
+        self.window_combo = WindowPresets()
+        bar = self.addToolBar("Main")
+        bar.setObjectName("mainToolbar")
+        fill(bar, [self.open_action, None, *tools, self.segment_action, None, QLabel(" Brush "),
+                   self.brush_size, None, QLabel(" Window "), self.window_combo, None,
+                   self.fit_action, self.actual_action, None, self.undo_action, self.redo_action])
 
     def _connect(self) -> None:
         c = self.canvas
-        c.cursorMoved.connect(self._show_position)
+        c.cursorMoved.connect(lambda x, y: self.position.show_at(self.study, x, y))
         c.zoomChanged.connect(lambda s: self.zoom_label.setText(f"Zoom {s * 100:.0f} %"))
-        c.windowChanged.connect(self._show_window)
+        c.windowChanged.connect(self.window_combo.show_window)
         c.filesDropped.connect(self._on_drop)
         c.edited.connect(self._update_undo)
         self.brush_size.valueChanged.connect(self.canvas.set_brush_mm)
-        self.window_combo.activated.connect(self._choose_window)
-        self.generator.generateRequested.connect(self.generate)
-        self.generator.cancelRequested.connect(self.cancel_generation)
-        self.generator.addModelRequested.connect(self.add_model)
+        self.window_combo.windowChosen.connect(self.canvas.set_window)
+        for controller in (self.gen, self.segments, self.results, self.sweeps, self.switch,
+                           self.mask_files):
+            controller.failed.connect(self.show_error)
+        for controller in (self.gen, self.segments, self.results, self.switch, self.mask_files):
+            controller.status.connect(self.statusBar().showMessage)
+        self.mask_files.loaded.connect(self._replace_masks)
+        self.mask_files.saved.connect(lambda: self.setWindowModified(False))
+        self.switch.switched.connect(self._on_switched)
+        self.switch.openRequested.connect(self.open_file)
+        # Compare follows the newest result (it kept showing #1 when results came in later).
+        self.gen.generated.connect(lambda results, masks: self.results.add_generated(
+            results, masks, select=True))
+        self.segments.applied.connect(self._update_undo)
+        self.sweeps.compareRequested.connect(lambda: self.tabs.setCurrentIndex(1))
         self.strip.resultChosen.connect(self.results.compare)
         self.compare.save_button.clicked.connect(self.results.save_result)
+        self.save_result_action.triggered.connect(self.results.save_result)
         self.projects.projectChanged.connect(self._on_project_changed)
         self.projects.changed.connect(self._on_project_event)
         self.projects.failed.connect(self.show_error)
@@ -376,7 +366,7 @@ class MainWindow(QMainWindow):
         """A dropped ``.npz`` or folder is masks for the open study; anything else a radiograph."""
         path = Path(paths[0])
         if self.study is not None and (path.suffix.lower() == ".npz" or path.is_dir()):
-            self.load_masks(path)
+            self.mask_files.load_masks(path)
         else:
             self.open_file(path)
 
@@ -390,17 +380,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {opened.path.name}" + (f" ({note})" if note else ""),
                                      8000)
         if (self.settings.auto_segment and opened.masks_from is None and not in_project
-                and self.study is not None
-                and not any(self.study.masks[name].any() for name in ANATOMY
-                            if name in self.study.masks)):
-            labels = chest_check.check(self.study.image)
-            if labels.warning:  # a hip, a leg, a lateral view: no "lungs" painted on it
-                self.film_warnings.add(CHEST, labels.warning)
-                self.statusBar().showMessage(
-                    f"{labels.warning}. No automatic anatomy segmentation "
-                    "(Tools ▸ Segment anatomy, Ctrl+Shift+A, segments anyway).", 30000)
-            else:
-                self.segment_anatomy(automatic=True)
+                and self.study is not None):
+            self.segments.segment_unpainted(self.study, self.opened.display().reference)
 
     def _on_open_failed(self, path: Path, message: str) -> None:
         self._open_thread = None
@@ -410,8 +391,7 @@ class MainWindow(QMainWindow):
     def set_study(self, opened: OpenedStudy | None, from_file: bool = False) -> None:
         """Show ``opened``; with a project open it becomes (or is found as) a project study:
         fresh from its file it takes the project's masks, otherwise its masks are saved."""
-        if self.generation is not None:
-            self.cancel_generation()  # its results would belong to the study being closed
+        self.gen.cancel()  # the results of a running generation would belong to a closed study
         self.opened = opened
         study = opened.study if opened else None
         if study is None:
@@ -434,7 +414,8 @@ class MainWindow(QMainWindow):
         self.sweeps.study_changed()
         if study is not None:
             study.masks.subscribe(self._on_masks_changed)
-        self._fill_windows()
+        self.window_combo.set_windows(study.image.windows if study else [],
+                                      self.canvas.image.window if study else None)
         self._update_undo()
         self._set_study_enabled(study is not None)
         self.synthetic_label.setVisible(bool(opened and opened.synthetic))
@@ -470,7 +451,7 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
             | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
         if answer == QMessageBox.StandardButton.Save:
-            self.save_masks()
+            self.mask_files.save_masks()
             return not self.isWindowModified()
         return answer == QMessageBox.StandardButton.Discard
 
@@ -478,68 +459,17 @@ class MainWindow(QMainWindow):
         for act in (self.save_masks_action, self.save_masks_as_action, self.load_masks_action,
                     self.load_mask_folder_action, self.generate_action, self.segment_action):
             act.setEnabled(enabled)
-        self.generator.generate.setEnabled(enabled and self.generation is None)
+        self.gen.update_enabled()
         self.save_result_action.setEnabled(self.compare.result is not None)
 
     @property
     def study(self) -> Study | None:
         return self.opened.study if self.opened else None
 
-    def _replace_masks(self, masks) -> None:
+    def _replace_masks(self, masks: MaskStack) -> None:
         assert self.opened is not None
         self.opened.study = Study(self.study.image, masks, self.study.name)
         self.set_study(self.opened)
-
-    def choose_masks(self) -> None:
-        if self.study is None:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Load masks", self.settings.last_folder,
-                                              "Masks (*.npz)")
-        if path:
-            self.load_masks(path)
-
-    def choose_mask_folder(self) -> None:
-        if self.study is None:
-            return
-        path = QFileDialog.getExistingDirectory(self, "Load a mask folder",
-                                                self.settings.last_folder)
-        if path:
-            self.load_masks(path)
-
-    def load_masks(self, path: str | Path) -> None:
-        try:
-            masks = load_masks(path, self.study.shape, self.study.spacing_mm)
-        except XRayStudioError as exc:
-            self.show_error("Cannot load the masks", str(exc))
-            return
-        self._replace_masks(masks)
-        self.statusBar().showMessage(f"Masks loaded from {Path(path).name}", 5000)
-
-    def save_masks(self) -> None:
-        if self.study is None:
-            return
-        source = self.opened.path if self.opened else None
-        if source is None:
-            self.save_masks_as()
-            return
-        self._write_masks(mask_sidecar(source) or source.with_name(source.stem + ".masks.npz"))
-
-    def save_masks_as(self) -> None:
-        if self.study is None:
-            return
-        start = str(Path(self.settings.last_folder) / f"{self.study.name}.masks.npz")
-        path, _ = QFileDialog.getSaveFileName(self, "Save masks", start, "Masks (*.npz)")
-        if path:
-            self._write_masks(Path(path))
-
-    def _write_masks(self, path: Path) -> None:
-        try:
-            save_masks(self.study.masks, path)
-        except (XRayStudioError, OSError) as exc:
-            self.show_error("Cannot save the masks", str(exc))
-            return
-        self.setWindowModified(False)
-        self.statusBar().showMessage(f"Masks saved to {path}", 5000)
 
     # ------------------------------------------------------------- editing
     def set_tool(self, tool: Tool) -> None:
@@ -552,86 +482,9 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def segment_anatomy(self, automatic: bool = False) -> None:
-        """Segment the anatomy in the background; the result is one undoable edit.
-
-        The manual action (Ctrl+Shift+A) replaces all five anatomy layers. The automatic run,
-        started when a radiograph without masks of its own is opened, never overwrites the
-        user: if they began painting before the result arrived, only the anatomy layers that
-        are still empty are filled (in one undo step) and the status bar names the layers that
-        were kept; if every layer has been painted, nothing is applied and the status bar says
-        so. A result for a study that is no longer shown (another file was opened, or masks
-        were loaded) is discarded. A missing model is a status-bar note, not a dialog, in the
-        automatic case. A result arriving mid-stroke waits until the stroke is finished.
-        """
-        if self.study is None:
-            return
-        if self._segment_thread is not None:
-            # One segmentation at a time; the newest request runs when this one finishes.
-            self._segment_queued = (self.study, automatic)
-            return
-        self.statusBar().showMessage("Segmenting the anatomy…")
-        assert self.opened is not None
-        display = self.opened.display().reference  # computed off the UI thread at opening
-        thread = SegmentThread(self.segmenter, display, self)
-        study = self.study
-
-        def apply(masks: dict) -> None:
-            if self.study is not study:
-                log.info("discarded the segmentation of %s: another study is open", study.name)
-                return
-            if study.masks.in_step:  # the user is in the middle of a stroke: let it finish
-                QTimer.singleShot(100, lambda: apply(masks))
-                return
-            names = [n for n in masks if n in study.masks]
-            kept: list[str] = []
-            verdict = chest_check.check(study.image, masks) if automatic else None
-            if verdict is not None and verdict.warning:
-                # Unlabelled (a PNG of a knee): the masks themselves show it is no chest.
-                self.film_warnings.add(CHEST, verdict.warning)
-                self.statusBar().showMessage(
-                    f"Automatic segmentation not applied. {verdict.warning} (Tools ▸ Segment "
-                    "anatomy, Ctrl+Shift+A, segments anyway).", 30000)
-                return
-            if automatic:
-                kept = [n for n in names if study.masks[n].any()]
-                names = [n for n in names if n not in kept]
-                if not names:
-                    self.statusBar().showMessage(
-                        "Automatic segmentation not applied: every anatomy layer was already "
-                        "painted", 8000)
-                    return
-            study.masks.begin("Segment anatomy")
-            try:
-                for name in names:
-                    study.masks.set_layer(name, masks[name])
-            finally:
-                study.masks.commit()
-            self._update_undo()
-            message = ("Anatomy segmented automatically" if automatic
-                       else "Anatomy segmented") + " (Ctrl+Z undoes it)"
-            if kept:
-                message += "; kept your painting of " + ", ".join(layer_title(n) for n in kept)
-            self.statusBar().showMessage(message, 8000)
-
-        def failed(message: str) -> None:
-            if automatic:
-                if self.study is study:
-                    self.statusBar().showMessage(f"No automatic segmentation: {message}", 15000)
-            else:
-                self.show_error("Cannot segment", message)
-
-        def done() -> None:
-            self._segment_thread = None
-            thread.deleteLater()
-            queued, self._segment_queued = self._segment_queued, None
-            if queued is not None and queued[0] is self.study:
-                self.segment_anatomy(automatic=queued[1])
-
-        thread.segmented.connect(apply)
-        thread.failed.connect(failed)
-        thread.finished.connect(done)
-        self._segment_thread = thread
-        thread.start()
+        """Segment the anatomy of the shown study in the background (SegmentationController)."""
+        if self.study is not None:
+            self.segments.segment(self.study, self.opened.display().reference, automatic)
 
     def step_brush(self, factor: float) -> None:
         self.brush_size.setValue(min(max(self.brush_size.value() * factor, BRUSH_MM[0]),
@@ -659,199 +512,10 @@ class MainWindow(QMainWindow):
         self.undo_action.setIconText("Undo")
         self.redo_action.setIconText("Redo")
 
-    def _show_position(self, x: float, y: float) -> None:
-        study = self.study
-        if study is None or math.isnan(x):
-            self.position.clear()
-            return
-        xi, yi = int(x), int(y)
-        sy, sx = study.spacing_mm
-        value = float(study.image.values[yi, xi])
-        self.position.setText(f"x {xi}, y {yi} px  ·  {xi * sx:.1f}, {yi * sy:.1f} mm  ·  "
-                              f"value {value:g}")
-
-    def _fill_windows(self) -> None:
-        self.window_combo.clear()
-        if self.study is not None:
-            for w in self.study.image.windows:
-                self.window_combo.addItem(w.label, w)
-            self._show_window(self.canvas.image.window)
-
-    def _show_window(self, window: Window) -> None:
-        index = self.window_combo.findText(window.label)
-        if index < 0:
-            manual = self.window_combo.findData("manual", Qt.ItemDataRole.UserRole + 1)
-            if manual < 0:
-                self.window_combo.addItem("")
-                manual = self.window_combo.count() - 1
-                self.window_combo.setItemData(manual, "manual", Qt.ItemDataRole.UserRole + 1)
-            self.window_combo.setItemText(manual, window.label)
-            self.window_combo.setItemData(manual, window)
-            index = manual
-        self.window_combo.setCurrentIndex(index)
-
-    def _choose_window(self, index: int) -> None:
-        window = self.window_combo.itemData(index)
-        if isinstance(window, Window):
-            self.canvas.set_window(window)
-
-    # ----------------------------------------------------------- generation
-    def add_model(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a model folder",
-                                                  self.settings.last_folder)
-        if folder:
-            self.add_model_folder(folder)
-
-    def add_model_folder(self, folder: str) -> None:
-        if read_spec(folder) is None:
-            self.show_error("Not a model folder",
-                            f"{folder} has no readable xraystudio.json. A model folder holds "
-                            "xraystudio.json and its weights as .safetensors.")
-            return
-        self.settings.model_folders = self.settings.model_folders + [folder]
-        self.generator.set_models(self.settings.model_folders, current=folder)
-
-    def generate(self) -> None:
-        study = self.study
-        if study is None or self.generation is not None or self.sweeps.running:
-            return
-        if not self.film_warnings.confirm(self, "Generate"):
-            return
-        self.settings.generation = self.generator.saved_state()
-        self._generation_masks = study.masks.copy()
-        thread = GenerationThread(self.engine, self.generator.model_ref(), self._generation_masks,
-                                  study.image, self.generator.params(), parent=self)
-        self._generation_study = study
-        thread.stage.connect(self.generator.show_stage)
-        thread.progressed.connect(self.generator.show_progress)
-        thread.produced.connect(self._on_generated)
-        thread.cancelled.connect(lambda: self.generator.show_done("Cancelled; nothing was kept",
-                                                                  False))
-        thread.failed.connect(self._on_generation_failed)
-        thread.finished.connect(self._on_generation_finished)
-        self.generation = thread
-        self.generator.set_running(True)
-        self.cancel_action.setEnabled(True)
-        thread.start()
-
-    def cancel_generation(self) -> None:
-        if self.generation is not None:
-            self.generation.cancel()
-            self.generator.show_stage("Cancelling…")
-
-    def _on_generated(self, results: list[GeneratedImage]) -> None:
-        if self._generation_study is not self.study:
-            return  # made for a study that has been closed since
-        # Compare follows the newest result (it kept showing #1 when results came in later).
-        self.results.add_generated(results, self._generation_masks, select=True)
-        self.generator.show_done(f"{len(results)} image(s) ready — see Compare (Ctrl+R)", True)
-        self.statusBar().showMessage(f"Generated {len(results)} image(s)", 8000)
-
-    def _on_generation_failed(self, message: str) -> None:
-        self.generator.show_done("Failed", False)
-        self.show_error("Generation failed", message)
-
-    def _on_generation_finished(self) -> None:
-        thread, self.generation = self.generation, None
-        if thread is not None:
-            thread.deleteLater()
-        self.generator.set_running(False)
-        self.generator.generate.setEnabled(self.study is not None)
-        self.cancel_action.setEnabled(False)
-
     # ------------------------------------------------------------- projects
-    def choose_new_project(self) -> None:
-        # A save dialog, not a folder picker: the project folder is usually one to be made.
-        folder, _ = QFileDialog.getSaveFileName(
-            self, "New project: name a new folder (or choose an empty one)",
-            self.settings.last_folder)
-        if folder:
-            self.new_project(folder)
-
-    def new_project(self, folder: str | Path) -> bool:
-        """Create a project in ``folder``; the radiograph on the canvas becomes its first study
-        (with the session's results, if the user keeps them)."""
-        kept = self.results.before_project_change("creating the project")
-        if kept is None:
-            return False
-        try:
-            project = Project.create(folder)
-        except (XRayStudioError, OSError) as exc:
-            self.show_error("Cannot create the project", str(exc))
-            return False
-        self._use_project(project, adopt_open_study=True)
-        self.results.keep(kept)
-        return True
-
-    def choose_project(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a project folder",
-                                                  self.settings.last_folder)
-        if folder:
-            self.open_project(folder)
-
-    def open_project(self, folder: str | Path) -> bool:
-        """Open a project (offering to restore one not closed cleanly) and its latest study."""
-        folder = Path(folder)
-        current = self.projects.project
-        if current is not None and current.folder == folder.absolute():
-            return True  # reopening it here would take our own session for a crash
-        kept = self.results.before_project_change("opening the project")
-        if kept is None:
-            return False
-        try:
-            project = Project.open(folder)
-        except (XRayStudioError, OSError) as exc:
-            self.show_error("Cannot open the project", str(exc))
-            return False
-        if project.needs_restore:
-            choice = restore_dialog.ask_restore(self, folder, project.recovery)
-            try:
-                if choice is restore_dialog.RestoreChoice.RESTORE:
-                    project.restore()
-                elif choice is restore_dialog.RestoreChoice.READ_ONLY:
-                    # The writable one is dropped unclosed: the crash mark stays for next time.
-                    project = Project.open(folder, read_only=True)
-                else:
-                    return False
-            except (XRayStudioError, OSError) as exc:
-                self.show_error("Cannot restore the project", str(exc))
-                return False
-        # Kept results stay with the study on the canvas, which joins the project as its latest.
-        self._use_project(project, adopt_open_study=bool(kept))
-        if kept:
-            self.results.keep(kept)
-        elif project.studies:
-            try:
-                self.open_file(project.source_path(project.studies[-1].id))
-            except XRayStudioError as exc:
-                self.show_error("Source file missing", str(exc))
-        return True
-
-    def _use_project(self, project: Project, adopt_open_study: bool) -> None:
-        """Make ``project`` current; a new project adopts the radiograph on the canvas, an
-        opened one starts from its own studies."""
-        self.projects.set_project(project)
-        self.settings.add_recent_project(project.folder)
-        self.settings.last_folder = str(project.folder.parent)
+    def _on_switched(self, adopt_open_study: bool) -> None:
         if self.opened is not None:
             self.set_study(self.opened if adopt_open_study else None)
-        self.statusBar().showMessage(f"Project {project.name} at {project.folder}", 8000)
-
-    def save_project_as(self) -> None:
-        if not self.projects.writable:
-            return
-        folder, _ = QFileDialog.getSaveFileName(self, "Save the project as (a new folder)",
-                                                self.settings.last_folder)
-        if folder:
-            try:
-                self.projects.save_as(folder)
-            except (XRayStudioError, OSError) as exc:
-                self.show_error("Cannot save the project", str(exc))
-                return
-            self.settings.add_recent_project(folder)
-
-    def close_project(self) -> None:
-        self.projects.close()
 
     def _on_project_changed(self) -> None:
         is_open = self.projects.is_open
@@ -916,14 +580,10 @@ class MainWindow(QMainWindow):
         if self.export_dialog is not None and self.export_dialog.thread is not None:
             self.export_dialog.thread.cancel()
             self.export_dialog.thread.wait(30_000)
-        if self.generation is not None:
-            self.generation.cancel()
-            self.generation.wait(10_000)
+        self.gen.shutdown()
         self.projects.close()
-        self.engine.close()
-        for thread in (self._open_thread, self._segment_thread):
-            if thread is not None:
-                thread.wait(10_000)
-        self.segmenter.close()
+        if self._open_thread is not None:
+            self._open_thread.wait(10_000)
+        self.segments.shutdown()
         event.accept()
 

@@ -3,34 +3,21 @@ of the main window, which only connects them)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from xraystudio.gui.main_window import MainWindow
+from PySide6.QtWidgets import QMenu
 
 
-def fill_recent(w: MainWindow) -> None:
-    menu = w.recent_menu
+def fill_recent(menu: QMenu, recent: list[str], open_: Callable[[str], object],
+                clear: Callable[[], None], empty: str) -> None:
+    """``recent`` paths as entries that ``open_`` them, then Clear list (``clear``); ``empty``
+    is the disabled entry shown when there are none."""
     menu.clear()
-    recent = w.settings.recent_files
     for path in recent:
-        menu.addAction(Path(path).name, lambda p=path: w.open_file(p)).setToolTip(path)
+        menu.addAction(Path(path).name, lambda p=path: open_(p)).setToolTip(path)
     if recent:
         menu.addSeparator()
-        menu.addAction("Clear list", w.settings.clear_recent)
+        menu.addAction("Clear list", clear)
     else:
-        menu.addAction("No recent files").setEnabled(False)
-
-
-def fill_recent_projects(w: MainWindow) -> None:
-    menu = w.recent_projects_menu
-    menu.clear()
-    recent = w.settings.recent_projects
-    for folder in recent:
-        menu.addAction(Path(folder).name, lambda f=folder: w.open_project(f)).setToolTip(folder)
-    if recent:
-        menu.addSeparator()
-        menu.addAction("Clear list", w.settings.clear_recent_projects)
-    else:
-        menu.addAction("No recent projects").setEnabled(False)
+        menu.addAction(empty).setEnabled(False)

@@ -1,6 +1,6 @@
 """The conditioning explorer as the window drives it: the Sweep tab, the run, the record.
 
-The sweep runs in the window's engine process (gui.sweep_job), one cell after another, while a
+The sweep runs in the window's engine process (engine.sweep), one cell after another, while a
 thread here only waits on its events and makes display words, so the UI thread never computes
 more than a caption. Each finished cell becomes an ordinary result at once: it joins the results
 strip and the project (with provenance and the masks it was made from, curatable like any
@@ -12,28 +12,30 @@ The Generation panel's model and settings are the base of every cell; the axes o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QTabWidget, QWidget
 
+from xraystudio.engine.pixels import grey_to_rgb32
+from xraystudio.engine.protocol import CellMasks, GeneratedImage
 from xraystudio.errors import XRayStudioError
 from xraystudio.explore.axes import parse_axes
 from xraystudio.explore.sweep import BASE_KEYS, CellRecord, Sweep, SweepRecord
-from xraystudio.gui.engine_process import EngineProcess, Job, relay_events, release
-from xraystudio.gui.panels.generation import read_spec
+from xraystudio.gui.engine_job import EngineJobThread
+from xraystudio.gui.generation_controller import GenerationController
+from xraystudio.gui.panels.generation import model_spec
+from xraystudio.gui.panels.results import ResultsStrip
 from xraystudio.gui.panels.sweep import SweepPanel
-from xraystudio.gui.pixels import grey_to_rgb32
-from xraystudio.gui.sweep_job import SWEEP_TERMINAL, SweepJob
-from xraystudio.gui.workers import read_result_png
-from xraystudio.image import XRayImage
+from xraystudio.gui.project_controller import ProjectController
+from xraystudio.gui.results_controller import ResultsController
+from xraystudio.gui.settings import AppSettings
+from xraystudio.gui.workers import ResultImagesThread, StoredImage
 from xraystudio.masks import MaskStack
-
-if TYPE_CHECKING:
-    from xraystudio.gui.main_window import MainWindow
+from xraystudio.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -44,72 +46,6 @@ CELL_PICTURE_PX = 768
 def cell_words(image: np.ndarray) -> np.ndarray:
     step = max(1, int(np.ceil(max(image.shape) / CELL_PICTURE_PX)))
     return grey_to_rgb32(np.ascontiguousarray(image[::step, ::step]))
-
-
-class SweepThread(QThread):
-    """Sends one sweep to the engine process and relays its events (off the UI thread)."""
-
-    stage = Signal(str)
-    progressed = Signal(object)  # SweepProgress
-    cell = Signal(object, object, object, object)  # CellRecord, GeneratedImage|None, words,
-    # cell masks (MaskStack) or None when the study's
-    finished_sweep = Signal(dict)  # the record as the process ended it
-    failed = Signal(str)
-
-    def __init__(self, engine: EngineProcess, record: SweepRecord, masks: MaskStack,
-                 image: XRayImage | None, faithfulness: bool = True, parent=None) -> None:
-        super().__init__(parent)
-        self.engine, self.record, self.masks, self.image = engine, record, masks, image
-        self.faithfulness = faithfulness
-
-    def cancel(self) -> None:
-        self.engine.cancel()
-
-    def run(self) -> None:
-        job, blocks = Job.pack(self.record.sweep.model, self.masks, self.image, {})
-        try:
-            self.engine.submit(SweepJob(job, self.record.to_dict(), self.faithfulness))
-            self._relay()
-        except Exception as exc:  # never leave the window waiting
-            log.exception("sweep relay failed")
-            self.failed.emit(f"The sweep failed unexpectedly: {exc}")
-        finally:
-            release(blocks)
-
-    def _relay(self) -> None:
-        def cell(rec: dict, result, masks) -> None:
-            words = None
-            if result is not None:
-                result.take()
-                result.pixels = grey_to_rgb32(result.image)
-                words = cell_words(result.image)
-            if masks is not None:
-                masks = masks.take(self.masks.spacing_mm, self.masks.source_nodules)
-            self.cell.emit(CellRecord.from_dict(rec), result, words, masks)
-
-        relay_events(self.engine, {
-            "stage": self.stage.emit, "sweep_progress": self.progressed.emit, "sweep_cell": cell,
-            "sweep_done": self.finished_sweep.emit, "failed": self.failed.emit,
-        }, SWEEP_TERMINAL)
-
-
-class CellImagesThread(QThread):
-    """Reads a reopened sweep's cell images from the project's result PNGs."""
-
-    loaded = Signal(int, object, object)  # cell index, float image, words
-
-    def __init__(self, items: list[tuple[int, Path]], parent=None) -> None:
-        super().__init__(parent)
-        self.items = items
-        self.stopped = False
-
-    def run(self) -> None:
-        for index, path in self.items:
-            if self.stopped:
-                return
-            image = read_result_png(path)
-            if image is not None:
-                self.loaded.emit(index, image, cell_words(image))
 
 
 class ExportThread(QThread):
@@ -134,33 +70,42 @@ class ExportThread(QThread):
 
 
 class SweepController(QObject):
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.w = window
+    """The Sweep tab; given its widgets and the controllers it works with when built."""
+
+    compareRequested = Signal()  # show the Compare tab (a cell was opened)
+    failed = Signal(str, str)  # title, message
+
+    def __init__(self, tabs: QTabWidget, generation: GenerationController,
+                 results: ResultsController, projects: ProjectController, strip: ResultsStrip,
+                 settings: AppSettings, study: Callable[[], Study | None],
+                 parent: QWidget) -> None:
+        super().__init__(parent)
+        self.tabs, self.generation, self.results_ctl = tabs, generation, results
+        self.projects, self.strip, self.settings, self.study = projects, strip, settings, study
         self.panel = SweepPanel()
-        self.tab_index = window.tabs.addTab(self.panel, "Sweep")
-        self.thread: SweepThread | None = None
-        self.loader: CellImagesThread | None = None
+        self.tab_index = tabs.addTab(self.panel, "Sweep")
+        self.thread: EngineJobThread | None = None
+        self.loader: ResultImagesThread | None = None
         self.exporter: ExportThread | None = None
         self.record: SweepRecord | None = None
         self.images: dict[int, np.ndarray] = {}  # cell index -> image in [0, 1]
-        self.results: dict[int, object] = {}  # cell index -> GeneratedImage of this session
+        self.results: dict[int, GeneratedImage] = {}  # cell index -> result of this session
         self._study = None
         self._masks: MaskStack | None = None
         self.faithfulness = True
         self.note = ""  # what the run changed of the settings, for the status line
-        self.sweep_tab_action = QAction("S&weep view", window)
+        self.sweep_tab_action = QAction("S&weep view", parent)
         self.sweep_tab_action.setShortcut("Ctrl+Shift+W")
         self.sweep_tab_action.triggered.connect(self.show_tab)
-        window.addAction(self.sweep_tab_action)
+        parent.addAction(self.sweep_tab_action)
         p = self.panel
         p.runRequested.connect(self.run)
         p.cancelRequested.connect(self.cancel)
         p.exportRequested.connect(self.choose_export)
         p.cellClicked.connect(self.open_cell)
         p.sweepChosen.connect(self.open_saved)
-        window.projects.projectChanged.connect(self.study_changed)
-        window.strip.model().rowsInserted.connect(self._number_cells)
+        projects.projectChanged.connect(self.study_changed)
+        strip.model().rowsInserted.connect(self._number_cells)
         self.study_changed()
 
     @property
@@ -168,69 +113,72 @@ class SweepController(QObject):
         return self.thread is not None
 
     def show_tab(self) -> None:
-        self.w.tabs.setCurrentIndex(self.tab_index)
+        self.tabs.setCurrentIndex(self.tab_index)
 
     # ----------------------------------------------------------------- run
     def build(self) -> Sweep:
         """The sweep the panel describes over the Generation panel's settings."""
-        w = self.w
+        panel, masks = self.generation.panel, self.study().masks
         axes = parse_axes(self.panel.axis_texts())
-        params = w.generator.params()
+        params = panel.params()
         base = {k: v for k, v in params.items() if k in BASE_KEYS}
-        ref = w.generator.model_ref()
-        self.note = ""
-        if base.get("mode") == "edit" and not any(a.name == "mode" for a in axes):
-            from xraystudio.synthesis.edit import plan_from_masks
-
-            if plan_from_masks(w.study.masks).empty:
-                # Edit mode changes nothing without edits: sweep the whole-image default.
-                spec = read_spec(ref or "")
-                base["mode"] = spec.defaults.mode if spec is not None else "layout"
-                self.note = (f" (in {base['mode']} mode: edit mode has nothing to edit on "
-                             "this study)")
+        ref = panel.model_ref()
         sweep = Sweep(axes, base, ref or None, params.get("seed"))
         specs = {}
         for r in (sweep.axis("model").values if sweep.axis("model") else [sweep.model]):
-            spec = read_spec(r or "")
+            spec = model_spec(r or "")
             if spec is None:
                 raise XRayStudioError(f"{r} is not a readable model folder")
             specs[r] = spec
-        sweep.check(w.study.masks, specs)
+        note = sweep.prepare(masks, specs)
+        self.note = f" ({note})" if note else ""
         return sweep
 
     def run(self) -> None:
-        w = self.w
-        if w.study is None or self.running:
+        study = self.study()
+        if study is None or self.running:
             return
-        if w.generation is not None:
+        if self.generation.busy:
             self.panel.show_message("A generation is running; the sweep can start when it is "
                                     "done.", error=True)
             return
-        if not w.film_warnings.confirm(w, "Run the sweep"):
+        if not self.generation.film_warnings.confirm(self.parent(), "Run the sweep"):
             return
         try:
             sweep = self.build()
         except XRayStudioError as exc:
             self.panel.show_message(str(exc), error=True)
             return
-        record = SweepRecord.new(sweep, study=w.projects.study_id)
+        record = SweepRecord.new(sweep, study=self.projects.study_id)
         self._store(record)
         self.show(record)
-        self._study = w.study
-        self._masks = w.study.masks.copy()
-        thread = SweepThread(w.engine, record, self._masks, w.study.image, self.faithfulness,
-                             parent=self)
-        thread.stage.connect(self.panel.show_message)
-        thread.progressed.connect(self.panel.show_progress)
-        thread.cell.connect(self._on_cell)
-        thread.finished_sweep.connect(self._on_done)
-        thread.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_thread_finished)
-        self.thread = thread
-        self.panel.set_running(True)
-        w.generator.generate.setEnabled(False)
-        self.panel.show_message(f"Starting a sweep of {sweep.n_cells} cells{self.note}…")
-        thread.start()
+        self._study = study
+        self._masks = masks = study.masks.copy()
+
+        def receive_cell(rec: dict, result: GeneratedImage | None, cell_masks: CellMasks | None):
+            """A finished cell as the UI thread shows it (in the job thread)."""
+            words = None
+            if result is not None:
+                result.take()
+                result.pixels = grey_to_rgb32(result.image)
+                words = cell_words(result.image)
+            if cell_masks is not None:
+                cell_masks = cell_masks.take(masks.spacing_mm, masks.source_nodules)
+            return CellRecord.from_dict(rec), result, words, cell_masks
+
+        def wire(thread: EngineJobThread) -> None:
+            thread.stage.connect(self.panel.show_message)
+            thread.progressed.connect(lambda p, _preview: self.panel.show_progress(p))
+            thread.item.connect(lambda cell: self._on_cell(*cell))
+            thread.done.connect(self._on_done)
+            thread.failed.connect(self._on_failed)
+            thread.finished.connect(self._on_thread_finished)
+            self.thread = thread
+            self.panel.set_running(True)
+            self.panel.show_message(f"Starting a sweep of {sweep.n_cells} cells{self.note}…")
+
+        self.generation.start_sweep(record, masks, study.image, self.faithfulness, receive_cell,
+                                    wire, parent=self)
 
     def cancel(self) -> None:
         if self.thread is not None:
@@ -239,7 +187,7 @@ class SweepController(QObject):
 
     def _on_cell(self, rec: CellRecord, result, words, masks) -> None:
         record = self.record
-        if record is None or self._study is not self.w.study:
+        if record is None or self._study is not self.study():
             return
         record.cells[rec.index] = rec
         if result is not None:
@@ -260,7 +208,7 @@ class SweepController(QObject):
                 record.cells[index].result = ids[0]
                 self._store(record)
 
-        self.w.results.add_generated([result], masks, select=False, on_stored=stored)
+        self.results_ctl.add_generated([result], masks, select=False, on_stored=stored)
 
     def _on_done(self, data: dict) -> None:
         record = self.record
@@ -288,16 +236,12 @@ class SweepController(QObject):
         self.panel.show_message(f"The sweep failed: {message}", error=True)
 
     def _on_thread_finished(self) -> None:
-        thread, self.thread = self.thread, None
-        if thread is not None:
-            thread.deleteLater()
+        self.thread = None  # deleted by the generation controller, whose job it was
         self.panel.set_running(False)
-        self.w.generator.generate.setEnabled(self.w.study is not None and
-                                             self.w.generation is None)
 
     def _store(self, record: SweepRecord) -> None:
         """Save the record in the project (giving it its id the first time)."""
-        projects = self.w.projects
+        projects = self.projects
         if not projects.writable or record.study is None:
             return
         if record.study != projects.study_id:
@@ -318,7 +262,7 @@ class SweepController(QObject):
         """Show a kept sweep again and save it in the project now open; its cells link to
         their results as those are stored (see :meth:`_add_result`)."""
         record, images, results = session
-        record.study = self.w.projects.study_id
+        record.study = self.projects.study_id
         self.show(record)
         self.images, self.results = images, results
         for index, image in images.items():
@@ -332,7 +276,7 @@ class SweepController(QObject):
 
     def _number_cells(self, *_: object) -> None:
         """Caption each cell with its number in the results strip (results arrive later)."""
-        record, strip = self.record, self.w.strip
+        record, strip = self.record, self.strip
         if record is None:
             return
         numbers = {}
@@ -362,7 +306,7 @@ class SweepController(QObject):
 
     def _fill_saved(self) -> None:
         items = []
-        project, sid = self.w.projects.project, self.w.projects.study_id
+        project, sid = self.projects.project, self.projects.study_id
         if project is not None and sid is not None:
             for d in project.sweeps(study=sid):
                 shape = "×".join(str(n) for n in d.get("shape", []) if n > 1) or "1"
@@ -374,11 +318,11 @@ class SweepController(QObject):
 
     def study_changed(self) -> None:
         """A study was opened or closed (or the project changed): show its latest sweep."""
-        if self.running and self._study is not self.w.study:
+        if self.running and self._study is not self.study():
             self.cancel()
         if self.running:
             return
-        project, sid = self.w.projects.project, self.w.projects.study_id
+        project, sid = self.projects.project, self.projects.study_id
         latest = None
         if project is not None and sid is not None:
             saved = project.sweeps(study=sid)
@@ -388,11 +332,11 @@ class SweepController(QObject):
         else:
             self.show(None)
             self.panel.show_message("Choose up to three axes and run the sweep.")
-        self.panel.run.setEnabled(self.w.study is not None)
+        self.panel.run.setEnabled(self.study() is not None)
 
     def open_saved(self, sweep_id: str) -> None:
         """Show a sweep kept in the project, its cells read from their result PNGs."""
-        project = self.w.projects.project
+        project = self.projects.project
         if not sweep_id or project is None or self.running:
             return
         try:
@@ -407,53 +351,52 @@ class SweepController(QObject):
         for cell in record.cells:
             if cell.result:
                 try:
-                    items.append((cell.index, project.result_path(cell.result)))
+                    items.append(StoredImage(cell.index, project.result_path(cell.result)))
                 except XRayStudioError:
                     continue
         if items:
-            loader = CellImagesThread(items, self)
+            loader = ResultImagesThread(items, words=cell_words, parent=self)
             loader.loaded.connect(self._on_loaded)
             loader.finished.connect(lambda t=loader: self._loader_done(t))
             self.loader = loader
             loader.start()
 
-    def _on_loaded(self, index: int, image: np.ndarray, words: np.ndarray) -> None:
+    def _on_loaded(self, index: int, image: np.ndarray, words: np.ndarray, _edit=None) -> None:
         if self.record is None:
             return
         self.images[index] = image
         self.panel.set_cell_pixels(index, words, image.shape)
 
-    def _loader_done(self, thread: CellImagesThread) -> None:
+    def _loader_done(self, thread: ResultImagesThread) -> None:
         if self.loader is thread:
             self.loader = None
         thread.deleteLater()
 
     def stop_loading(self) -> None:
         if self.loader is not None:
-            self.loader.stopped = True
+            self.loader.cancel()
             self.loader.loaded.disconnect(self._on_loaded)
             self.loader = None
 
     def open_cell(self, index: int) -> None:
         """Compare the cell's result with the source (the Compare tab)."""
-        w = self.w
-        record = self.record
+        record, strip = self.record, self.strip
         if record is None:
             return
         rid = record.cells[index].result
         mine = self.results.get(index)
-        row = next((i for i, r in enumerate(w.strip.results) if r is mine), None)
+        row = next((i for i, r in enumerate(strip.results) if r is mine), None)
         if row is not None:
-            w.strip.setCurrentRow(row)
-        elif not (rid and w.strip.select_id(rid)):
+            strip.setCurrentRow(row)
+        elif not (rid and strip.select_id(rid)):
             self.panel.show_message(f"Cell {index + 1} has no image yet")
             return
-        w.tabs.setCurrentIndex(1)
+        self.compareRequested.emit()
 
     # ------------------------------------------------------------- export
     def choose_export(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.w, "Export the sweep grid to a folder",
-                                                  self.w.settings.last_folder)
+        folder = QFileDialog.getExistingDirectory(self.parent(), "Export the sweep grid to a folder",
+                                                  self.settings.last_folder)
         if folder:
             self.export_to(folder)
 
@@ -465,7 +408,7 @@ class SweepController(QObject):
         thread = ExportThread(Path(folder), record, images, self.panel.metric_key, self)
         thread.done.connect(lambda paths: self.panel.show_message(
             "Exported " + ", ".join(p.name for p in paths) + f" to {folder}"))
-        thread.failed.connect(lambda m: self.w.show_error("Cannot export the sweep", m))
+        thread.failed.connect(lambda m: self.failed.emit("Cannot export the sweep", m))
         thread.finished.connect(self._export_finished)
         self.exporter = thread
         thread.start()

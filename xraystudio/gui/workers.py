@@ -1,54 +1,37 @@
-"""Background work: opening studies and generating images without blocking the window.
+"""Background work of the window besides the engine's jobs (gui.engine_job): opening studies
+and reading stored result images without blocking the window.
 
-Each job is a QThread whose signals reach the window through queued connections. Generation
-and anatomy segmentation run in child processes (engine_process.py), where torch and diffusers
-are imported, so the window opens in about a second and never waits on a model. Everything the UI thread will show
-(8-bit previews, display words, metrics) is computed off it, so it only wraps finished arrays.
+Each job is a QThread whose signals reach the window through queued connections. Everything the
+UI thread will show (display words, rebuilt edits) is computed off it, so it only wraps
+finished arrays.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
+from xraystudio.engine.client import EngineProcess
+from xraystudio.engine.opening import StudyFile, read_study
+from xraystudio.engine.pixels import grey_to_rgb32
+from xraystudio.engine.protocol import GeneratedImage, Job, SegmentJob
 from xraystudio.errors import XRayStudioError
 from xraystudio.gui.canvas.image_item import DisplayLUT
-from xraystudio.gui.engine_process import (
-    EngineProcess,
-    GeneratedImage,
-    Job,
-    SegmentJob,
-    relay_events,
-    release,
-)
-from xraystudio.gui.pixels import grey_to_rgb32
+from xraystudio.gui.engine_job import EngineJobThread
 from xraystudio.image import XRayImage
-from xraystudio.io.masks_io import load_masks
 from xraystudio.masks import MaskStack
-from xraystudio.study import Study
 
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ opening
-def mask_sidecar(image_path: Path) -> Path | None:
-    """Masks saved beside a radiograph: ``<stem>.masks.npz`` (what the app writes), or
-    ``<stem>_masks.npz`` (the bundled sample), or a ``<stem>.masks/`` folder of PNGs."""
-    for name in (".masks.npz", "_masks.npz", ".masks"):
-        candidate = image_path.with_name(image_path.stem + name)
-        if candidate.exists():
-            return candidate
-    return None
-
-
-@dataclasses.dataclass
 @dataclasses.dataclass
 class Prepared:
     """The study's display arrays, computed off the UI thread (~0.25 s at 3000 x 3000)."""
@@ -64,15 +47,10 @@ class Prepared:
 
 
 @dataclasses.dataclass
-class OpenedStudy:
-    """A study fresh from disk, with what the user should know about how it was read."""
+class OpenedStudy(StudyFile):
+    """A study fresh from disk with its display arrays, as the window shows it."""
 
-    study: Study
-    path: Path
-    notes: list[str]
-    synthetic: bool  # a generated image (its provenance JSON beside it says so)
     prepared: Prepared | None = None  # made on demand when not made by the opening thread
-    masks_from: Path | None = None  # the masks file or folder read beside it, if any
 
     def display(self) -> Prepared:
         if self.prepared is None:
@@ -81,33 +59,10 @@ class OpenedStudy:
 
 
 def open_study(path: str | os.PathLike) -> OpenedStudy:
-    """Open a radiograph and the masks saved beside it, if any."""
-    path = Path(path)
-    study = Study.open(path)
-    notes = list(study.image.notes)
-    sidecar = mask_sidecar(path)
-    if sidecar is not None:
-        # A file without spacing takes the spacing its saved masks were drawn with.
-        unknown = study.image.spacing_source == "default"
-        masks = load_masks(sidecar, study.shape, None if unknown else study.spacing_mm)
-        image = study.image.with_spacing(masks.spacing_mm) if unknown else study.image
-        study = Study(image, masks, study.name)
-        notes.append(f"masks loaded from {sidecar.name}")
-    if study.image.spacing_source == "default":
-        notes.append(f"the file has no pixel spacing; assuming {study.spacing_mm[0]:g} mm")
-    return OpenedStudy(study, path, notes, _is_synthetic(path), Prepared.of(study.image),
-                       masks_from=sidecar)
-
-
-def _is_synthetic(path: Path) -> bool:
-    """True when a provenance file (``<stem>.json``) beside the image marks it as generated."""
-    meta = path.with_suffix(".json")
-    if not meta.is_file():
-        return False
-    try:
-        return bool(json.loads(meta.read_text(encoding="utf-8")).get("synthetic"))
-    except (OSError, ValueError, AttributeError):
-        return False
+    """Read a study (engine.opening.read_study) and prepare its display."""
+    read = read_study(path)
+    fields = {f.name: getattr(read, f.name) for f in dataclasses.fields(StudyFile)}
+    return OpenedStudy(**fields, prepared=Prepared.of(read.study.image))
 
 
 class OpenThread(QThread):
@@ -132,54 +87,23 @@ class OpenThread(QThread):
             self.opened.emit(opened)
 
 
-# --------------------------------------------------------------- generation
-class GenerationThread(QThread):
-    """Hands one request to the engine process and relays its events as signals.
-
-    The thread only waits on a queue (which releases the GIL) and turns finished images into
-    display words, so neither the model nor its imports ever hold up the UI thread.
-    """
-
-    stage = Signal(str)  # what is happening, for the status line
-    progressed = Signal(object, object)  # Progress, preview as uint8 or None
-    produced = Signal(list)  # list[GeneratedImage]
-    cancelled = Signal()
-    failed = Signal(str)
-
-    def __init__(self, engine: EngineProcess, model_ref: str | None, masks: MaskStack,
-                 image: XRayImage | None, params: dict, parent=None) -> None:
-        super().__init__(parent)
-        self.engine = engine
-        self.model_ref = model_ref
-        self.masks = masks  # a copy: the user keeps painting on the original
-        self.image = image
-        self.params = params
-
-    def cancel(self) -> None:
-        self.engine.cancel()
-
-    def run(self) -> None:
-        job, blocks = Job.pack(self.model_ref, self.masks, self.image, self.params)
-        try:
-            self.engine.submit(job)
-            self._relay()
-        finally:
-            release(blocks)
-
-    def _relay(self) -> None:
-        def done(results: list[GeneratedImage]) -> None:
-            for r in results:
-                r.take()
-                r.pixels = grey_to_rgb32(r.image)
-            self.produced.emit(results)
-
-        relay_events(self.engine, {
-            "stage": self.stage.emit, "progress": self.progressed.emit, "done": done,
-            "cancelled": self.cancelled.emit, "failed": self.failed.emit,
-        })
+# ------------------------------------------------------------- engine jobs
+def received(results: list[GeneratedImage]) -> list[GeneratedImage]:
+    """Results fresh from the process as the window shows them (private arrays, words)."""
+    for r in results:
+        r.take()
+        r.pixels = grey_to_rgb32(r.image)
+    return results
 
 
-# ------------------------------------------------------------- segmentation
+def generation_thread(engine: EngineProcess, model_ref: str | None, masks: MaskStack,
+                      image: XRayImage | None, params: dict, parent=None) -> EngineJobThread:
+    """Generates from ``masks`` (a copy: the user keeps painting on the original); ``done``
+    carries the list of GeneratedImage."""
+    return EngineJobThread(engine, lambda: Job.pack(model_ref, masks, image, params),
+                           "Generation", received, parent=parent)
+
+
 def segmenter_process() -> EngineProcess:
     """A process of its own for the anatomy segmenter (which needs torch), started on the first
     segmentation and kept with the model loaded. It is not the generation process: a study
@@ -187,57 +111,22 @@ def segmenter_process() -> EngineProcess:
     return EngineProcess(name="xraystudio-segmenter", what="segmentation")
 
 
-class SegmentThread(QThread):
-    """Segments the anatomy of a radiograph in the segmenter process and waits for the masks;
-    the UI thread applies them as one undo step. One at a time per process."""
-
-    segmented = Signal(dict)  # structure name -> boolean mask at the image size
-    failed = Signal(str)
-
-    def __init__(self, process: EngineProcess, display: np.ndarray, parent=None) -> None:
-        super().__init__(parent)
-        self.process = process
-        self.display = display
-
-    def run(self) -> None:
-        try:
-            job, blocks = SegmentJob.pack(self.display)
-            try:
-                self.process.submit(job)
-                self._relay()
-            finally:
-                release(blocks)
-        except Exception as exc:
-            log.exception("segmentation failed")
-            self.failed.emit(f"Segmentation failed unexpectedly: {exc}")
-
-    def _relay(self) -> None:
-        relay_events(self.process, {"segmented": lambda result: self.segmented.emit(result.take()),
-                            "failed": self.failed.emit})
+def segment_thread(process: EngineProcess, display: np.ndarray, parent=None) -> EngineJobThread:
+    """Segments the anatomy of a radiograph; ``done`` carries {structure: boolean mask}."""
+    return EngineJobThread(process, lambda: SegmentJob.pack(display), "Segmentation",
+                           lambda segmented: segmented.take(), parent=parent)
 
 
-# ---------------------------------------------------------- project results
-class ResultImagesThread(QThread):
-    """Reads stored result PNGs (paths taken from the project on the UI thread, so the
-    non-thread-safe Project is never touched here) and makes their display words."""
+# ---------------------------------------------------------- stored results
+@dataclasses.dataclass
+class StoredImage:
+    """What reading a stored result needs, taken from the project on the UI thread (the
+    project is not thread-safe, so it is never touched by the reader)."""
 
-    loaded = Signal(str, object, object)  # result id, float32 image in [0, 1], RGB32 words
-
-    def __init__(self, items: list[tuple[str, Path]], parent=None) -> None:
-        super().__init__(parent)
-        self.items = items
-        self._stop = threading.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        for rid, path in self.items:
-            if self._stop.is_set():
-                return
-            image = read_result_png(path)
-            if image is not None:
-                self.loaded.emit(rid, image, grey_to_rgb32(image))
+    key: object  # what the reader's signal names it by: a result id, a sweep cell index
+    png: Path
+    edit: Path | None = None  # its changed pixels, for an edit-mode result
+    provenance: dict = dataclasses.field(default_factory=dict)
 
 
 def read_result_png(path: Path) -> np.ndarray | None:
@@ -252,53 +141,46 @@ def read_result_png(path: Path) -> np.ndarray | None:
         return None
 
 
-@dataclasses.dataclass
-class StoredResult:
-    """What reading a stored result needs, taken from the project on the UI thread."""
-
-    id: str
-    png: Path
-    edit: Path  # its changed pixels, for an edit-mode result (absent otherwise)
-    provenance: dict
-
-
-class StudyResultsThread(QThread):
-    """Reads the stored results of the open study like ResultImagesThread, and rebuilds an
-    edit-mode result at full size from ``source`` (the open radiograph) and its stored changed
+class ResultImagesThread(QThread):
+    """Reads stored result PNGs and makes their display words; with ``source`` (the open
+    radiograph) it also rebuilds an edit-mode result at full size from its stored changed
     pixels, when the source is the one it was made from (same pixel hash)."""
 
-    loaded = Signal(str, object, object, object)  # id, image in [0, 1], RGB32 words,
+    loaded = Signal(object, object, object, object)  # key, image in [0, 1], display words,
     # (values, changed) of an edit result or None
 
-    def __init__(self, items: list[StoredResult], source: XRayImage, parent=None) -> None:
+    def __init__(self, items: list[StoredImage], *, source: XRayImage | None = None,
+                 words: Callable[[np.ndarray], np.ndarray] = grey_to_rgb32, parent=None) -> None:
         super().__init__(parent)
         self.items = items
         self.source = source
-        self._stop = threading.Event()
+        self.words = words
+        self._cancel = threading.Event()
         self._source_hash: str | None = None
 
-    def stop(self) -> None:
-        self._stop.set()
+    def cancel(self) -> None:
+        """Stop after the image being read (its signal may still arrive: disconnect it)."""
+        self._cancel.set()
 
     def run(self) -> None:
         for item in self.items:
-            if self._stop.is_set():
+            if self._cancel.is_set():
                 return
             image = read_result_png(item.png)
             if image is not None:
-                self.loaded.emit(item.id, image, grey_to_rgb32(image), self._edit(item))
+                self.loaded.emit(item.key, image, self.words(image), self._edit(item))
 
-    def _edit(self, item: StoredResult) -> tuple[np.ndarray, np.ndarray] | None:
+    def _edit(self, item: StoredImage) -> tuple[np.ndarray, np.ndarray] | None:
         from xraystudio.curation.project import read_edit
-        from xraystudio.gui.edit_results import edit_arrays
+        from xraystudio.engine.edit_results import edit_arrays
 
-        if not item.edit.is_file():
+        if self.source is None or item.edit is None or not item.edit.is_file():
             return None
         if self._source_hash is None:
             self._source_hash = self.source.pixel_hash()
         made_from = (item.provenance.get("source_image") or {}).get("pixel_hash")
         if made_from not in (None, self._source_hash):
-            log.warning("result %s was made from other pixels than the open source", item.id)
+            log.warning("result %s was made from other pixels than the open source", item.key)
             return None
         try:
             changed, values = read_edit(item.edit)

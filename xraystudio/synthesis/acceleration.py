@@ -8,7 +8,9 @@ graphs) removes most of that; channels-last memory and fp16 arithmetic make each
 Each measure is applied to a network's ``forward`` only (the schedulers' arithmetic and the
 noise stay in the precision they had), so the pipelines are unchanged and a run without them is
 the same code. Everything is on by default on CUDA and off on the CPU, where compilation costs
-minutes and gains little; ``optimize`` turns it on or off. A network whose compilation fails,
+minutes and gains little; ``optimize`` turns it on or off, and ``eager`` keeps the cheap measures
+without compilation (the window's engine: a first Generate must not wait 30-60 s compiling,
+and a window lives through many shapes and settings). A network whose compilation fails,
 when it is built or at its first call, runs eagerly: the image still comes out, and the
 provenance says what was used. Compilation happens once per process and network for the first
 input shape and once more for any batch size (torch's own cache and automatic dynamic shapes;
@@ -31,10 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: ``optimize`` values: auto (on for CUDA only), on (also on the CPU or MPS), off.
-OPTIMIZE = ("auto", "on", "off")
+#: ``optimize`` values: auto (on for CUDA only), on (also on the CPU or MPS), off, and eager
+#: (as auto without torch.compile: no start-up compilation).
+OPTIMIZE = ("auto", "on", "off", "eager")
 OPTIMIZE_HELP = ("GPU speed-ups of the denoising networks (fp16 autocast, channels-last, "
-                 "torch.compile): auto (default: on CUDA only), on, off (also fp32 weights)")
+                 "torch.compile): auto (default: on CUDA only), on, off (also fp32 weights), "
+                 "eager (as auto but never compiled: no start-up wait)")
 #: torch.compile mode on CUDA: inductor kernels captured as CUDA graphs.
 CUDA_COMPILE_MODE = "reduce-overhead"
 
@@ -54,12 +58,15 @@ class Acceleration:
     def plan(cls, device: DeviceChoice, optimize: str = "auto") -> Acceleration:
         """On CUDA with ``auto``: all of it (fp16 autocast only where the weights are fp32
         and no precision was asked for: fp16 weights are half already). ``on`` elsewhere:
-        channels-last and compilation, never a precision the user did not choose."""
+        channels-last and compilation, never a precision the user did not choose. ``eager``:
+        as ``auto`` without compilation."""
         if optimize not in OPTIMIZE:
             raise GenerationError(f"optimize must be one of {', '.join(OPTIMIZE)}, got {optimize!r}")
         cuda = device.device.startswith("cuda")
-        if optimize == "off" or (optimize == "auto" and not cuda):
+        if optimize == "off" or (optimize in ("auto", "eager") and not cuda):
             return cls(half=None, channels_last=False, compile=False)
+        if optimize == "eager":
+            return cls(half="float16 autocast", channels_last=True, compile=False)
         return cls(half="float16 autocast" if cuda else None, channels_last=True, compile=True,
                    compile_mode=CUDA_COMPILE_MODE if cuda else None)
 

@@ -119,7 +119,10 @@ def read_spec(path: Path) -> ModelSpec:
         return ModelSpec.read(path)
     index = path / "model_index.json"
     if index.is_file():
-        info = json.loads(index.read_text(encoding="utf-8"))
+        try:
+            info = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{index}: cannot be read ({exc})") from exc
         if "controlnet" in info and "vae" in info:
             log.warning("%s has no %s: assuming colour-coded masks (rgb) at 512 px", path, SPEC_FILE)
             return ModelSpec(name=path.name, kind="stable-diffusion", resolution=512,

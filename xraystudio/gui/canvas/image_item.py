@@ -12,7 +12,7 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from xraystudio.gui.pixels import grey_to_rgb32
+from xraystudio.engine.pixels import grey_to_rgb32
 from xraystudio.gui.qimage import ArrayImage
 from xraystudio.image import Window, XRayImage
 

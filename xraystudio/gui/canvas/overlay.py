@@ -15,8 +15,8 @@ from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 from scipy import ndimage
 
+from xraystudio.engine.pixels import rgba_word
 from xraystudio.gui.canvas.image_item import draw_exposed
-from xraystudio.gui.pixels import rgba_word
 from xraystudio.gui.qimage import ArrayImage
 from xraystudio.masks import EMPTY, MaskStack, Rect
 from xraystudio.synthesis.edit import REMOVE_LAYER

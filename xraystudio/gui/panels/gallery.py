@@ -35,7 +35,7 @@ from xraystudio.gui.panels.fit_label import FitLabel
 from xraystudio.gui.panels.results import metrics_text
 from xraystudio.gui.project_controller import ProjectController
 from xraystudio.gui.qimage import ArrayImage
-from xraystudio.gui.workers import ResultImagesThread
+from xraystudio.gui.workers import ResultImagesThread, StoredImage
 
 log = logging.getLogger(__name__)
 
@@ -287,10 +287,10 @@ class GalleryPanel(QWidget):
         project = self.controller.project
         if project is None:
             return
-        todo = [(rid, project.result_path(rid)) for rid in ids if rid not in self._thumbs]
+        todo = [StoredImage(rid, project.result_path(rid)) for rid in ids if rid not in self._thumbs]
         if not todo:
             return
-        thread = ResultImagesThread(todo, self)
+        thread = ResultImagesThread(todo, parent=self)
         thread.loaded.connect(self._on_loaded)
         thread.finished.connect(lambda t=thread: self._loader_done(t))
         self._loaders.append(thread)
@@ -304,12 +304,12 @@ class GalleryPanel(QWidget):
 
     def _stop_loaders(self) -> None:
         for thread in self._loaders:
-            thread.stop()
+            thread.cancel()
             thread.loaded.disconnect(self._on_loaded)
         self._retired += self._loaders
         self._loaders = []
 
-    def _on_loaded(self, rid: str, image, pixels) -> None:
+    def _on_loaded(self, rid: str, image, pixels, _edit=None) -> None:
         wrapped = ArrayImage.wrap(pixels, QImage.Format.Format_RGB32).image
         preview = wrapped.scaled(PREVIEW, PREVIEW, Qt.AspectRatioMode.KeepAspectRatio,
                                  Qt.TransformationMode.SmoothTransformation)
@@ -326,7 +326,7 @@ class GalleryPanel(QWidget):
     def shutdown(self) -> None:
         """Stop and wait for the image readers (the window is closing)."""
         for thread in self._loaders + self._retired:
-            thread.stop()
+            thread.cancel()
             thread.wait(5000)
 
     # ------------------------------------------------------------- review

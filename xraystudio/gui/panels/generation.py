@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from xraystudio.errors import ModelError
 from xraystudio.synthesis.edit_pipeline import EDIT_FOLDER
 from xraystudio.synthesis.edit_window import EditSpec
-from xraystudio.synthesis.model import BUILTIN_NAME, PRIOR_FOLDER, builtin_model_dir
+from xraystudio.synthesis.model import BUILTIN_NAME, PRIOR_FOLDER, builtin_model_dir, read_spec
 from xraystudio.synthesis.spec import SCHEDULERS, Defaults, ModelSpec
 
 BUILTIN = ""  # the model combo's data for the built-in model (Engine.load(None))
@@ -50,11 +50,11 @@ MODE_TIPS = {
 }
 
 
-def read_spec(ref: str) -> ModelSpec | None:
-    """The spec of a model folder (the built-in one for ``BUILTIN``), or None if unreadable."""
-    folder = Path(ref) if ref else builtin_model_dir()
+def model_spec(ref: str) -> ModelSpec | None:
+    """The spec of a model folder as the engine reads it (``synthesis.model.read_spec``: an
+    xraystudio.json, or a plain diffusers SD ControlNet folder), or None if it is none."""
     try:
-        return ModelSpec.read(folder)
+        return read_spec(model_folder(ref))
     except ModelError:
         return None
 
@@ -228,7 +228,7 @@ class GenerationPanel(QWidget):
         self.model.clear()
         self.model.addItem(f"Built-in ({BUILTIN_NAME})", BUILTIN)
         for folder in folders:
-            spec = read_spec(folder)
+            spec = model_spec(folder)
             self.model.addItem(spec.name if spec else Path(folder).name, folder)
             self.model.setItemData(self.model.count() - 1, folder, Qt.ItemDataRole.ToolTipRole)
         index = max(0, self.model.findData(current if current is not None else BUILTIN))
@@ -244,7 +244,7 @@ class GenerationPanel(QWidget):
     def _on_model(self, _index: int) -> None:
         ref = self.model.currentData() or ""
         self.modelChanged.emit(model_folder(ref))
-        spec = read_spec(ref)
+        spec = model_spec(ref)
         if spec is None:
             self.model_note.setText(
                 "The built-in model is not installed yet; add a model folder with Add…"

@@ -4,14 +4,12 @@ under each, optional condition and difference views, and a strip of every result
 An edit-mode result is shown as source | edited | difference, all at the source's full
 resolution and zoomed together (Zoom to edits frames the changed pixels); its difference is
 amplified, and says by how much, since it is zero outside the edits; its figures are measured in
-the edit windows; Save result… writes it in the source's format (see gui.edit_results).
+the edit windows; Save result… writes it in the source's format (see engine.edit_results).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
@@ -30,15 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xraystudio.engine.edit_results import changed_box, difference_gain
+from xraystudio.engine.pixels import OPAQUE, grey_to_rgb32
+from xraystudio.engine.protocol import GeneratedImage
 from xraystudio.gui.canvas.image_item import RadiographItem
 from xraystudio.gui.canvas.overlay import COLORS
-from xraystudio.gui.edit_results import changed_box, difference_gain, save_edit_result
-from xraystudio.gui.engine_process import GeneratedImage
-from xraystudio.gui.pixels import OPAQUE, grey_to_rgb32
 from xraystudio.gui.qimage import ArrayImage
 from xraystudio.image import XRayImage
-from xraystudio.io.atomic import write_text
-from xraystudio.io.images import write_png16
 
 THUMB = 96
 
@@ -323,21 +319,6 @@ class CompareView(QWidget):
         self._syncing = True
         follow(source, self.views)
         self._syncing = False
-
-    def save(self, path: str | Path) -> list[Path]:
-        """Write the shown result and its provenance as JSON beside it; returns the paths.
-
-        A generated image is a 16-bit PNG; an edit result is the edited radiograph at full size
-        in the source's format (DICOM: .dcm and a display .png; an image: a PNG of its depth).
-        """
-        r = self.result
-        assert r is not None
-        if r.is_edit and self.source is not None:
-            return save_edit_result(r.values, self.source, r.provenance, path)
-        png = write_png16(Path(path).with_suffix(".png"), r.image)
-        meta = png.with_suffix(".json")
-        write_text(meta, json.dumps(r.provenance, indent=2, default=str) + "\n")
-        return [png, meta]
 
 
 class ResultsStrip(QListWidget):

@@ -1,5 +1,5 @@
-"""Edit-mode results as the window shows, measures and saves them (Qt-free: the engine process
-imports it too).
+"""Edit-mode results as the window shows, measures and saves them (the engine process measures
+them too).
 
 An edit result is the source radiograph changed only inside its edit windows, so comparing it
 with the source over the whole image would mostly measure identical pixels: its figures are
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xraystudio.engine.protocol import GeneratedImage
 from xraystudio.image import XRayImage
 from xraystudio.io.atomic import write_text
 
@@ -113,3 +114,19 @@ def edit_arrays(source_values: np.ndarray, changed: np.ndarray, changed_values: 
     values = np.array(source_values, dtype=np.float32, copy=True)
     values[changed] = changed_values
     return values
+
+
+def save_result(result: GeneratedImage, source: XRayImage | None, path: str | Path) -> list[Path]:
+    """Write a result and its provenance as JSON beside it; returns the paths written.
+
+    A generated image is a 16-bit PNG; an edit result is the edited radiograph at full size
+    in the source's format (see :func:`save_edit_result`), when its source is given.
+    """
+    if result.is_edit and source is not None:
+        return save_edit_result(result.values, source, result.provenance, path)
+    from xraystudio.io.images import write_png16
+
+    png = write_png16(Path(path).with_suffix(".png"), result.image)
+    meta = png.with_suffix(".json")
+    write_text(meta, json.dumps(result.provenance, indent=2, default=str) + "\n")
+    return [png, meta]

@@ -1,4 +1,4 @@
-"""Display arrays as 8-bit and RGB32 words, without Qt, so the engine process can use them too."""
+"""Display arrays as 8-bit and RGB32 words (the engine process makes previews with them too)."""
 
 from __future__ import annotations
 
