@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from film_score import FilmScore
 from machine import cpu_model
 
 
@@ -44,7 +44,6 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from xraystudio.evaluation.evaluate import save_and_read
-    from xraystudio.evaluation.texture import NPS_BANDS, compare_nps, lung_nps, texture_ratio
     from xraystudio.image import XRayImage
     from xraystudio.io.datasets import JsrtDataset, tune_split
     from xraystudio.masks import LUNGS
@@ -58,18 +57,13 @@ def main() -> None:
     ids = tune[: args.cases]
     engine = Engine.load(None, device="cpu")
     stage = load_fullres_model(args.fullres)
-    side = 64
-    rows: dict = {f"noise={n},blur={b}": {"texture_256": [], "texture_1024": [], "nps": []}
-                  for n, b in itertools.product(args.noises, args.blurs)}
-    real_nps = []
+    rows = {f"noise={n},blur={b}": FilmScore() for n, b in itertools.product(args.noises, args.blurs)}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for case_id in ids:
             case = dataset.load(case_id)
             real = case.image.astype(np.float32)
             lungs = case.masks.union(LUNGS)
-            freqs, curve, n = lung_nps(real, lungs, side)
-            real_nps.append((curve, n))
             image = XRayImage.from_display(real, case.masks.spacing_mm)
             (coarse,) = engine.generate(GenerationRequest(case.masks, image, mode="layout", seed=0,
                                                           resolution=engine.spec.resolution))
@@ -80,17 +74,9 @@ def main() -> None:
                 work = ((work + 1) / 2).clip(0, 1)
                 film = Letterbox(real.shape, work.shape[0]).from_working(work).clip(0, 1)
                 saved = save_and_read(film, Path(tmp), f"{case_id}_{key}")
-                rows[key]["texture_256"].append(texture_ratio(real, saved, lungs, 256))
-                rows[key]["texture_1024"].append(texture_ratio(real, saved, lungs, 1024))
-                rows[key]["nps"].append(lung_nps(saved, lungs, side)[1:])
+                rows[key].add(real, saved, lungs)
             print(f"{case_id} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    table = {}
-    for key, r in rows.items():
-        t256, t1024 = float(np.mean(r["texture_256"])), float(np.mean(r["texture_1024"]))
-        nps = compare_nps(real_nps, r["nps"], freqs, NPS_BANDS)
-        worst = max(abs(math.log(v)) for v in nps["ratio"])
-        table[key] = {"texture_256": t256, "texture_1024": t1024, "nps_ratio": nps["ratio"],
-                      "score": abs(math.log(t256)) + abs(math.log(t1024)) + worst}
+    table = {key: r.result() for key, r in rows.items()}
     best = min(table, key=lambda k: table[k]["score"])
     report = {"rule": args.rule, "cases": ids, "steps": args.steps,
               "fullres": str(args.fullres), "cpu": cpu_model(), "threads": args.threads,
