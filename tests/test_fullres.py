@@ -147,6 +147,30 @@ def test_fullres_training_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert pipe(np.zeros((1, 16, 16), np.float32), [0], steps=2).shape == (1, 64, 64)
 
 
+def test_training_blur_range_is_kept_when_continuing_and_can_be_widened(tmp_path: Path) -> None:
+    """A continued stage trains on the augmentation range it was trained for (its fullres.json),
+    unless ``--fullres-max-blur`` widens it; the exported spec records the range."""
+    import dataclasses
+
+    from xraystudio.errors import XRayStudioError
+    from xraystudio.training.config import TrainConfig
+    from xraystudio.training.fullres import FullresTrainer
+
+    data = write_dataset(tmp_path / "data", n=6, size=96)
+    cfg = TrainConfig(str(data), str(tmp_path / "run"), fullres=True, fullres_steps=1,
+                      fullres_batch=2, fullres_crop=64, fullres_channels=(8, 16),
+                      checkpoint_every=1, warmup=1, edit_tune_cases=1, val_fraction=0.34)
+    assert FullresTrainer(cfg).spec.max_blur == FullresSpec().max_blur
+    widened = FullresTrainer(dataclasses.replace(cfg, fullres_max_blur=2.4))
+    assert widened.spec.max_blur == 2.4
+    widened.run(progress=False)
+    assert FullresSpec.read(tmp_path / "run" / "model" / "fullres").max_blur == 2.4
+    more = dataclasses.replace(cfg, out=str(tmp_path / "run2"), init_from=str(tmp_path / "run" / "model"))
+    assert FullresTrainer(more).spec.max_blur == 2.4
+    with pytest.raises(XRayStudioError, match="positive"):
+        FullresTrainer(dataclasses.replace(cfg, fullres_max_blur=0.0))
+
+
 @pytest.fixture(scope="module")
 def shipped():
     from xraystudio.synthesis.fullres import has_fullres
