@@ -315,3 +315,31 @@ def test_discarded_staged_result_leaves_nothing(tmp_path: Path) -> None:
         staged = project.stage_result(_image(1))
         staged.discard()
         assert _tmp_files(project.folder) == [] and project.results() == []
+
+
+def test_failed_staging_leaves_no_temporaries(tmp_path: Path) -> None:
+    """A staging that fails after its PNG (here: an edit whose mask and values differ in shape)
+    removes what it had written: nothing is left for a recovery to find."""
+    with Project.create(tmp_path / "proj") as project:
+        study = _study(tmp_path / "src.dcm")
+        project.add_study(study)
+        bad_edit = (np.zeros((64, 48), bool), np.zeros((10, 10), np.float32))
+        with pytest.raises(ProjectError, match="differ in shape"):
+            project.stage_result(_image(1), study.masks, edit=bad_edit)
+        assert _tmp_files(project.folder) == []
+        assert list((project.folder / "results").glob("*")) == []
+
+
+def test_result_record_that_is_not_an_object_is_skipped(tmp_path: Path) -> None:
+    """A damaged result record (valid JSON, but not an object) is reported unreadable; the
+    project still opens with its other results."""
+    folder = tmp_path / "proj"
+    with Project.create(folder) as project:
+        sid = project.add_study(_study(tmp_path / "src.dcm"))
+        rid = project.add_result(sid, _image(1), _provenance(1))
+    (folder / "results" / "r00002.json").write_text("[1, 2]\n", encoding="utf-8")
+    with Project.open(folder) as project:
+        assert [r.id for r in project.results()] == [rid]
+    (folder / "session.json").write_text("{}\n", encoding="utf-8")  # as a crash leaves it
+    with Project.open(folder) as project:
+        assert project.recovery.unreadable == [folder / "results" / "r00002.json"]

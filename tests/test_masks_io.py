@@ -154,6 +154,9 @@ def test_unreadable_files_raise_mask_error_naming_them(tmp_path, painted):
     (tmp_path / "n" / "nodules.json").write_text("{broken")
     with pytest.raises(MaskError, match="nodules.json"):
         load_masks(tmp_path / "n", SHAPE)
+    (tmp_path / "n" / "nodules.json").write_text("[]")
+    with pytest.raises(MaskError, match="nodules.json does not hold a JSON object"):
+        load_masks(tmp_path / "n", SHAPE)
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskError, match="no mask"):
@@ -190,6 +193,25 @@ def test_atomic_writes_have_ordinary_permissions(tmp_path) -> None:
 
     write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o644
+
+
+def test_staged_file_is_a_hidden_temporary_until_renamed(tmp_path) -> None:
+    """A staged file outlives its block (written, ordinary permissions) under a temporary name
+    that a listing skips; a failed write leaves nothing."""
+    import os
+    import stat
+
+    from xraystudio.io.atomic import staged_path
+
+    with staged_path(tmp_path / "out", ".png") as staged:
+        staged.write_bytes(b"pixels")
+    assert staged.read_bytes() == b"pixels" and staged.parent == tmp_path / "out"
+    assert staged.name.startswith(".") and ".tmp" in staged.name and staged.suffix == ".png"
+    assert stat.S_IMODE(os.stat(staged).st_mode) == 0o644
+    with pytest.raises(RuntimeError), staged_path(tmp_path / "out", ".png") as failed:
+        failed.write_bytes(b"half")
+        raise RuntimeError("encoder failed")
+    assert not failed.exists() and list((tmp_path / "out").iterdir()) == [staged]
 
 
 def test_nodule_contrast_survives_saving_and_resizing(tmp_path):

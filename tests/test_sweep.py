@@ -334,6 +334,10 @@ def test_sweeps_are_kept_in_the_project_and_reopen(tmp_path):
     again.save_as(tmp_path / "copy")
     assert [s["id"] for s in again.sweeps()] == [swid]
     assert (tmp_path / "copy" / "sweeps" / f"{swid}.json").is_file()
+    # after Save As the project works in its new folder: a new sweep is stored there only
+    second = again.save_sweep({**record.to_dict(), "id": ""})
+    assert second == "s0002" and (tmp_path / "copy" / "sweeps" / "s0002.json").is_file()
+    assert not (tmp_path / "p" / "sweeps" / "s0002.json").exists()
     again.close()
 
 

@@ -15,7 +15,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
-from xraystudio.curation.project import SESSION_JSON, Project
+from xraystudio.curation.project import Project
+from xraystudio.curation.session import SESSION_JSON
 from xraystudio.gui.dialogs import export as export_dialog
 from xraystudio.gui.dialogs import restore as restore_dialog
 from xraystudio.gui.dialogs.restore import RestoreChoice
@@ -74,15 +75,15 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     g.n_images.setValue(3)
     import threading
 
-    import xraystudio.curation.project as project_module
+    import xraystudio.curation.result_files as result_files
     png_threads: list[threading.Thread] = []
-    real_write_png = project_module._write_png
+    real_write_png = result_files.write_png
 
     def recording_write_png(pixels, path):
         png_threads.append(threading.current_thread())
         real_write_png(pixels, path)
 
-    monkeypatch.setattr(project_module, "_write_png", recording_write_png)
+    monkeypatch.setattr(result_files, "write_png", recording_write_png)
     w.generate()
     qtbot.waitUntil(lambda: w.generation is None and w.strip.count() == 3
                     and not w.projects.staging and None not in w.strip.result_ids,
@@ -90,7 +91,7 @@ def test_project_round_trip_review_and_export(window, qtbot, tmp_path, dicom, ti
     # results are encoded off the GUI thread; only renames and the record happen on it
     assert len(png_threads) == 3
     assert all(t is not threading.main_thread() for t in png_threads)
-    monkeypatch.setattr(project_module, "_write_png", real_write_png)
+    monkeypatch.setattr(result_files, "write_png", real_write_png)
     records = project.results(study=sid)
     assert len(records) == 3 and w.strip.result_ids == [r.id for r in records]
     assert records[0].provenance["synthetic"] is True

@@ -37,7 +37,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from xraystudio import __version__
-from xraystudio.curation.export import ExportCase
+from xraystudio.curation.export_case import ExportCase
 from xraystudio.masks import MaskStack
 
 MANUFACTURER = "xraystudio"

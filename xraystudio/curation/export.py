@@ -27,7 +27,6 @@ DICOM SEG keeps every structure whole).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -37,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from xraystudio.curation.project import Project, ResultRecord, StudyRecord
+from xraystudio.curation.export_case import ExportCase
+from xraystudio.curation.project import Project
+from xraystudio.curation.records import StudyRecord
 from xraystudio.errors import ProjectError
 from xraystudio.io import polarity
 from xraystudio.io.atomic import atomic_folder
@@ -54,18 +55,6 @@ NOT_FOR_DIAGNOSIS = "Synthetic radiographs made by xraystudio; not for diagnosis
 #: Called with (cases done, cases in all) after each case; an exception raised by it (a
 #: cancel) aborts the export, which then leaves no output.
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclasses.dataclass
-class ExportCase:
-    """One accepted result as it will be exported."""
-
-    case_id: str
-    result: ResultRecord
-    study: StudyRecord
-    subject: str  # pseudonym of the source study
-    source_path: Path | None  # None when the source file is missing
-    source_header: Any | None  # pydicom Dataset (no pixels) when the source is a readable DICOM
 
 
 def export_project(project: Project, out: str | os.PathLike, fmt: str, *,

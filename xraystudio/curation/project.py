@@ -1,269 +1,75 @@
 """Project: a folder of studies, generated results and curation decisions that never loses work.
 
-Layout::
+:class:`Project` is what callers use; the jobs behind it live beside it: the folder's format
+(:mod:`.project_folder`), the session mark and crash recovery (:mod:`.session`), a result's
+files (:mod:`.result_files`), the sweeps (:mod:`.sweep_store`) and the records (:mod:`.records`).
 
-    PROJECT/project.json                      name, format version, the study records
-    PROJECT/session.json                      exists while the project is open (pid, last action)
-    PROJECT/studies/<sid>/masks.npz           the study's current masks and nodule layout
-    PROJECT/studies/<sid>/masks/<hash>.npz    the masks a result was made from (content-addressed)
-    PROJECT/results/<rid>.png                 the synthetic image, 16-bit grey
-    PROJECT/results/<rid>.json                provenance, study, mask hash, decision, star, note
-    PROJECT/results/<rid>.edit.npz            edit mode: which pixels changed and their values
-    PROJECT/sweeps/<swid>.json                a sweep: axes, settings, its cells' figures and the
-                                              result id of each finished cell (explore.sweep)
+Every change is saved when it is made, each rewriting only what it changes, atomically. Closing
+removes the session mark, so finding it on opening means the last session ended without
+closing, and the project reports ``needs_restore`` with the last action it saved.
 
-Why many small files: each user action rewrites only what it changes (one decision is one small
-JSON) atomically, so saving after every action stays cheap with thousands of results, and a killed
-process loses at most the action in flight. A result's JSON is written last (after its PNG and
-masks): it is the commit point, so a PNG without a JSON is a leftover of an interrupted action,
-never a half result. ``session.json`` detects crashes: :meth:`Project.close` removes it, so
-finding it on opening means the last session ended without closing, and the project reports
-``needs_restore`` with the last action it saved.
-
-Source files are referenced by absolute path and by path relative to the project folder; the
-relative one is tried first, so a project moved or copied together with its sources still finds
-them. A missing source is an error only when its pixels are needed (:meth:`Project.load_study`);
+A missing source file is an error only when its pixels are needed (:meth:`Project.load_study`);
 the project, its masks and its results open without it.
 
-An edit-mode result is the source radiograph changed in a few windows. Its PNG is the display
-image, as for every result; the exact edited values (the source's modality values, as its format
-stores them) are kept as what changed: the changed pixels' mask and their values, a few kB
-beside the PNG, so that the full-resolution edit in the source's format can be rebuilt from the
-source (:meth:`Project.result_edit`) without storing a second copy of every radiograph.
-
-A Project is not thread-safe: drive it from one thread (the GUI thread); listeners are called on it.
+A Project is not thread-safe: drive it from one thread (the GUI thread); listeners are called on
+it. Only :meth:`Project.stage_result`, which touches no project state, may run on another.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
 import logging
 import os
-import re
 import shutil
-import socket
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from xraystudio.curation import result_files, session
+from xraystudio.curation.project_folder import (
+    PROJECT_JSON,
+    RESULTS,
+    STUDIES,
+    SWEEPS,
+    masks_file,
+    new_result_id,
+    new_study_id,
+    read_project_file,
+    read_results,
+    relative_to,
+    write_project_file,
+    write_result_record,
+)
+from xraystudio.curation.records import (
+    DECISIONS,
+    EventKind,
+    Listener,
+    ProjectEvent,
+    ResultRecord,
+    StudyRecord,
+    now,
+)
+from xraystudio.curation.result_files import Edit, StagedResult, read_edit
+from xraystudio.curation.session import Recovery
+from xraystudio.curation.sweep_store import SweepStore
 from xraystudio.errors import ImageLoadError, MaskError, ProjectError
-from xraystudio.io.atomic import atomic_folder, atomic_path, write_text
+from xraystudio.io.atomic import atomic_folder
+from xraystudio.io.json_files import copy_json
 from xraystudio.io.masks_io import load_masks, save_masks
 from xraystudio.masks import MaskStack
 from xraystudio.study import Study
 
+#: What callers import from here: the Project and what it hands out (each lives in its module).
+__all__ = [
+    "Project", "ProjectEvent", "Recovery", "ResultRecord", "StagedResult", "StudyRecord",
+    "read_edit",
+]
+
 log = logging.getLogger(__name__)
 
-FORMAT = "xraystudio-project"
-VERSION = 1
-PROJECT_JSON = "project.json"
-SESSION_JSON = "session.json"
-#: An edit-mode result's changed pixels, beside its PNG (``results/<rid>.edit.npz``).
-EDIT_SUFFIX = ".edit.npz"
-#: Sweeps of the conditioning explorer, one JSON each (``sweeps/<swid>.json``).
-SWEEPS = "sweeps"
-#: Curation states of a result; "none" means not decided yet.
-DECISIONS: tuple[str, ...] = ("none", "accepted", "rejected")
-
 PathLike = str | os.PathLike
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclasses.dataclass
-class StudyRecord:
-    """What a project keeps about a study: where its source is, and what it looked like."""
-
-    id: str
-    name: str
-    source: str  # absolute path when last saved
-    source_relative: str | None  # relative to the project folder (None across drives)
-    format: str  # "DICOM", "PNG", ... as the image loader reported it
-    shape: tuple[int, int]
-    spacing_mm: tuple[float, float]
-    pixel_hash: str
-    added: str
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StudyRecord:
-        return cls(
-            id=str(d["id"]), name=str(d["name"]), source=str(d["source"]),
-            source_relative=d.get("source_relative"), format=str(d.get("format", "")),
-            shape=(int(d["shape"][0]), int(d["shape"][1])),
-            spacing_mm=(float(d["spacing_mm"][0]), float(d["spacing_mm"][1])),
-            pixel_hash=str(d.get("pixel_hash", "")), added=str(d.get("added", "")),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["shape"], d["spacing_mm"] = list(self.shape), list(self.spacing_mm)
-        return d
-
-
-@dataclasses.dataclass
-class ResultRecord:
-    """A generated image's record: provenance plus the user's curation of it."""
-
-    id: str
-    study_id: str
-    provenance: dict[str, Any]
-    mask_hash: str
-    created: str
-    decision: str = "none"
-    starred: bool = False
-    note: str = ""
-
-    @property
-    def model(self) -> str | None:
-        return (self.provenance.get("model") or {}).get("name")
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return dict(self.provenance.get("parameters") or {})
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ResultRecord:
-        decision = str(d.get("decision", "none"))
-        if decision not in DECISIONS:
-            raise ValueError(f"unknown decision {decision!r}")
-        return cls(
-            id=str(d["id"]), study_id=str(d["study_id"]), provenance=dict(d["provenance"]),
-            mask_hash=str(d["mask_hash"]), created=str(d.get("created", "")), decision=decision,
-            starred=bool(d.get("starred", False)), note=str(d.get("note", "")),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class ProjectEvent(NamedTuple):
-    """A change a view may need to show: ``kind`` is one of "study_added", "masks_updated",
-    "result_added", "result_changed", "saved", "moved"; ``id`` the study or result concerned."""
-
-    kind: str
-    id: str | None = None
-
-
-Listener = Callable[[ProjectEvent], None]
-
-
-@dataclasses.dataclass
-class Recovery:
-    """What opening a project that was not closed cleanly found.
-
-    Every action up to ``last_action`` is in the project already; ``leftovers`` are files of an
-    interrupted action (temporary files, an image whose record was never written, masks of a
-    study never added) that :meth:`Project.restore` deletes; ``unreadable`` are result records
-    that could not be parsed (skipped, left in place).
-    """
-
-    last_action: str | None
-    last_time: str | None
-    leftovers: list[Path]
-    unreadable: list[Path]
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_-")[:40]
-    return slug or "study"
-
-
-def _pid_alive(pid: int) -> bool:
-    # os.kill(pid, 0) only probes on POSIX; on Windows it would terminate the process.
-    if os.name != "posix":
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _image_pixels(image: np.ndarray) -> np.ndarray:
-    """A result image as 16-bit grey: float in [0, 1] is scaled, uint16 kept."""
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ProjectError(f"a result is a 2-D grey image, got shape {image.shape}")
-    if image.dtype == np.uint16:
-        return image
-    if np.issubdtype(image.dtype, np.floating):
-        return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    raise ProjectError(f"a result image must be float in [0, 1] or uint16, got {image.dtype}")
-
-
-def _write_png(pixels: np.ndarray, path: Path) -> None:
-    """Encode 16-bit grey pixels as a PNG at ``path`` (the slow part of storing a result)."""
-    Image.fromarray(pixels).save(path, format="PNG")
-
-
-def _write_edit(path: Path, changed: np.ndarray, values: np.ndarray) -> None:
-    """The changed pixels (a packed mask) and their edited values (float32), compressed."""
-    changed = np.asarray(changed, bool)
-    if changed.shape != values.shape:
-        raise ProjectError(f"edit mask {changed.shape} and values {values.shape} differ in shape")
-    with open(path, "wb") as f:
-        np.savez_compressed(f, shape=np.asarray(changed.shape), changed=np.packbits(changed),
-                            values=np.asarray(values, np.float32)[changed])
-
-
-def read_edit(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """What :func:`_write_edit` wrote: (changed mask, values of the changed pixels)."""
-    try:
-        with np.load(path) as data:
-            shape = tuple(int(v) for v in data["shape"])
-            changed = np.unpackbits(data["changed"], count=shape[0] * shape[1])
-            changed = changed.astype(bool).reshape(shape)
-            values = data["values"].astype(np.float32)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ProjectError(f"cannot read the edit {path}: {exc}") from exc
-    if values.shape != (int(changed.sum()),):
-        raise ProjectError(f"the edit {path} is inconsistent")
-    return changed, values
-
-
-def _staging_path(folder: Path, suffix: str) -> Path:
-    """A fresh hidden temporary name in ``folder`` that :func:`_leftovers` treats as a leftover."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".staged.", suffix=f".tmp{suffix}", dir=folder)
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-@dataclasses.dataclass
-class StagedResult:
-    """A result encoded to temporary files by :meth:`Project.stage_result`, not yet in the project.
-
-    Hand it to :meth:`Project.add_result` (fast: renames and one small JSON) or :meth:`discard` it.
-    Until then its files are leftovers: a crash leaves nothing that looks like a result.
-    """
-
-    shape: tuple[int, int]
-    png: Path
-    mask_hash: str | None = None
-    masks_file: Path | None = None  # None: the snapshot already existed or no masks were given
-    masks: MaskStack | None = None
-    edit_file: Path | None = None  # edit mode: the changed pixels and their values
-
-    def discard(self) -> None:
-        for path in (self.png, self.masks_file, self.edit_file):
-            if path is not None:
-                path.unlink(missing_ok=True)
 
 
 class Project:
@@ -278,14 +84,14 @@ class Project:
         self.created: str = str(meta.get("created", ""))
         self._studies = studies
         self._results = results
-        self._sweeps: dict[str, dict[str, Any]] = _read_sweeps(folder / SWEEPS)
+        self._sweeps = SweepStore(folder / SWEEPS)
         self.recovery = recovery
         self._listeners: list[Listener] = []
         self._closed = False
         if not read_only and recovery is None:
             # A project awaiting restore keeps the crashed session's mark (and its last action)
             # until the user restores it or changes it, so declining keeps the offer for next time.
-            self._write_session("open")
+            session.write_session(folder, "open")
 
     # ----------------------------------------------------------------- create / open / close
     @classmethod
@@ -294,7 +100,7 @@ class Project:
         folder = Path(folder).absolute()
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise ProjectError(f"{folder} already exists and is not an empty folder")
-        meta = {"name": name or folder.name, "created": _now()}
+        meta = {"name": name or folder.name, "created": now()}
         project = cls(folder, meta, {}, {}, None)
         project._write_project()
         log.info("created project %s", folder)
@@ -308,37 +114,10 @@ class Project:
         while the app has the project open; every file it reads is written atomically.
         """
         folder = Path(folder).absolute()
-        meta = _read_json(folder / PROJECT_JSON, what="project file")
-        if meta.get("format") != FORMAT:
-            raise ProjectError(f"{folder / PROJECT_JSON} is not an xraystudio project file")
-        if int(meta.get("version", 0)) > VERSION:
-            raise ProjectError(
-                f"{folder} was saved by a newer xraystudio (project version {meta['version']})"
-            )
-        try:
-            studies = {
-                s["id"]: StudyRecord.from_dict(s) for s in meta.get("studies", [])
-            }
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ProjectError(f"malformed study record in {folder / PROJECT_JSON}: {exc}") from exc
-        results, unreadable = _read_results(folder / "results", studies)
-        recovery = None
-        session_file = folder / SESSION_JSON
-        if session_file.exists() and not read_only:
-            session = _read_session(session_file)
-            pid = session.get("pid")
-            if (session.get("host") == socket.gethostname() and isinstance(pid, int)
-                    and pid != os.getpid() and _pid_alive(pid)):
-                raise ProjectError(
-                    f"{folder} is open in another xraystudio (process {pid}); close it there first"
-                )
-            recovery = Recovery(
-                last_action=session.get("last_action"), last_time=session.get("time"),
-                leftovers=_leftovers(folder, studies, results), unreadable=unreadable,
-            )
-            log.warning("project %s was not closed cleanly (last action: %s)",
-                        folder, recovery.last_action)
-        elif unreadable:
+        meta, studies = read_project_file(folder)
+        results, unreadable = read_results(folder / RESULTS, studies)
+        recovery = None if read_only else session.recover(folder, studies, results, unreadable)
+        if recovery is None and unreadable:
             log.warning("skipped unreadable result records: %s", unreadable)
         return cls(folder, meta, studies, results, recovery, read_only)
 
@@ -352,22 +131,18 @@ class Project:
         if self.recovery is None:
             return
         self._check_open()
-        for path in self.recovery.leftovers:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        session.remove_leftovers(self.recovery)
         log.info("restored %s (%d leftover files removed)", self.folder,
                  len(self.recovery.leftovers))
         self.recovery = None
-        self._write_session("restore")
+        session.write_session(self.folder, "restore")
 
     def close(self) -> None:
         """End the session cleanly: the next :meth:`open` will not offer to restore."""
         if self._closed:
             return
         if not self.read_only:
-            (self.folder / SESSION_JSON).unlink(missing_ok=True)
+            session.end_session(self.folder)
         self._closed = True
 
     def __enter__(self) -> Project:
@@ -382,8 +157,8 @@ class Project:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def _changed(self, kind: str, item_id: str | None, action: str) -> None:
-        self._write_session(action)
+    def _changed(self, kind: EventKind, item_id: str | None, action: str) -> None:
+        session.write_session(self.folder, action)
         for fn in list(self._listeners):
             fn(ProjectEvent(kind, item_id))
 
@@ -411,14 +186,14 @@ class Project:
         masks = masks if masks is not None else study.masks
         if masks.shape != study.shape:
             raise MaskError(f"masks are {masks.shape} but the image is {study.shape}")
-        study_id = self._new_study_id(study.name or study.image.source.stem)
+        study_id = new_study_id(self.folder, study.name or study.image.source.stem, set(self._studies))
         source_path = Path(study.image.source).absolute()
         save_masks(masks, self._masks_file(study_id))
         self._studies[study_id] = StudyRecord(
             id=study_id, name=study.name, source=str(source_path),
-            source_relative=self._relative(source_path), format=study.image.format,
+            source_relative=relative_to(source_path, self.folder), format=study.image.format,
             shape=study.shape, spacing_mm=masks.spacing_mm,
-            pixel_hash=study.image.pixel_hash(), added=_now(),
+            pixel_hash=study.image.pixel_hash(), added=now(),
         )
         self._write_project()
         self._changed("study_added", study_id, f"added study {study_id}")
@@ -480,7 +255,7 @@ class Project:
 
     # -------------------------------------------------------------------------------- results
     def stage_result(self, image: np.ndarray, masks: MaskStack | None = None,
-                     edit: tuple[np.ndarray, np.ndarray] | None = None) -> StagedResult:
+                     edit: Edit | None = None) -> StagedResult:
         """Encode a result to temporary files in the project folder; thread-safe.
 
         The slow part of :meth:`add_result` (PNG encoding, the masks snapshot), touching no project
@@ -489,30 +264,11 @@ class Project:
         :meth:`add_result` commits them. ``edit`` is an edit-mode result's (changed, values):
         where it differs from its source and its full-size edited values.
         """
-        pixels = _image_pixels(image)
-        results_dir = self._results_dir
-        png = _staging_path(results_dir, ".png")
-        staged = StagedResult(shape=(int(pixels.shape[0]), int(pixels.shape[1])), png=png)
-        try:
-            _write_png(pixels, png)
-            _fsync(png)
-            if masks is not None:
-                staged.masks = masks
-                staged.mask_hash = masks.content_hash()
-                staged.masks_file = _staging_path(results_dir, ".npz")
-                save_masks(masks, staged.masks_file)
-            if edit is not None:
-                staged.edit_file = _staging_path(results_dir, ".npz")
-                _write_edit(staged.edit_file, *edit)
-                _fsync(staged.edit_file)
-        except BaseException:
-            staged.discard()
-            raise
-        return staged
+        return result_files.stage_result(self._results_dir, image, masks, edit)
 
     def add_result(self, study_id: str, image: np.ndarray | StagedResult,
                    provenance: Mapping[str, Any], masks: MaskStack | None = None,
-                   edit: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+                   edit: Edit | None = None) -> str:
         """Store a generated image with its provenance; returns the result id.
 
         ``image`` is the pixels or a :class:`StagedResult` from :meth:`stage_result` (then only
@@ -525,7 +281,7 @@ class Project:
         rec = self.study(study_id)
         staged = image if isinstance(image, StagedResult) else None
         if staged is None:
-            pixels = _image_pixels(image)
+            pixels = result_files.image_pixels(image)
             shape = pixels.shape
         else:
             shape = staged.shape
@@ -549,30 +305,16 @@ class Project:
         if not snapshot.is_file():
             if staged is not None and staged.masks_file is not None \
                     and staged.mask_hash == mask_hash:
-                snapshot.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(staged.masks_file, snapshot)
-                staged.masks_file = None
+                staged.take_masks(snapshot)
             else:
                 save_masks(masks, snapshot)
-        result_id = self._new_result_id()
-        if staged is None:
-            if edit is not None:
-                with atomic_path(self._results_dir / f"{result_id}{EDIT_SUFFIX}") as tmp:
-                    _write_edit(tmp, *edit)
-            with atomic_path(self._results_dir / f"{result_id}.png") as tmp:
-                _write_png(pixels, tmp)
-        else:
-            if staged.edit_file is not None:  # before the PNG: a PNG never lacks its edit
-                shutil.move(staged.edit_file, self._results_dir / f"{result_id}{EDIT_SUFFIX}")
-                staged.edit_file = None
-            shutil.move(staged.png, self._results_dir / f"{result_id}.png")
-            if staged.masks_file is not None:
-                staged.masks_file.unlink(missing_ok=True)
-                staged.masks_file = None
+        result_id = new_result_id(self.folder, self._results)
+        result_files.write_result_files(self._results_dir, result_id,
+                                        pixels if staged is None else staged, edit)
         record = ResultRecord(id=result_id, study_id=study_id,
-                              provenance=json.loads(json.dumps(dict(provenance))),
-                              mask_hash=mask_hash, created=_now())
-        self._write_result(record)
+                              provenance=copy_json(dict(provenance)),
+                              mask_hash=mask_hash, created=now())
+        write_result_record(self._results_dir, record)
         self._results[result_id] = record
         self._changed("result_added", result_id, f"added result {result_id}")
         return result_id
@@ -588,15 +330,7 @@ class Project:
 
     def result_pixels(self, result_id: str) -> np.ndarray:
         """The result exactly as stored: 16-bit grey (exports copy these, losslessly)."""
-        path = self.result_path(result_id)
-        try:
-            with Image.open(path) as im:
-                arr = np.asarray(im)
-        except OSError as exc:
-            raise ProjectError(f"cannot read result image {path}: {exc}") from exc
-        if arr.dtype != np.uint16 or arr.ndim != 2:
-            raise ProjectError(f"result image {path} is not a 16-bit grey PNG")
-        return arr
+        return result_files.read_png(self.result_path(result_id))
 
     def result_image(self, result_id: str) -> np.ndarray:
         """The result as float32 in [0, 1], for display and metrics."""
@@ -604,9 +338,9 @@ class Project:
 
     def edit_path(self, result_id: str) -> Path:
         """Where an edit-mode result's changed pixels are kept (absent for other results)."""
-        return self._results_dir / f"{self.result(result_id).id}{EDIT_SUFFIX}"
+        return self._results_dir / f"{self.result(result_id).id}{result_files.EDIT_SUFFIX}"
 
-    def result_edit(self, result_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    def result_edit(self, result_id: str) -> Edit | None:
         """An edit-mode result's (changed mask, values of the changed pixels), or None for a
         result that is not an edit. The full edited values are the source's with these
         pixels replaced (the source's pixel hash is in the provenance)."""
@@ -655,41 +389,29 @@ class Project:
     def _update_result(self, result_id: str, action: str, **changes: Any) -> None:
         self._check_open()
         record = dataclasses.replace(self.result(result_id), **changes)
-        self._write_result(record)
+        write_result_record(self._results_dir, record)
         self._results[result_id] = record
         self._changed("result_changed", result_id, action)
 
     # --------------------------------------------------------------------------------- sweeps
     def save_sweep(self, record: Mapping[str, Any]) -> str:
         """Store (or update) a sweep record (``explore.sweep.SweepRecord.to_dict()``); returns
-        its id, given here when the record has none. One small atomic JSON per sweep, rewritten
-        as its cells finish, so a sweep interrupted by a crash reopens with the cells it had."""
+        its id, given here when the record has none (:class:`.sweep_store.SweepStore`)."""
         self._check_open()
-        data = json.loads(json.dumps(dict(record)))
-        sid = data.get("study")
+        sid = record.get("study")
         if sid is not None and sid not in self._studies:
             raise ProjectError(f"no study {sid!r} in project {self.folder}")
-        if not data.get("id"):
-            numbers = [int(k[1:]) for k in self._sweeps if k[1:].isdigit()]
-            numbers += [int(p.stem[1:]) for p in (self.folder / SWEEPS).glob("s*.json")
-                        if p.stem[1:].isdigit()]
-            data["id"] = f"s{max(numbers, default=0) + 1:04d}"
-        sweep_id = str(data["id"])
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", sweep_id):
-            raise ProjectError(f"bad sweep id {sweep_id!r}")
-        write_text(self.folder / SWEEPS / f"{sweep_id}.json", json.dumps(data, indent=2) + "\n")
-        self._sweeps[sweep_id] = data
+        sweep_id = self._sweeps.save(record)
         self._changed("sweep_saved", sweep_id, f"saved sweep {sweep_id}")
         return sweep_id
 
     def sweeps(self, study: str | None = None) -> list[dict[str, Any]]:
         """Sweep records in creation order, of one study or all."""
-        return [copy_json(d) for d in self._sweeps.values()
-                if study is None or d.get("study") == study]
+        return self._sweeps.records(study)
 
     def sweep(self, sweep_id: str) -> dict[str, Any]:
         try:
-            return copy_json(self._sweeps[sweep_id])
+            return self._sweeps.record(sweep_id)
         except KeyError:
             raise ProjectError(f"no sweep {sweep_id!r} in project {self.folder}") from None
 
@@ -712,7 +434,7 @@ class Project:
         moved = {sid: self._moved_record(rec, target) for sid, rec in self._studies.items()}
         try:
             with atomic_folder(target) as tmp:
-                for sub in ("studies", "results", SWEEPS):
+                for sub in (STUDIES, RESULTS, SWEEPS):
                     if (self.folder / sub).is_dir():
                         shutil.copytree(self.folder / sub, tmp / sub,
                                         ignore=shutil.ignore_patterns(".*"))
@@ -720,37 +442,17 @@ class Project:
         except FileExistsError:
             raise ProjectError(f"{target} already exists and is not an empty folder") from None
         old, self.folder, self._studies = self.folder, target, moved
-        (old / SESSION_JSON).unlink(missing_ok=True)
+        self._sweeps.folder = target / SWEEPS
+        session.end_session(old)
         self._changed("moved", None, f"saved as {target}")
 
     # ------------------------------------------------------------------------------ internals
     @property
     def _results_dir(self) -> Path:
-        return self.folder / "results"
+        return self.folder / RESULTS
 
     def _masks_file(self, study_id: str, mask_hash: str | None = None) -> Path:
-        base = self.folder / "studies" / study_id
-        return base / "masks.npz" if mask_hash is None else base / "masks" / f"{mask_hash}.npz"
-
-    def _relative(self, path: Path) -> str | None:
-        return _relative_to(path, self.folder)
-
-    def _new_study_id(self, name: str) -> str:
-        base = _slug(name)
-        taken = set(self._studies) | {
-            p.name for p in (self.folder / "studies").glob("*") if p.is_dir()
-        }
-        candidate, n = base, 2
-        while candidate in taken:
-            candidate, n = f"{base}-{n}", n + 1
-        return candidate
-
-    def _new_result_id(self) -> str:
-        # Stems of stray PNGs count too: an id is never reused for a different image.
-        numbers = [int(m.group(1)) for p in self._results_dir.glob("r*.*")
-                   if (m := re.fullmatch(r"r(\d+)", p.stem))]
-        numbers += [int(r[1:]) for r in self._results if r[1:].isdigit()]
-        return f"r{max(numbers, default=0) + 1:05d}"
+        return masks_file(self.folder, study_id, mask_hash)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -764,102 +466,9 @@ class Project:
             src = self.source_path(rec.id)
         except ProjectError:
             src = Path(rec.source)
-        return dataclasses.replace(rec, source=str(src), source_relative=_relative_to(src, folder))
+        return dataclasses.replace(rec, source=str(src), source_relative=relative_to(src, folder))
 
     def _write_project(self, path: Path | None = None,
                        studies: Mapping[str, StudyRecord] | None = None) -> None:
         records = (self._studies if studies is None else studies).values()
-        meta = {
-            "format": FORMAT, "version": VERSION, "name": self.name, "created": self.created,
-            "saved": _now(), "studies": [s.to_dict() for s in records],
-        }
-        write_text(path or self.folder / PROJECT_JSON, json.dumps(meta, indent=2) + "\n")
-
-    def _write_result(self, record: ResultRecord) -> None:
-        write_text(self._results_dir / f"{record.id}.json",
-                   json.dumps(record.to_dict(), indent=2) + "\n")
-
-    def _write_session(self, action: str) -> None:
-        session = {"pid": os.getpid(), "host": socket.gethostname(), "last_action": action,
-                   "time": _now()}
-        write_text(self.folder / SESSION_JSON, json.dumps(session) + "\n")
-
-
-def copy_json(data: Any) -> Any:
-    return json.loads(json.dumps(data))
-
-
-def _read_sweeps(folder: Path) -> dict[str, dict[str, Any]]:
-    sweeps: dict[str, dict[str, Any]] = {}
-    for path in _visible(folder, "*.json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read sweep record %s: %s", path, exc)
-            continue
-        if isinstance(data, dict) and data.get("id") == path.stem:
-            sweeps[path.stem] = data
-        else:
-            log.warning("skipped malformed sweep record %s", path)
-    return sweeps
-
-
-def _relative_to(path: Path, folder: Path) -> str | None:
-    try:
-        return Path(os.path.relpath(path, folder)).as_posix()
-    except ValueError:  # another drive on Windows
-        return None
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ProjectError(f"{path.parent} is not an xraystudio project (no {path.name})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ProjectError(f"cannot read {what} {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProjectError(f"{what} {path} does not hold a JSON object")
-    return data
-
-
-def _read_session(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _visible(folder: Path, pattern: str) -> Iterator[Path]:
-    return (p for p in sorted(folder.glob(pattern)) if not p.name.startswith("."))
-
-
-def _read_results(folder: Path, studies: Mapping[str, StudyRecord]
-                  ) -> tuple[dict[str, ResultRecord], list[Path]]:
-    results: dict[str, ResultRecord] = {}
-    unreadable: list[Path] = []
-    for path in _visible(folder, "*.json"):
-        try:
-            record = ResultRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("cannot read result record %s: %s", path, exc)
-            unreadable.append(path)
-            continue
-        if record.study_id not in studies:
-            log.warning("result %s belongs to unknown study %s", record.id, record.study_id)
-            unreadable.append(path)
-            continue
-        results[record.id] = record
-    return dict(sorted(results.items())), unreadable
-
-
-def _leftovers(folder: Path, studies: Mapping[str, StudyRecord],
-               results: Mapping[str, ResultRecord]) -> list[Path]:
-    """Files an interrupted action left: temporaries, unrecorded images, unrecorded studies."""
-    found = [p for p in folder.rglob(".*.tmp*") if p.is_file()]
-    found += [p for p in _visible(folder / "results", "*.png") if p.stem not in results]
-    found += [p for p in _visible(folder / "results", f"*{EDIT_SUFFIX}")
-              if p.name[: -len(EDIT_SUFFIX)] not in results]
-    found += [p for p in _visible(folder / "studies", "*") if p.is_dir() and p.name not in studies]
-    return found
+        write_project_file(path or self.folder / PROJECT_JSON, self.name, self.created, records)

@@ -17,6 +17,22 @@ from pathlib import Path
 from typing import IO
 
 
+def _temporary(folder: Path, stem: str, suffix: str) -> Path:
+    """A new empty hidden file ``.<stem>.<random>.tmp<suffix>`` in ``folder``: hidden and marked
+    ``.tmp`` so that a reader listing the folder, or a recovery after a crash, tells it apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=folder)
+    # mkstemp makes the file private (0600); a saved image or model is an ordinary file.
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _sync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, else it vanishes.
@@ -25,17 +41,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The temporary name keeps the suffix so that writers choosing a format by suffix still work.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    # mkstemp makes the file private (0600); a saved image or model is an ordinary file.
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary(path.parent, path.stem, path.suffix)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
+        _sync(tmp_path)
         os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_path(folder: str | os.PathLike, suffix: str) -> Iterator[Path]:
+    """Yield a hidden temporary path in ``folder`` that stays, written and synced, after the block.
+
+    For a file written now (slowly, perhaps on a worker thread) and given its final name later
+    by ``os.replace`` (fast): until then it is a temporary (``.staged.*.tmp<suffix>``), so a
+    crash in between leaves nothing that looks like a finished file. On failure it vanishes.
+    """
+    tmp_path = _temporary(Path(folder), "staged", suffix)
+    try:
+        yield tmp_path
+        _sync(tmp_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

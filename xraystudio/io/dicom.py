@@ -83,7 +83,7 @@ def _read(path: Path, details: list[str]) -> XRayImage:
     _check_image(ds, path)
     ts = _transfer_syntax(ds)
     _check_size(ds, path)
-    _check_codestream(ds, path, codecs)
+    _check_codestream(ds, path)
     try:
         with c_stderr(details), codecs.watch() as used:
             stored = ds.pixel_array
@@ -175,13 +175,15 @@ def _check_size(ds, path: Path) -> None:
             )
 
 
-def _check_codestream(ds, path: Path, codecs) -> None:
+def _check_codestream(ds, path: Path) -> None:
     """The compressed image's own size and depth must fit the header's (see
-    codecs.codestream_shape: GDCM aborts the process when they do not)."""
+    :mod:`xraystudio.io.codestream`: GDCM aborts the process when they do not)."""
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts is None or not ts.is_encapsulated or "PixelData" not in ds:
         return
     from pydicom.encaps import generate_frames
+
+    from xraystudio.io.codestream import codestream_shape
 
     try:
         frame = next(generate_frames(ds.PixelData, number_of_frames=1))
@@ -191,7 +193,7 @@ def _check_codestream(ds, path: Path, codecs) -> None:
         raise ImageLoadError(
             f"{path.name}: its compressed pixel data is damaged ({_one_line(exc)[:160]})"
         ) from exc
-    shape = codecs.codestream_shape(ts, frame)
+    shape = codestream_shape(ts, frame)
     if shape is None:
         return  # not parsed here: the decoders judge it
     rows, cols, components, precision = shape

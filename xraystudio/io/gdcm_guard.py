@@ -13,6 +13,8 @@ from __future__ import annotations
 from pydicom import uid
 from pydicom.pixels.decoders import gdcm as _gdcm
 
+from xraystudio.io.codestream import codestream_shape
+
 DECODER_DEPENDENCIES = _gdcm.DECODER_DEPENDENCIES
 PLUGIN = "gdcm"
 
@@ -29,8 +31,6 @@ def decode_frame(src: bytes, runner) -> bytes | bytearray:
 
 
 def _disagreement(src: bytes, runner) -> str:
-    from xraystudio.io.codecs import codestream_shape
-
     ts = runner.transfer_syntax
     allocated, stored = runner.bits_allocated, runner.bits_stored
     if allocated not in (8, 16) or not 0 < stored <= allocated:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from xraystudio.errors import MaskError
 from xraystudio.io.atomic import atomic_open, atomic_path, write_text
+from xraystudio.io.json_files import read_json_object
 from xraystudio.masks import NODULE, STRUCTURES, MaskStack, Nodule
 
 log = logging.getLogger(__name__)
@@ -184,11 +185,9 @@ def _read_folder(
     meta_file = path / NODULES_JSON
     if meta_file.is_file():
         try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            meta = read_json_object(meta_file)
         except (OSError, ValueError) as exc:
             raise MaskError(f"cannot read {meta_file}: {exc}") from exc
-        if not isinstance(meta, dict):
-            raise MaskError(f"{meta_file} does not hold a JSON object")
     if not files and not meta:
         raise MaskError(f"no mask PNGs or {NODULES_JSON} in {path}")
     if shape is None:  # a stack without its image: its saved size, else its first PNG's

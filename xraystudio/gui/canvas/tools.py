@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, SignalInstance
 from PySide6.QtGui import QColor, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsPathItem
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene
 
+from xraystudio.masks import MaskStack
 from xraystudio.synthesis.edit import REMOVE_LAYER
-
-if TYPE_CHECKING:
-    from xraystudio.gui.canvas.view import CanvasView
 
 
 @dataclasses.dataclass
@@ -32,6 +30,25 @@ class ToolSettings:
     nodule_contrast: Callable[[float], float | None] = lambda diameter_mm: None
 
 
+class Canvas(Protocol):
+    """What a tool uses of the canvas it works on (:class:`.view.CanvasView`, which holds the
+    tools): written here so that the tools need not import the view back."""
+
+    tool_settings: ToolSettings
+    edited: SignalInstance
+    layersChanged: SignalInstance
+    noduleDragged: SignalInstance
+
+    @property
+    def masks(self) -> MaskStack: ...
+
+    def nodule_at(self, pos: QPointF) -> int | None: ...
+
+    def select_nodule(self, nodule_id: int | None) -> None: ...
+
+    def scene(self) -> QGraphicsScene: ...
+
+
 class Tool:
     """Base tool: ignores everything. Subclasses override the events they use."""
 
@@ -40,21 +57,21 @@ class Tool:
     help = ""
     shows_brush = False
 
-    def press(self, canvas: CanvasView, pos: QPointF) -> None: ...
+    def press(self, canvas: Canvas, pos: QPointF) -> None: ...
 
-    def move(self, canvas: CanvasView, pos: QPointF) -> None: ...
+    def move(self, canvas: Canvas, pos: QPointF) -> None: ...
 
-    def release(self, canvas: CanvasView, pos: QPointF) -> None: ...
+    def release(self, canvas: Canvas, pos: QPointF) -> None: ...
 
-    def double_click(self, canvas: CanvasView, pos: QPointF) -> None: ...
+    def double_click(self, canvas: Canvas, pos: QPointF) -> None: ...
 
-    def finish(self, canvas: CanvasView) -> None:
+    def finish(self, canvas: Canvas) -> None:
         """Enter: complete what is in progress."""
 
-    def cancel(self, canvas: CanvasView) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         """Escape (or a tool/study change): drop what is in progress."""
 
-    def back(self, canvas: CanvasView) -> None:
+    def back(self, canvas: Canvas) -> None:
         """Backspace: undo the last partial input."""
 
 
@@ -66,16 +83,16 @@ class BrushTool(Tool):
     def __init__(self) -> None:
         self._last: tuple[float, float] | None = None
 
-    def layer(self, canvas: CanvasView) -> str:
+    def layer(self, canvas: Canvas) -> str:
         return canvas.tool_settings.layer
 
-    def press(self, canvas: CanvasView, pos: QPointF) -> None:
+    def press(self, canvas: Canvas, pos: QPointF) -> None:
         masks, s = canvas.masks, canvas.tool_settings
         masks.begin(self.name)
         self._last = (pos.x(), pos.y())
         masks.paint(self.layer(canvas), [self._last], s.brush_mm, value=self.value)
 
-    def move(self, canvas: CanvasView, pos: QPointF) -> None:
+    def move(self, canvas: Canvas, pos: QPointF) -> None:
         if self._last is None:
             return
         s = canvas.tool_settings
@@ -83,13 +100,13 @@ class BrushTool(Tool):
         canvas.masks.paint(self.layer(canvas), [self._last, point], s.brush_mm, value=self.value)
         self._last = point
 
-    def release(self, canvas: CanvasView, pos: QPointF) -> None:
+    def release(self, canvas: Canvas, pos: QPointF) -> None:
         if self._last is not None:
             self._last = None
             canvas.masks.commit()
             canvas.edited.emit()
 
-    def cancel(self, canvas: CanvasView) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         # Escape during a stroke keeps what was painted, like lifting the pen.
         self.release(canvas, QPointF())
 
@@ -106,10 +123,10 @@ class RemoveTool(BrushTool):
     name, key, help = "Remove", "X", ("Paint over what edit mode should remove (filled with "
                                       "normal surroundings); [ and ] change the size")
 
-    def layer(self, canvas: CanvasView) -> str:
+    def layer(self, canvas: Canvas) -> str:
         return REMOVE_LAYER
 
-    def press(self, canvas: CanvasView, pos: QPointF) -> None:
+    def press(self, canvas: Canvas, pos: QPointF) -> None:
         if REMOVE_LAYER not in canvas.masks:
             canvas.masks.add_layer(REMOVE_LAYER)
             canvas.layersChanged.emit()
@@ -119,7 +136,7 @@ class RemoveTool(BrushTool):
 class FillTool(Tool):
     name, key, help = "Fill", "G", "Fill the enclosed region under the cursor in the active layer"
 
-    def press(self, canvas: CanvasView, pos: QPointF) -> None:
+    def press(self, canvas: Canvas, pos: QPointF) -> None:
         canvas.masks.flood_fill(canvas.tool_settings.layer, pos.x(), pos.y())
         canvas.edited.emit()
 
@@ -133,7 +150,7 @@ class NoduleTool(Tool):
         self._dragging: int | None = None
         self._offset = (0.0, 0.0)
 
-    def press(self, canvas: CanvasView, pos: QPointF) -> None:
+    def press(self, canvas: Canvas, pos: QPointF) -> None:
         masks = canvas.masks
         hit = canvas.nodule_at(pos)
         if hit is not None:
@@ -147,7 +164,7 @@ class NoduleTool(Tool):
             canvas.edited.emit()
         canvas.select_nodule(n.id)
 
-    def move(self, canvas: CanvasView, pos: QPointF) -> None:
+    def move(self, canvas: Canvas, pos: QPointF) -> None:
         if self._dragging is None:
             return
         h, w = canvas.masks.shape
@@ -156,13 +173,13 @@ class NoduleTool(Tool):
         canvas.masks.update_nodule(self._dragging, x=x, y=y)
         canvas.noduleDragged.emit()
 
-    def release(self, canvas: CanvasView, pos: QPointF) -> None:
+    def release(self, canvas: Canvas, pos: QPointF) -> None:
         if self._dragging is not None:
             self._dragging = None
             canvas.masks.commit()
             canvas.edited.emit()
 
-    def cancel(self, canvas: CanvasView) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         self.release(canvas, QPointF())
 
 
@@ -177,37 +194,37 @@ class PolygonTool(Tool):
         self._cursor: QPointF | None = None
         self._item: QGraphicsPathItem | None = None
 
-    def press(self, canvas: CanvasView, pos: QPointF) -> None:
+    def press(self, canvas: Canvas, pos: QPointF) -> None:
         self._points.append(QPointF(pos))
         self._redraw(canvas)
 
-    def move(self, canvas: CanvasView, pos: QPointF) -> None:
+    def move(self, canvas: Canvas, pos: QPointF) -> None:
         self._cursor = QPointF(pos)
         if self._points:
             self._redraw(canvas)
 
-    def double_click(self, canvas: CanvasView, pos: QPointF) -> None:
+    def double_click(self, canvas: Canvas, pos: QPointF) -> None:
         self.finish(canvas)
 
-    def finish(self, canvas: CanvasView) -> None:
+    def finish(self, canvas: Canvas) -> None:
         points = _dedupe([(p.x(), p.y()) for p in self._points])
         self.cancel(canvas)
         if len(points) >= 3:
             canvas.masks.fill_polygon(canvas.tool_settings.layer, points)
             canvas.edited.emit()
 
-    def cancel(self, canvas: CanvasView) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         self._points = []
         if self._item is not None:
             canvas.scene().removeItem(self._item)
             self._item = None
 
-    def back(self, canvas: CanvasView) -> None:
+    def back(self, canvas: Canvas) -> None:
         if self._points:
             self._points.pop()
             self._redraw(canvas)
 
-    def _redraw(self, canvas: CanvasView) -> None:
+    def _redraw(self, canvas: Canvas) -> None:
         if self._item is None:
             pen = QPen(QColor(255, 255, 255), 1.5, Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
