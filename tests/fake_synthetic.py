@@ -1,4 +1,5 @@
-"""A stand-in for ``xraystudio synthesize`` output: edit-mode images in the nnU-Net v2 layout.
+"""A stand-in for ``xraystudio synthesize`` output: edit-mode (or, by name, layout-mode) images in
+the nnU-Net v2 layout.
 
 Each image is a training case with one bright Gaussian nodule drawn into a lung, its label map
 (``curation.export.label_map``) and a ``metadata.jsonl`` line as ``synthesize`` writes them. Used
@@ -20,7 +21,7 @@ from xraystudio.masks import LUNGS
 
 def write_fake_synthetic(
     data: Path, out: Path, cases: list[str], per_case: int = 1, seed: int = 0,
-    contrast: float = 0.2,
+    contrast: float = 0.2, mode: str = "edit",
 ) -> Path:
     dataset = JsrtDataset(data)
     rng = np.random.default_rng(seed)
@@ -46,7 +47,7 @@ def write_fake_synthetic(
             Image.fromarray(label_map(masks)).save(out / "labelsTr" / f"{item}.png")
             lines.append({
                 "id": item, "image": f"imagesTr/{item}_0000.png", "label": f"labelsTr/{item}.png",
-                "synthetic": True, "mode": "edit",
+                "synthetic": True, "mode": mode,
                 "source": {"dataset": str(data), "case": case_id,
                            "file": str(data / "images" / f"{case_id}.png")},
                 "nodules": [{"x": x, "y": y, "diameter_mm": diameter_mm, "subtlety": 3}],

@@ -371,3 +371,104 @@ def test_resume_trains_again_only_the_arm_whose_images_changed(tiny, tmp_path: P
     assert main(args) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and "cannot resume" in errors[0] and "real cases" in errors[0]
+
+
+# ------------------------------------------------------------------ the new-patients arm
+def _small(jsrt: Path) -> list[str]:
+    return ["benchmark", "downstream", str(jsrt), "--steps", "2", "--batch", "4", "--size", "128",
+            "--patch", "32", "--threads", "1", "--tune-cases", "2"]
+
+
+def test_new_patients_arm_beside_real_data_alone(tiny, tmp_path: Path, capsys) -> None:
+    """A layout-mode folder trains a fourth arm, its images added to the real cases as the
+    synthetic arm's are: labelled by their own label maps, nothing of a tuning case trained on,
+    a pool hash, a row of the table, and a paired comparison with real data alone."""
+    from xraystudio.io.datasets import tune_split
+
+    jsrt, _, train, _ = tiny
+    rest, tune = tune_split(JsrtDataset(jsrt), train, 2)
+    new = write_fake_synthetic(jsrt, tmp_path / "new", [*rest[:3], tune[0]], per_case=2,
+                               mode="layout")
+    out = tmp_path / "report.json"
+    assert main([*_small(jsrt), "--new-patients", str(new), "--seeds", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert list(report["runs"]) == ["real", "new_patients"] and report["complete"]
+    counts = report["data"]
+    assert counts["new_patients_images_made"] == 8 and counts["new_patients_images"] == 6
+    assert counts["new_patients_source_cases"] == 3 and counts["new_patients_dirs"] == [str(new)]
+    assert set(counts["pool_sha256"]) == {"real", "tune", "val", "new_patients"}
+    items = [i for i in data.read_synthetic(new, JsrtDataset(jsrt), [], data.LAYOUT_MODES)
+             if i.case != tune[0]]
+    pool = data.synthetic_pool(items, JsrtDataset(jsrt), 128, name="new_patients")
+    assert counts["new_patients_nodules_labelled"] == pool.nodule_count >= 6
+    assert [r["seed"] for r in report["runs"]["new_patients"]] == [0, 1]
+    assert report["paired_new_patients_minus_real"]["seeds"] == [0, 1]
+    assert report["paired_synthetic_minus_blob"] is None and report["bar"]["met"] is None
+    assert "| real + new patients | " in printed and f"{counts['train_cases']} + 6" in printed
+    assert "new_patients - real over 2 paired seeds" in printed
+
+
+def test_new_patients_folder_is_checked_as_the_synthetic_one_is(tiny, tmp_path: Path,
+                                                                capsys) -> None:
+    jsrt, synthetic, train, val = tiny
+    leak = write_fake_synthetic(jsrt, tmp_path / "leak", [train[0], val[0]], mode="layout")
+    layout = write_fake_synthetic(jsrt, tmp_path / "layout", [train[0]], mode="layout")
+    for extra, says in (
+            (["--new-patients", str(leak)], val[0]),  # a validation case's masks
+            (["--new-patients", str(synthetic)], "edit-mode images"),  # edits, not new patients
+            (["--synthetic", str(layout)], "layout-mode images"),  # no blob twin for them
+            (["--arms", "new_patients"], "--new-patients"),
+            (["--synthetic", str(synthetic), "--arms", "real", "new_patients"], "--new-patients"),
+            (["--new-patients", str(layout), "--arms", "blob"], "--synthetic"),
+            (["--new-patients", str(layout), "--arms", "bogus"], "unknown arm")):
+        assert main([*_small(jsrt), *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and says in err[0], (extra, err)
+
+
+def test_resume_trains_only_the_new_arm_without_the_other_arms_folders(tiny, tmp_path: Path,
+                                                                       capsys) -> None:
+    """A report's blob and synthetic runs are kept, all their seeds, when their folders are
+    gone and only the new-patients arm is trained; their data and pool hashes stay with them."""
+    import shutil
+
+    from xraystudio.evaluation.downstream import markdown_table
+
+    jsrt, synthetic, train, _ = tiny
+    gone = tmp_path / "gone"
+    shutil.copytree(synthetic, gone)
+    new = write_fake_synthetic(jsrt, tmp_path / "new", train[:4], mode="layout")
+    out = tmp_path / "report.json"
+    assert main([*_small(jsrt), "--synthetic", str(gone), "--seeds", "2", "--out", str(out)]) == 0
+    before = json.loads(out.read_text())
+    assert all(r["threads"] == 1 for rs in before["runs"].values() for r in rs)
+    # As a report from before runs recorded their threads, made with 3: resumed with 1 thread.
+    old = json.loads(out.read_text())
+    old["settings"]["threads"] = 3
+    for rs in old["runs"].values():
+        for r in rs:
+            del r["threads"]
+    out.write_text(json.dumps(old))
+    shutil.rmtree(gone)
+    assert main([*_small(jsrt), "--new-patients", str(new), "--arms", "new_patients",
+                 "--seeds", "1", "--out", str(out), "--resume"]) == 0
+    after = json.loads(out.read_text())
+    for arm in ("real", "blob", "synthetic"):  # both seeds, not trained again, threads kept
+        assert after["runs"][arm] == [{**r, "threads": 3} for r in before["runs"][arm]]
+    assert [(r["seed"], r["threads"]) for r in after["runs"]["new_patients"]] == [(0, 1)]
+    assert after["complete"] and after["settings"]["threads"] == 1
+    assert all(after["data"][k] == v for k, v in before["data"].items() if k != "pool_sha256")
+    assert before["data"]["pool_sha256"].items() <= after["data"]["pool_sha256"].items()
+    assert after["summary"]["blob"] == before["summary"]["blob"]
+    assert after["paired_synthetic_minus_blob"] == before["paired_synthetic_minus_blob"]
+    table = markdown_table(after)
+    assert "| real + new patients (1 seed) |" in table and "| real only (2 seeds) |" in table
+    # Trained again (its own seeds below --seeds), the new arm is the only one that changes.
+    capsys.readouterr()
+    assert main([*_small(jsrt), "--new-patients", str(new), "--arms", "new_patients",
+                 "--seeds", "2", "--out", str(out), "--resume"]) == 0
+    again = json.loads(out.read_text())
+    assert [r["seed"] for r in again["runs"]["new_patients"]] == [0, 1]
+    assert again["runs"]["new_patients"][0] == after["runs"]["new_patients"][0]
+    assert all(again["runs"][a] == after["runs"][a] for a in ("real", "blob", "synthetic"))

@@ -303,6 +303,50 @@ def test_layout_mode_draws_new_patients(setup, tmp_path: Path) -> None:
     assert check_nnunet_dataset(out) == []
 
 
+def test_layout_resolution_is_a_setting_of_the_folder_and_edit_modes_refuse_it(
+        setup, tmp_path: Path, capsys) -> None:
+    """``--resolution``: layout mode draws at the side asked for (default the largest), the
+    folder's fingerprint holds it, and edit and remove modes refuse it as ``generate`` does."""
+    from xraystudio.synthesis.tiny import make_tiny_fullres
+
+    data, tiny = setup
+    model = tmp_path / "with_fullres"
+    shutil.copytree(tiny, model)
+    make_tiny_fullres(model)  # draws 32 px and, through the second stage, 128 px
+    first = ("--mode", "layout", "--limit", "1")
+
+    def drawn(out: Path) -> set[int]:
+        rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+        assert len(rows) == 2
+        return {r["provenance"]["drawn_resolution"] for r in rows}
+
+    coarse, full = tmp_path / "coarse", tmp_path / "full"
+    assert main(_args(data, model, coarse, *first, "--resolution", "32")) == 0
+    assert main(_args(data, model, full, *first)) == 0
+    assert drawn(coarse) == {32} and drawn(full) == {128}
+    assert json.loads((coarse / "synthesis.json").read_text())["resolution"] == 32
+    row = json.loads((coarse / "metadata.jsonl").read_text().splitlines()[0])
+    assert "fullres_weights_sha256" not in row["provenance"]["model"]  # the stage did not draw
+    capsys.readouterr()
+    # The largest side asked for by name is the default: the same folder, resumed.
+    assert main(_args(data, model, full, *first, "--resolution", "128")) == 0
+    assert json.loads(capsys.readouterr().out)["already_done"] == 2
+    for out, other in ((full, "32"), (coarse, "128")):
+        before = _files(out)
+        assert main(_args(data, model, out, *first, "--resolution", other)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and "resolution" in err[0]
+        assert _files(out) == before
+    refused = tmp_path / "refused"
+    for extra, says in ((("--mode", "layout", "--resolution", "64"), "not 64"),
+                        (("--resolution", "32"), "edit mode draws at the source's own"),
+                        (("--remove", "--resolution", "32"), "edit mode draws at the source's own")):
+        assert main(_args(data, model, refused, "--limit", "1", *extra)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and says in err[0]
+        assert not refused.exists()
+
+
 def test_layout_mode_draws_new_patients_from_a_folder_of_saved_masks(setup, tmp_path: Path,
                                                                      capsys) -> None:
     from xraystudio.io.masks_io import save_masks

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="use only the first N inputs")
     p.add_argument("--model", help="model folder or name (default: the built-in model)")
     p.add_argument("--sampler", help="layout sampler file (default: the model's)")
+    p.add_argument("--resolution", type=int,
+                   help="layout mode: the side the model draws, its working size (256 for the "
+                   "built-in model) or its full resolution (1024, the default)")
     p.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     p.add_argument("--scheduler", help="sampler (default: the model's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (default cpu)")
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, batch=args.batch, split=args.split, limit=args.limit, model=args.model,
         sampler=Path(args.sampler) if args.sampler else None, steps=args.steps,
         scheduler=args.scheduler, device=args.device, jsrt=args.jsrt,
-        keep_implausible=args.keep_implausible, optimize=args.optimize, overlap=args.overlap)
+        keep_implausible=args.keep_implausible, optimize=args.optimize, overlap=args.overlap,
+        resolution=args.resolution)
     bar = tqdm(unit="img", dynamic_ncols=True, disable=None, desc="synthesize")
 
     def progress(done: int, total: int) -> None:

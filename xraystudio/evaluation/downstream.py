@@ -1,10 +1,11 @@
-"""Does the product's synthetic data help a nodule segmenter? Three arms, several seeds.
+"""Does the product's synthetic data help a nodule segmenter? Up to four arms, several seeds.
 
 Each seed trains the same small nodule segmenter (:mod:`xraystudio.training.nodule_segmenter`,
-same steps, batch, patches, lr and widths) three times: on the real training cases only, on
-real + blob-inserted images, and on real + the synthetic folder (see
-:mod:`xraystudio.evaluation.downstream_data`); the blob and synthetic arms have the same images
-and nodule layouts, so they differ only in how the nodules were drawn.
+same steps, batch, patches, lr and widths) once per arm: on the real training cases only, on
+real + blob-inserted images, on real + the synthetic folder, and on real + new patients (a
+layout-mode folder; see :mod:`xraystudio.evaluation.downstream_data`). The blob and synthetic
+arms have the same images and nodule layouts, so they differ only in how the nodules were
+drawn; the new patients are a figure beside real data alone (``paired`` against ``real``).
 
 A segmenter's figures depend on its threshold more than on anything else, and a threshold fixed
 in advance lands each model at another operating point (one finds every nodule with twenty
@@ -28,7 +29,9 @@ settings and training images alone. It refuses a report written with other setti
 real cases; the report records a hash of every pool of images, and an arm whose added images
 changed since (a synthetic folder made anew with another model) is trained again while the
 other arms' runs are kept, so a new synthetic folder with the same layouts costs only its own
-arm.
+arm. The runs of an arm whose images are not given are kept as the report holds them (its
+data and pool hash with them), so a report can be resumed for one arm without the folders of
+the others.
 """
 
 from __future__ import annotations
@@ -61,10 +64,18 @@ from xraystudio.training.nodule_segmenter import (
 
 log = logging.getLogger(__name__)
 
-ARMS: tuple[str, ...] = ("real", "blob", "synthetic")
+ARMS: tuple[str, ...] = ("real", "blob", "synthetic", "new_patients")
 #: The pools every arm trains on or is scored on; the arms' own added images are pools too.
 SHARED_POOLS: tuple[str, ...] = ("real", "tune", "val")
-ARM_TITLES = {"real": "real only", "blob": "real + blob insertion", "synthetic": "real + synthetic"}
+ARM_TITLES = {"real": "real only", "blob": "real + blob insertion", "synthetic": "real + synthetic",
+              "new_patients": "real + new patients"}
+#: The folder(s) each added arm's images come from (the blob arm redraws the synthetic folder's
+#: layouts into their sources), and the ``synthesize`` modes such a folder holds.
+FOLDER_OF = {"blob": "synthetic", "synthetic": "synthetic", "new_patients": "new_patients"}
+FOLDER_MODES = {"synthetic": data.EDIT_MODES, "new_patients": data.LAYOUT_MODES}
+FOLDER_OPTIONS = {"synthetic": "--synthetic", "new_patients": "--new-patients"}
+#: Arm minus other arm, seed by seed, in the report (``paired_<arm>_minus_<other>``).
+PAIRS: tuple[tuple[str, str], ...] = (("synthetic", "blob"), ("new_patients", "real"))
 METRICS: tuple[str, ...] = ("dice", "sensitivity", "fp_per_normal")
 METRIC_TITLES = {"dice": "nodule Dice", "sensitivity": "sensitivity",
                  "fp_per_normal": "FP / normal image",
@@ -74,7 +85,8 @@ METRIC_TITLES = {"dice": "nodule Dice", "sensitivity": "sensitivity",
 @dataclasses.dataclass
 class DownstreamConfig:
     data_dir: Path
-    synthetic_dirs: tuple[Path, ...]
+    synthetic_dirs: tuple[Path, ...] = ()  # edit-mode (and --remove) folders: blob, synthetic
+    new_patients_dirs: tuple[Path, ...] = ()  # layout-mode folders: new_patients
     seeds: int = 3
     training: NoduleTraining = dataclasses.field(default_factory=NoduleTraining)
     min_diameter_mm: float = 3.0
@@ -82,10 +94,33 @@ class DownstreamConfig:
     fp_target: float = 2.0
     out: Path | None = None
     threads: int | None = None
-    #: The arms to train, in :data:`ARMS` order (all three for the bar; one to rerun an arm).
-    arms: tuple[str, ...] = ARMS
+    #: The arms to train, in :data:`ARMS` order (blob and synthetic for the bar; one to rerun
+    #: an arm); None: every arm whose images are given.
+    arms: tuple[str, ...] | None = None
     #: Keep the runs of the report at ``out`` and train only the missing ones.
     resume: bool = False
+
+    def folders(self) -> dict[str, tuple[Path, ...]]:
+        """The folders given, by kind (the keys of :data:`FOLDER_MODES`)."""
+        given = {"synthetic": self.synthetic_dirs, "new_patients": self.new_patients_dirs}
+        return {name: tuple(Path(d) for d in dirs) for name, dirs in given.items() if dirs}
+
+    def trained_arms(self) -> tuple[str, ...]:
+        """The arms to train, in :data:`ARMS` order; ``DatasetError`` for an unknown arm or one
+        whose images are not given."""
+        folders = self.folders()
+        wanted = self.arms if self.arms is not None else tuple(
+            a for a in ARMS if a == "real" or FOLDER_OF[a] in folders)
+        unknown = sorted(set(wanted) - set(ARMS))
+        if unknown or not wanted:
+            raise DatasetError(f"unknown arm(s) {', '.join(unknown) or '(none given)'}; "
+                               f"choose from {', '.join(ARMS)}")
+        missing = [a for a in ARMS if a in wanted and a != "real" and FOLDER_OF[a] not in folders]
+        if missing:
+            options = sorted({FOLDER_OPTIONS[FOLDER_OF[a]] for a in missing})
+            raise DatasetError(f"the {', '.join(missing)} arm(s) need their images: give "
+                               f"{' and '.join(options)}")
+        return tuple(a for a in ARMS if a in wanted)
 
 
 def evaluate_model(
@@ -218,16 +253,21 @@ def bar(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """The README's table: per arm, images added, then mean ± sd (and each seed) per figure."""
+    """The README's table: per arm, images added, then mean ± sd (and each seed) per figure;
+    each arm's number of seeds beside its name when the arms have not all the same."""
     shown = [m for m in (*METRICS, "cpm")
              if all(m in summary for summary in report["summary"].values())]
+    n_seeds = {arm: len(summary["dice"]["seeds"]) for arm, summary in report["summary"].items()}
     head = "| training data | images (real + added) | " + " | ".join(
         METRIC_TITLES[m] for m in shown) + " |"
     lines = [head, "|" + " --- |" * (2 + len(shown))]
     counts = report["data"]
     for arm, summary in report["summary"].items():
         added = 0 if arm == "real" else counts[f"{arm}_images"]
-        cells = [ARM_TITLES[arm], f"{counts['train_cases']} + {added}"]
+        n = n_seeds[arm]
+        title = ARM_TITLES[arm] + (f" ({n} seed{'s' * (n != 1)})"
+                                   if len(set(n_seeds.values())) > 1 else "")
+        cells = [title, f"{counts['train_cases']} + {added}"]
         for m in shown:
             v = summary[m]
             seeds = ", ".join(f"{x:.2f}" for x in v["seeds"])
@@ -237,21 +277,26 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple, tuple, dict]:
+    """The pools of the real, tuning and validation cases and of every folder given (the
+    synthetic folders give the blob arm too), and the report's ``data``."""
     from tqdm import tqdm
+
+    from xraystudio.io.datasets import tune_split
 
     dataset = JsrtDataset(cfg.data_dir)
     train_ids, val_ids = dataset.split()
     if not train_ids or not val_ids:
         raise DatasetError(f"{cfg.data_dir} has too few cases for a train/validation split")
-    items = data.read_synthetic(cfg.synthetic_dirs, dataset, val_ids)
-    from xraystudio.io.datasets import tune_split
-
+    folders = cfg.folders()
+    made = {name: data.read_synthetic(dirs, dataset, val_ids, FOLDER_MODES[name])
+            for name, dirs in folders.items()}
     train_ids, tune_ids = tune_split(dataset, train_ids, cfg.tune_cases)
     held = set(tune_ids)
-    made = len(items)
-    items = [i for i in items if i.case not in held]  # nothing of a tuning case is trained on
+    # nothing made from a tuning case is trained on
+    items = {name: [i for i in m if i.case not in held] for name, m in made.items()}
     size = cfg.training.size
-    total = len(train_ids) + len(tune_ids) + len(val_ids) + 2 * len(items)
+    total = len(train_ids) + len(tune_ids) + len(val_ids) + sum(
+        len(v) * (2 if name == "synthetic" else 1) for name, v in items.items())
     with tqdm(total=total, desc="loading", unit="image", disable=not progress,
               dynamic_ncols=True) as bar_:
         def tick(done: int, count: int) -> None:
@@ -260,32 +305,45 @@ def _load(cfg: DownstreamConfig, progress: bool) -> tuple[dict[str, Pool], tuple
         real, nodules = data.real_pool(dataset, train_ids, size, progress=tick)
         tune, _ = data.real_pool(dataset, tune_ids, size, name="tune", progress=tick)
         val, _ = data.real_pool(dataset, val_ids, size, name="val", progress=tick)
-        synthetic = data.synthetic_pool(items, dataset, size, progress=tick)
-        blob = data.blob_pool(items, dataset, nodules, size, progress=tick)
+        pools = {"real": real}
+        for name, kept in items.items():
+            pools[name] = data.synthetic_pool(kept, dataset, size, progress=tick, name=name)
+            if name == "synthetic":
+                pools["blob"] = data.blob_pool(kept, dataset, nodules, size, progress=tick)
     by_id = {c.id: c for c in dataset.cases}
     nodule_case = np.array([by_id[i].nodule for i in val_ids])
     tune_nodule = np.array([by_id[i].nodule for i in tune_ids])
-    counts = {
-        "dataset": str(dataset.root), "synthetic_dirs": [str(Path(d)) for d in cfg.synthetic_dirs],
+    counts: dict[str, Any] = {
+        "dataset": str(dataset.root),
         "train_cases": len(train_ids),
         "train_nodule_cases": sum(by_id[i].nodule for i in train_ids),
         "tune_cases": len(tune_ids), "tune_nodule_cases": int(tune_nodule.sum()),
-        "synthetic_images_made": made,
         "val_cases": len(val_ids), "val_nodule_cases": int(nodule_case.sum()),
         "val_normal_cases": int((~nodule_case).sum()),
-        "synthetic_images": len(synthetic), "synthetic_nodules_labelled": synthetic.nodule_count,
-        "synthetic_nodules_inserted": sum(len(i.nodules) for i in items),
-        "synthetic_source_cases": len({i.case for i in items}),
-        "blob_images": len(blob), "blob_nodules_labelled": blob.nodule_count,
-        "blob_contrast_pool": len(positive_contrasts(nodules)),
-        "synthetic_metadata_sha256": [
-            hashlib.sha256((Path(d) / data.METADATA).read_bytes()).hexdigest()[:16]
-            for d in cfg.synthetic_dirs],
     }
-    pools = {"real": real, "blob": blob, "synthetic": synthetic}
+    for name, dirs in folders.items():
+        counts.update(_folder_counts(name, dirs, made[name], items[name], pools[name]))
+    if "blob" in pools:
+        counts.update({"blob_images": len(pools["blob"]),
+                       "blob_nodules_labelled": pools["blob"].nodule_count,
+                       "blob_contrast_pool": len(positive_contrasts(nodules))})
     counts["pool_sha256"] = {name: _pool_hash(pool) for name, pool in
                              {**pools, "tune": tune, "val": val}.items()}
     return pools, (tune, tune_nodule), (val, nodule_case), counts
+
+
+def _folder_counts(name: str, dirs: tuple[Path, ...], made: list, items: list, pool: Pool
+                   ) -> dict[str, Any]:
+    """What a kind of folder holds and what of it is trained on (``<name>_...``)."""
+    return {
+        f"{name}_dirs": [str(d) for d in dirs],
+        f"{name}_images_made": len(made),
+        f"{name}_images": len(pool), f"{name}_nodules_labelled": pool.nodule_count,
+        f"{name}_nodules_inserted": sum(len(i.nodules) for i in items),
+        f"{name}_source_cases": len({i.case for i in items}),
+        f"{name}_metadata_sha256": [
+            hashlib.sha256((d / data.METADATA).read_bytes()).hexdigest()[:16] for d in dirs],
+    }
 
 
 def _pool_hash(pool: Pool) -> str:
@@ -304,14 +362,10 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
     cfg.training.check()
     if cfg.seeds < 1:
         raise DatasetError("--seeds must be at least 1")
-    unknown = sorted(set(cfg.arms) - set(ARMS))
-    if unknown or not cfg.arms:
-        raise DatasetError(f"unknown arm(s) {', '.join(unknown) or '(none given)'}; "
-                           f"choose from {', '.join(ARMS)}")
-    arms = tuple(a for a in ARMS if a in cfg.arms)
+    arms = cfg.trained_arms()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    previous = _resumable(cfg) if cfg.resume else None
+    previous = _resumable(cfg, arms) if cfg.resume else None
     started = time.monotonic()
     pools, (tune, tune_nodule), (val, nodule_case), counts = _load(cfg, progress)
     load_seconds = time.monotonic() - started
@@ -343,7 +397,7 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
                                     cfg.min_diameter_mm)
             scores.update(froc(val_prob, val, nodule_case, cfg.min_diameter_mm))
             runs[arm].append({
-                "seed": seed, "threshold": threshold, **scores,
+                "seed": seed, "threads": cfg.threads, "threshold": threshold, **scores,
                 "tune_cpm": tune_froc["cpm"],
                 "train_seconds": round(t1 - t0, 1),
                 "seconds_per_step": round((t1 - t0) / steps, 4),
@@ -362,11 +416,13 @@ def run_downstream(cfg: DownstreamConfig, progress: bool = True) -> dict[str, An
     return report
 
 
-#: Settings a resumed report may differ in: they say how many runs, not how each one is made.
-_RUN_COUNT_SETTINGS = ("seeds", "arms")
+#: Settings a resumed report may differ in: how many runs (seeds, arms), and the CPU threads,
+#: which say how fast a run is made, not what it learns (on some CPUs its last bits); each run
+#: records its own.
+_RUN_COUNT_SETTINGS = ("seeds", "arms", "threads")
 
 
-def _resumable(cfg: DownstreamConfig) -> dict[str, Any] | None:
+def _resumable(cfg: DownstreamConfig, arms: tuple[str, ...]) -> dict[str, Any] | None:
     """The report at ``cfg.out`` when it was made with this run's settings (checked before the
     long load; ``DatasetError`` otherwise), None when there is none yet."""
     if cfg.out is None or not cfg.out.is_file():
@@ -382,7 +438,7 @@ def _resumable(cfg: DownstreamConfig) -> dict[str, Any] | None:
                 raise TypeError("every run needs an integer seed")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"cannot resume {cfg.out}: not a downstream report ({exc})") from None
-    settings = _settings(cfg, cfg.arms)
+    settings = _settings(cfg, arms)
     _refuse_if(cfg, [k for k in sorted(settings.keys() | old_settings.keys())
                      if k not in _RUN_COUNT_SETTINGS and settings.get(k) != old_settings.get(k)])
     return old
@@ -390,25 +446,44 @@ def _resumable(cfg: DownstreamConfig) -> dict[str, Any] | None:
 
 def _resumed_runs(cfg: DownstreamConfig, old: dict[str, Any], counts: dict,
                   arms: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
-    """``old``'s runs below ``cfg.seeds`` whose images are this run's: of ``arms`` and of any
-    other arm it holds (kept, not retrained: a rerun of one arm loses none of the others)."""
+    """``old``'s runs whose images are this run's: of ``arms`` below ``cfg.seeds``, and all of
+    any other arm it holds (kept, not retrained: a rerun of one arm loses none of the others).
+    An arm whose images were not given is kept as the report holds it, and its data and pool
+    hash are copied into ``counts``."""
     old_pools, pools = old["data"].get("pool_sha256"), counts["pool_sha256"]
     held = {arm for arm in ARMS if old["runs"].get(arm)}
+    unseen = {arm for arm in held if arm not in pools}
     if isinstance(old_pools, dict):
         _refuse_if(cfg, [f"{name} cases" for name in SHARED_POOLS
                          if old_pools.get(name) != pools[name]])
-        stale = {arm for arm in held if old_pools.get(arm) != pools[arm]}
+        stale = {arm for arm in held - unseen if old_pools.get(arm) != pools[arm]}
         if stale:
             log.info("training %s again: their images changed since %s",
                      ", ".join(sorted(stale)), cfg.out)
         held -= stale
+        _copy_data(old["data"], counts, unseen)
     else:  # a report from before pool hashes: all its data must agree
+        if unseen:
+            raise DatasetError(f"cannot resume {cfg.out} without the images of its "
+                               f"{', '.join(sorted(unseen))} arm(s): it has no pool hashes")
         _refuse_if(cfg, [k for k in counts if k in old["data"] and counts[k] != old["data"][k]])
-    kept = {arm: sorted((r for r in old["runs"][arm] if r["seed"] < cfg.seeds),
-                        key=lambda r: r["seed"]) for arm in held}
+    threads = old["settings"].get("threads")  # of runs from before each run recorded its own
+    kept = {arm: sorted(({"threads": threads, **r} for r in old["runs"][arm]
+                         if arm not in arms or r["seed"] < cfg.seeds), key=lambda r: r["seed"])
+            for arm in held}
     runs = {arm: kept.get(arm, []) for arm in ARMS if arm in arms or arm in held}
     log.info("resuming %s: %s", cfg.out, {arm: len(r) for arm, r in runs.items()})
     return runs
+
+
+def _copy_data(old: dict[str, Any], counts: dict[str, Any], arms: set[str]) -> None:
+    """The data of ``arms``, kept from a report without their images being given: their pool
+    hashes and what their folders held (``<arm>_...``, ``<folder>_...``)."""
+    for arm in arms:
+        counts["pool_sha256"][arm] = old["pool_sha256"].get(arm)
+        prefixes = (f"{arm}_", f"{FOLDER_OF[arm]}_")
+        counts.update({k: v for k, v in old.items()
+                       if k.startswith(prefixes) and k not in counts})
 
 
 def _refuse_if(cfg: DownstreamConfig, differ: list[str]) -> None:
@@ -434,14 +509,16 @@ def _report(cfg: DownstreamConfig, counts: dict, runs: dict[str, list[dict[str, 
     done = {arm: r for arm, r in runs.items() if r}
     summary = {arm: summarise(r) for arm, r in done.items()}
     train_seconds = [r["train_seconds"] for rs in done.values() for r in rs]
+    every_seed = set(range(cfg.seeds))
     return {
         "benchmark": "downstream", "xraystudio": __version__,
-        "complete": all(len(r) == cfg.seeds for r in runs.values()),
+        # every arm has every seed (one kept whole from a resumed report may have more)
+        "complete": all(every_seed <= {r["seed"] for r in rs} for rs in runs.values()),
         "data": counts,
         "settings": _settings(cfg, runs),
         "summary": summary,
         "bar": bar(summary),
-        "paired_synthetic_minus_blob": paired(done),
+        **{f"paired_{arm}_minus_{other}": paired(done, arm, other) for arm, other in PAIRS},
         "runs": done,
         "timing": {
             "load_seconds": round(load_seconds, 1), "total_seconds": round(seconds, 1),

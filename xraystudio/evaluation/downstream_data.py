@@ -1,4 +1,4 @@
-"""The training images of the downstream benchmark's three arms, at one working size.
+"""The training images of the downstream benchmark's arms, at one working size.
 
 The arms differ only in what is added to the real training cases:
 
@@ -11,11 +11,15 @@ The arms differ only in what is added to the real training cases:
 - ``synthetic``: the folder(s) written by ``xraystudio synthesize`` (nnU-Net v2 layout plus
   ``metadata.jsonl``): edit-mode insertions, and ``--remove`` counterparts (a real nodule case
   with its nodule taken out, labelled free of it; blob insertion cannot remove, so its arm gets
-  the source case unchanged for such an item).
+  the source case unchanged for such an item);
+- ``new_patients``: a folder of ``synthesize --mode layout`` images: new patients drawn from
+  training cases' masks, labelled with the nodules the layout sampler put in them.
 
 So the blob and synthetic arms have the same number of images, the same source radiographs, the
 same nodule layouts and the same target contrasts: only the insertion method differs. A synthetic
-image whose source is a validation case would leak the held-out split into training, so reading the folder refuses it.
+image whose source is a validation case would leak the held-out split into training, so reading a
+folder refuses it, as it refuses images of another kind than the arm takes (a layout image is
+no edit of its source, so no blob arm can match it).
 
 Images are kept as 8-bit pixels at the working size (JSRT is 8-bit; at 512 px a case costs
 0.5 MB), with their per-image mean and standard deviation at that size, which the segmenter
@@ -54,6 +58,10 @@ log = logging.getLogger(__name__)
 
 METADATA = "metadata.jsonl"
 DATASET_JSON = "dataset.json"
+#: ``synthesize --mode`` of each kind of folder: edits of the sources (with their removal
+#: counterparts), and new patients.
+EDIT_MODES: tuple[str, ...] = ("edit", "remove")
+LAYOUT_MODES: tuple[str, ...] = ("layout",)
 #: Called with (items done, items in all) while a pool loads.
 Progress = Callable[[int, int], None]
 
@@ -81,25 +89,32 @@ class SyntheticItem:
     case: str
     nodules: tuple[Inserted, ...]
     nodule_value: int
+    mode: str = "edit"  # synthesize's mode (a folder from before it was recorded: edit)
 
 
 # ----------------------------------------------------------------------- the synthetic folder
 def read_synthetic(
-    folders: str | Path | Iterable[str | Path], dataset: JsrtDataset, val_ids: Iterable[str]
+    folders: str | Path | Iterable[str | Path], dataset: JsrtDataset, val_ids: Iterable[str],
+    modes: tuple[str, ...] = EDIT_MODES,
 ) -> list[SyntheticItem]:
     """The items of one or several synthetic nnU-Net folders (say, edit-mode insertions and the
     ``--remove`` counterparts of the real nodule cases), in order.
 
     Refuses (``DatasetError``) a folder that is not such a dataset, an item whose files are
-    missing or that has no source case of ``dataset``, an id listed twice, and above all any
-    item made from a validation case: training on it would measure the segmenter on its own
-    training data.
+    missing or that has no source case of ``dataset``, an item of another ``synthesize`` mode
+    than ``modes``, an id listed twice, and above all any item made from a validation case:
+    training on it would measure the segmenter on its own training data.
     """
     roots = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
     if not roots:
         raise DatasetError("no synthetic folder given")
     val = set(val_ids)
     items = [item for root in roots for item in _read_folder(root, dataset, val)]
+    other = sorted({i.mode for i in items} - set(modes))
+    if other:
+        raise DatasetError(
+            f"{', '.join(str(r) for r in roots)} hold(s) {' and '.join(other)}-mode images where "
+            f"{' or '.join(modes)}-mode images of `xraystudio synthesize` are expected")
     twice = sorted(k for k, count in Counter(i.id for i in items).items() if count > 1)
     if twice:
         raise DatasetError(f"synthetic image(s) {', '.join(twice[:5])} are listed twice in "
@@ -163,6 +178,7 @@ def _item(root: Path, row: dict, n: int, nodule_value: int) -> SyntheticItem:
     try:
         item_id, image, label = str(row["id"]), root / row["image"], root / row["label"]
         case = row["source"]["case"]
+        mode = str(row.get("mode", "edit"))
         nodules = tuple(
             Inserted(float(d["x"]), float(d["y"]), float(d["diameter_mm"]),
                      None if d.get("subtlety") is None else int(d["subtlety"]),
@@ -173,13 +189,13 @@ def _item(root: Path, row: dict, n: int, nodule_value: int) -> SyntheticItem:
         raise DatasetError(f"{where}: missing or malformed field {exc}") from None
     if not isinstance(case, str) or not case:
         raise DatasetError(
-            f"{where} ({item_id}) has no source case: the benchmark needs edit-mode images of "
-            "the dataset's own radiographs"
+            f"{where} ({item_id}) has no source case: the benchmark needs images made from "
+            "the dataset's own cases"
         )
     for path in (image, label):
         if not path.is_file():
             raise DatasetError(f"{where} ({item_id}): file {path} is missing")
-    return SyntheticItem(item_id, image, label, case, nodules, nodule_value)
+    return SyntheticItem(item_id, image, label, case, nodules, nodule_value, mode)
 
 
 # --------------------------------------------------------------------------------- the pools
@@ -266,10 +282,12 @@ def real_pool(
 
 def synthetic_pool(
     items: list[SyntheticItem], dataset: JsrtDataset, size: int, progress: Progress | None = None,
+    name: str = "synthetic",
 ) -> Pool:
-    """The synthetic folder's images with the nodule label of their label maps."""
+    """A synthetic folder's images with the nodule label of their label maps (edits, or new
+    patients drawn from a case's masks: either way at the size and spacing of that case)."""
     spacing = {c.id: c.spacing_mm for c in dataset.cases}
-    builder = _PoolBuilder("synthetic", size, len(items))
+    builder = _PoolBuilder(name, size, len(items))
     for k, item in enumerate(items):
         image = _as_float(_read_png(item.image), item.image)
         label = _read_png(item.label)

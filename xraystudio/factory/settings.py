@@ -30,6 +30,9 @@ class SynthesisSettings:
     optimize: str = "auto"  # the engine's GPU measures (synthesis.acceleration)
     #: read inputs and write files in threads beside the model (the same files either way)
     overlap: bool = True
+    #: layout mode: the side the model draws (None: the largest it draws; edit and remove
+    #: modes keep the source's own size and refuse one)
+    resolution: int | None = None
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v)
@@ -44,11 +47,15 @@ class SynthesisSettings:
         return cls(**d)
 
     def fingerprint(self, model: dict, sampler_sha: str | None,
-                    acceleration: dict | None = None) -> dict:
+                    acceleration: dict | None = None, drawn_below_largest: int | None = None
+                    ) -> dict:
         """Everything that changes an output file. Batch is part of it: the model sees a unit's
         windows together, and a batch of another size may round differently in the last bit;
         so are the GPU measures in use (``acceleration``: fp16 rounds otherwise), but not
-        ``overlap``, which changes only when files are written."""
+        ``overlap``, which changes only when files are written. ``drawn_below_largest``: the
+        side layout mode draws when it is not the largest the model draws (the default; an
+        explicit largest side makes the same files, and a folder from before the setting
+        keeps its fingerprint)."""
         return {
             # 2: every image air dark (MONOCHROME1 sources mirrored), films checked for a chest
             "format": 2,
@@ -60,4 +67,5 @@ class SynthesisSettings:
                                              "limit", "steps", "scheduler", "jsrt",
                                              "keep_implausible")},
             **({"acceleration": acceleration} if acceleration else {}),
+            **({"resolution": drawn_below_largest} if drawn_below_largest else {}),
         }

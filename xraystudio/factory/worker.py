@@ -90,6 +90,9 @@ class Synthesizer:
                                   optimize=settings.optimize,
                                   max_batch=max(MAX_BATCH, settings.batch))
         sampler_file = settings.sampler or Path(self.engine.model.source) / LAYOUT_SAMPLER_FILE
+        # edit and remove modes refuse a resolution as the engine does for an edit request
+        self.resolution = self.engine.drawn_resolution(
+            "layout" if settings.mode == "layout" else "edit", settings.resolution)
         self.sampler = None
         self.sampler_sha = None
         if settings.mode != "remove":
@@ -109,7 +112,7 @@ class Synthesizer:
         if self.settings.mode in ("edit", "remove"):
             out["edit_weights_sha256"] = self.engine.edit_pipe.weights_hash
             out["edit_settings"] = self.engine.edit_pipe.spec.tuned()
-        elif self.engine.has_fullres:
+        elif self.resolution > self.engine.spec.resolution:
             # New patients are drawn at full resolution: its stage is part of what made them.
             out["fullres_weights_sha256"] = self.engine.fullres_pipe.weights_hash
             out["fullres_settings"] = self.engine.fullres_pipe.spec.tuned()
@@ -120,7 +123,8 @@ class Synthesizer:
         return self.settings.fingerprint(
             self.model_identity(), self.sampler_sha,
             {"half": acc.half, "channels_last": acc.channels_last, "compile": acc.compile}
-            if acc.active else None)
+            if acc.active else None,
+            self.resolution if self.resolution not in (None, self.engine.resolutions[-1]) else None)
 
     # ------------------------------------------------------------------------------ inputs
     def _load(self, item: WorkItem) -> _Loaded:
@@ -370,7 +374,8 @@ class Synthesizer:
                 masks.add_nodule(n.x, n.y, n.diameter_mm)
             layouts.append((masks, inserted))
             reqs.append(GenerationRequest(masks=masks, mode="layout", seed=item.seed,
-                                          steps=s.steps, scheduler=s.scheduler))
+                                          steps=s.steps, scheduler=s.scheduler,
+                                          resolution=self.resolution))
         results = self.engine.generate_batch(reqs)
         return [(np.rint(np.clip(r.image, 0, 1) * 255).astype(np.uint8), masks, inserted, [],
                  {"polarity": polarity.record(polarity.source_photometric(ld.image), "generated"),

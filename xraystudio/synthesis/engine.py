@@ -204,6 +204,22 @@ class Engine:
 
         return model_resolutions(self.model.source, self.spec.kind, self.spec.resolution)
 
+    def drawn_resolution(self, mode: str, requested: int | None) -> int | None:
+        """The side ``mode`` draws at when ``requested`` is asked for (None: the largest the
+        model draws); None for edit mode, which keeps the source's own size and refuses a
+        resolution. The one rule for requests and for ``synthesize``, which checks it up front."""
+        if mode == "edit":
+            if requested is not None:
+                raise GenerationError("edit mode draws at the source's own resolution; "
+                                      "a resolution applies to layout and guided modes")
+            return None
+        sizes = self.resolutions
+        size = sizes[-1] if requested is None else int(requested)
+        if size not in sizes:
+            raise GenerationError(f"{self.spec.name} draws at {' or '.join(map(str, sizes))} px,"
+                                  f" not {size}")
+        return size
+
     def _settings(self, req: GenerationRequest) -> dict:
         d = self.spec.defaults
         if req.mode:
@@ -246,16 +262,8 @@ class Engine:
             if not 0 <= float(req.guide_strength) <= 1:
                 raise GenerationError("guide strength must be between 0 and 1")
             s["guide_strength"] = float(req.guide_strength)
-        if mode == "edit":
-            if req.resolution is not None:
-                raise GenerationError("edit mode draws at the source's own resolution; "
-                                      "a resolution applies to layout and guided modes")
-        else:
-            sizes = self.resolutions
-            size = sizes[-1] if req.resolution is None else int(req.resolution)
-            if size not in sizes:
-                raise GenerationError(f"{self.spec.name} draws at {' or '.join(map(str, sizes))} px,"
-                                      f" not {size}")
+        size = self.drawn_resolution(mode, req.resolution)
+        if size is not None:
             s["resolution"] = size
         if not 1 <= s["steps"] <= 1000:
             raise GenerationError("steps must be between 1 and 1000")
