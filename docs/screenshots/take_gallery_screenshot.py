@@ -78,7 +78,7 @@ def main() -> None:
     window = MainWindow(AppSettings(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat)))
     window.resize(1400, 900)
     window.show()
-    window.open_project(folder)
+    window.switch.open_project(folder)
     wait(app, 10, until=lambda: window.study is not None and window.gallery.list.count() == 12)
     window.gallery_dock.setFloating(True)
     window.gallery_dock.resize(1300, 720)

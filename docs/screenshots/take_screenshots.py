@@ -73,7 +73,7 @@ def main() -> None:
     if not args.only:
         window.grab().save(str(out / "main_window.png"))
     if args.model:
-        window.add_model_folder(args.model)
+        window.gen.add_model_folder(args.model)
     elif not builtin_model_dir().is_dir():
         raise SystemExit("the built-in model is missing; pass --model")
     if args.only == "edit":
@@ -91,7 +91,7 @@ def main() -> None:
     g.n_images.setValue(3)
     g.random_seed.setChecked(False)
     g.seed.setValue(1234)
-    window.generate()
+    window.gen.generate()
     wait(app, 120, until=lambda: g.progress.value() > 0.45 * g.progress.maximum())
     # keep working while it runs: stamp a nodule in the left lung
     window.set_tool(window.tools[2])
@@ -101,7 +101,7 @@ def main() -> None:
     wait(app, 0.3)
     window.grab().save(str(out / "generating.png"))
 
-    wait(app, 300, until=lambda: window.generation is None)
+    wait(app, 300, until=lambda: window.gen.generation is None)
     window.tabs.setCurrentIndex(1)
     window.strip.setCurrentRow(0)
     window.compare.show_difference.setChecked(True)
@@ -164,8 +164,8 @@ def edit_shot(app, window, image, out: Path) -> None:
     QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      canvas.mapFromScene(QPointF(0.68 * w, 0.42 * h)))
     wait(app, 0.3)
-    window.generate()
-    wait(app, 300, until=lambda: window.generation is None)
+    window.gen.generate()
+    wait(app, 300, until=lambda: window.gen.generation is None)
     if window.last_error is not None:
         raise SystemExit(f"edit failed: {window.last_error.text()}")
     window.tabs.setCurrentIndex(1)
