@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from xraystudio.errors import XRayStudioError
-from xraystudio.synthesis.fullres import FullresSpec
+from xraystudio.synthesis.fullres import FULLRES_SPEC_FILE, FullresSpec
 from xraystudio.training.config import TrainConfig
 from xraystudio.training.fullres_data import fullres_batch, load_films
-from xraystudio.training.unet_stage import UNetStageTrainer, tuned_settings
+from xraystudio.training.unet_stage import UNetStageTrainer
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,10 @@ class FullresTrainer(UNetStageTrainer):
             fast = torch.cuda.is_available() or cpu_has_fast_bf16()
             accelerator = Accelerator(mixed_precision="bf16" if fast else "no")
         self.acc = accelerator
-        spec = FullresSpec(**tuned_settings(cfg.init_from, "fullres", "fullres.json", FullresSpec))
-        init_spec = Path(cfg.init_from or "") / "fullres" / "fullres.json"
-        if cfg.init_from and init_spec.is_file():
-            # The network was trained for its own augmentation range: continuing keeps it.
-            trained = FullresSpec.read(init_spec.parent)
-            spec = dataclasses.replace(spec, max_noise=trained.max_noise, max_blur=trained.max_blur)
+        # A continued stage keeps what its network was trained for (scale, residual scale,
+        # augmentation range) and the settings chosen for it (retune after training).
+        init = Path(cfg.init_from) / "fullres" if cfg.init_from else None
+        spec = FullresSpec.read(init) if init is not None and (init / FULLRES_SPEC_FILE).is_file() else FullresSpec()
         if cfg.fullres_max_blur is not None:
             if cfg.fullres_max_blur <= 0:
                 raise XRayStudioError("--fullres-max-blur must be positive")
