@@ -8,11 +8,43 @@ regions, pooled, the bands of ``NPS_BANDS``). 0 is a perfect match.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 NPS_SIDE = 64
+
+
+@dataclasses.dataclass
+class TuningCase:
+    """A tuning case as the rules use it: its masks, real film, lungs and the film as a study."""
+
+    id: str
+    masks: object
+    real: np.ndarray
+    lungs: np.ndarray
+    image: object
+
+
+def tuning_cases(data: str, count: int) -> list[TuningCase]:
+    """The first ``count`` tuning cases of the training split (``tune_split``: 12 cases neither
+    the edit model nor the full-resolution stage was trained on); the validation split is not
+    looked at."""
+    from xraystudio.image import XRayImage
+    from xraystudio.io.datasets import JsrtDataset, tune_split
+    from xraystudio.masks import LUNGS
+
+    dataset = JsrtDataset(data)
+    train, _ = dataset.split()
+    _, tune = tune_split(dataset, train, 12)
+    cases = []
+    for case_id in tune[:count]:
+        case = dataset.load(case_id)
+        real = case.image.astype(np.float32)
+        cases.append(TuningCase(case_id, case.masks, real, case.masks.union(LUNGS),
+                                XRayImage.from_display(real, case.masks.spacing_mm)))
+    return cases
 
 
 class FilmScore:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from film_score import FilmScore
+from film_score import FilmScore, tuning_cases
 from machine import cpu_model
 
 CANDIDATES = (("dpm++", 20), ("dpm++", 40), ("unipc", 20), ("ddpm", 50), ("ddpm", 100))
@@ -43,16 +43,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from xraystudio import metrics
     from xraystudio.evaluation.evaluate import save_and_read
-    from xraystudio.image import XRayImage
-    from xraystudio.io.datasets import JsrtDataset, tune_split
-    from xraystudio.masks import LUNGS
     from xraystudio.synthesis.condition import Letterbox
     from xraystudio.synthesis.engine import Engine, GenerationRequest
 
-    dataset = JsrtDataset(args.data)
-    train, _ = dataset.split()
-    _, tune = tune_split(dataset, train, 12)
-    ids = tune[: args.cases]
+    cases = tuning_cases(args.data, args.cases)
     engine = Engine.load(None, device="cpu")
     default = (engine.spec.defaults.scheduler, engine.spec.defaults.steps)
     keys = {c: f"{c[0]} {c[1]}" for c in CANDIDATES}
@@ -61,21 +55,17 @@ def main() -> None:
     seconds: dict = {c: [] for c in CANDIDATES}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for case_id in ids:
-            case = dataset.load(case_id)
-            real = case.image.astype(np.float32)
-            lungs = case.masks.union(LUNGS)
-            image = XRayImage.from_display(real, case.masks.spacing_mm)
-            box = Letterbox(real.shape, engine.spec.resolution)
+        for case in cases:
+            box = Letterbox(case.real.shape, engine.spec.resolution)
             for c in CANDIDATES:
                 t0 = time.perf_counter()
-                (result,) = engine.generate(GenerationRequest(case.masks, image, mode="layout", seed=0,
+                (result,) = engine.generate(GenerationRequest(case.masks, case.image, mode="layout", seed=0,
                                                               scheduler=c[0], steps=c[1]))
                 seconds[c].append(time.perf_counter() - t0)
-                saved = save_and_read(result.image, Path(tmp), f"{case_id}_{c[0]}_{c[1]}")
-                scores[c].add(real, saved, lungs)
-                psnr[c].append(metrics.compare(box.to_working(real), box.to_working(saved))["psnr"])
-            print(f"{case_id} done ({time.perf_counter() - started:.0f} s)", flush=True)
+                saved = save_and_read(result.image, Path(tmp), f"{case.id}_{c[0]}_{c[1]}")
+                scores[c].add(case.real, saved, case.lungs)
+                psnr[c].append(metrics.compare(box.to_working(case.real), box.to_working(saved))["psnr"])
+            print(f"{case.id} done ({time.perf_counter() - started:.0f} s)", flush=True)
     table = {keys[c]: {**scores[c].result(), "psnr_256": float(np.mean(psnr[c])),
                        "seconds_per_film_1_thread": float(np.median(seconds[c]))} for c in CANDIDATES}
     shipped = table[keys[default]] if default in keys else None
@@ -83,7 +73,8 @@ def main() -> None:
     best = min(allowed, key=lambda k: table[k]["score"]) if allowed else None
     if best is not None and shipped is not None and table[best]["score"] > shipped["score"] - MARGIN:
         best = keys[default]
-    report = {"rule": "docs/fullres.md, rule 4", "cases": ids, "seed": 0, "default": keys.get(default),
+    report = {"rule": "docs/fullres.md, rule 4", "cases": [c.id for c in cases], "seed": 0,
+              "default": keys.get(default),
               "min_psnr": MIN_PSNR, "margin": MARGIN, "cpu": cpu_model(), "threads": args.threads,
               "seconds": round(time.perf_counter() - started, 1), "candidates": table, "chosen": best}
     out = Path(args.out)

@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from film_score import FilmScore
+from film_score import FilmScore, tuning_cases
 from machine import cpu_model
 
 
@@ -44,41 +43,31 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from xraystudio.evaluation.evaluate import save_and_read
-    from xraystudio.image import XRayImage
-    from xraystudio.io.datasets import JsrtDataset, tune_split
-    from xraystudio.masks import LUNGS
     from xraystudio.synthesis.condition import Letterbox
     from xraystudio.synthesis.engine import Engine, GenerationRequest
     from xraystudio.synthesis.fullres import load_fullres_model
 
-    dataset = JsrtDataset(args.data)
-    train, _ = dataset.split()
-    _, tune = tune_split(dataset, train, 12)
-    ids = tune[: args.cases]
+    cases = tuning_cases(args.data, args.cases)
     engine = Engine.load(None, device="cpu")
     stage = load_fullres_model(args.fullres)
     rows = {f"noise={n},blur={b}": FilmScore() for n, b in itertools.product(args.noises, args.blurs)}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for case_id in ids:
-            case = dataset.load(case_id)
-            real = case.image.astype(np.float32)
-            lungs = case.masks.union(LUNGS)
-            image = XRayImage.from_display(real, case.masks.spacing_mm)
-            (coarse,) = engine.generate(GenerationRequest(case.masks, image, mode="layout", seed=0,
+        for case in cases:
+            (coarse,) = engine.generate(GenerationRequest(case.masks, case.image, mode="layout", seed=0,
                                                           resolution=engine.spec.resolution))
             for noise, blur in itertools.product(args.noises, args.blurs):
                 key = f"noise={noise},blur={blur}"
                 work = stage(coarse.working[None] * 2 - 1, [0], steps=args.steps, noise=noise,
                              blur=blur, autocast=engine.device.autocast)[0]
                 work = ((work + 1) / 2).clip(0, 1)
-                film = Letterbox(real.shape, work.shape[0]).from_working(work).clip(0, 1)
-                saved = save_and_read(film, Path(tmp), f"{case_id}_{key}")
-                rows[key].add(real, saved, lungs)
-            print(f"{case_id} done ({time.perf_counter() - started:.0f} s)", flush=True)
+                film = Letterbox(case.real.shape, work.shape[0]).from_working(work).clip(0, 1)
+                saved = save_and_read(film, Path(tmp), f"{case.id}_{key}")
+                rows[key].add(case.real, saved, case.lungs)
+            print(f"{case.id} done ({time.perf_counter() - started:.0f} s)", flush=True)
     table = {key: r.result() for key, r in rows.items()}
     best = min(table, key=lambda k: table[k]["score"])
-    report = {"rule": args.rule, "cases": ids, "steps": args.steps,
+    report = {"rule": args.rule, "cases": [c.id for c in cases], "steps": args.steps,
               "fullres": str(args.fullres), "cpu": cpu_model(), "threads": args.threads,
               "seconds": round(time.perf_counter() - started, 1), "candidates": table,
               "chosen": best}
