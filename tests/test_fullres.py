@@ -171,6 +171,57 @@ def test_training_blur_range_is_kept_when_continuing_and_can_be_widened(tmp_path
         FullresTrainer(dataclasses.replace(cfg, fullres_max_blur=0.0))
 
 
+def test_fullres_training_learns_from_the_first_stage_redraws(tmp_path: Path, model_dir: Path) -> None:
+    """``--fullres-redraw-fraction``: every training film is redrawn once per strength by the
+    first stage of ``--init-from`` (kept in RUN/redraws, not redrawn on resume); films that do
+    not line up with the working grid, or a run without a first stage, are refused."""
+    import dataclasses
+
+    from xraystudio.errors import XRayStudioError
+    from xraystudio.training.config import TrainConfig
+    from xraystudio.training.fullres import FullresTrainer
+    from xraystudio.training.fullres_redraws import STRENGTHS
+
+    data = write_dataset(tmp_path / "data", n=6, size=128)  # the tiny model's 32 px x 4
+    cfg = TrainConfig(str(data), str(tmp_path / "run"), fullres=True, fullres_steps=1,
+                      fullres_batch=2, fullres_crop=64, checkpoint_every=1, warmup=1,
+                      edit_tune_cases=1, val_fraction=0.34, init_from=str(model_dir),
+                      fullres_redraw_fraction=0.5)
+    trainer = FullresTrainer(cfg)
+    files = sorted((tmp_path / "run" / "redraws").glob("*.npy"))
+    assert len(files) == len(trainer.train_ids) * len(STRENGTHS)
+    assert all(len(r) == len(STRENGTHS) and r[0].shape == (32, 32) for r in trainer.redraws)
+    assert all(-1 <= float(r[0].min()) and float(r[0].max()) <= 1 for r in trainer.redraws)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    trainer.run(progress=False)
+    FullresTrainer(dataclasses.replace(cfg, fullres_steps=2)).run(resume=True, progress=False)
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert json.loads((tmp_path / "run/checkpoints/step-fullres-2/state.json").read_text())["step"] == 2
+    with pytest.raises(XRayStudioError, match="init-from"):
+        FullresTrainer(dataclasses.replace(cfg, init_from=None, out=str(tmp_path / "r2")))
+    odd = write_dataset(tmp_path / "odd", n=6, size=96)
+    with pytest.raises(XRayStudioError, match="128 x 128"):
+        FullresTrainer(dataclasses.replace(cfg, data=str(odd), out=str(tmp_path / "r3")))
+
+
+def test_redraw_crops_replace_the_area_average_with_the_same_augmentation() -> None:
+    """With fraction 1 every crop's low-resolution copy is the crop of a redraw (here constant),
+    gamma-corrected like the film; with no redraws the batch is the one the stage always had."""
+    from xraystudio.training.fullres_data import fullres_batch
+
+    spec = FullresSpec(max_noise=0.0, max_blur=0.0)
+    films = [np.random.default_rng(k).integers(0, 255, (128, 128), dtype=np.uint8) for k in range(2)]
+    plain = fullres_batch(films, np.random.default_rng(3), spec, 4, 64)
+    again = fullres_batch(films, np.random.default_rng(3), spec, 4, 64, None, 1.0)
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(plain, again))
+    redraws = [[np.full((32, 32), -0.5, np.float16)] for _ in films]
+    _, cond = fullres_batch(films, np.random.default_rng(3), spec, 4, 64, redraws, 1.0)
+    up = cond[:, 0].numpy()
+    lo, hi = (0.25 ** np.exp(0.15)) * 2 - 1, (0.25 ** np.exp(-0.15)) * 2 - 1
+    assert (up.min(axis=(1, 2)) > lo - 1e-4).all() and (up.max(axis=(1, 2)) < hi + 1e-4).all()
+    assert np.ptp(up, axis=(1, 2)).max() < 1e-4  # each crop is flat: no film in it
+
+
 @pytest.fixture(scope="module")
 def shipped():
     from xraystudio.synthesis.fullres import has_fullres

@@ -101,6 +101,28 @@ def test_every_scheduler_runs(engine: Engine, scheduler: str) -> None:
     assert np.isfinite(r[0].image).all()
 
 
+def test_img2img_keeps_more_of_the_picture_the_less_it_is_noised(engine: Engine) -> None:
+    """With ``image`` and ``strength`` the pipeline noises the picture to that part of the
+    schedule and runs only the remaining steps: from 5 % it stays near the picture, from pure
+    noise it does not; the same seed gives the same pixels."""
+    import torch
+
+    masks, image = _study()
+    cond = torch.from_numpy(engine.condition(GenerationRequest(masks, image, mode="guided"), "guided"))[None]
+    picture = torch.linspace(-0.8, 0.8, 32)[None, None, None, :].expand(1, 1, 32, 32).contiguous()
+    pipe = engine.model.pipe
+
+    def draw(strength: float) -> torch.Tensor:
+        return pipe(cond, num_inference_steps=20, generator=torch.Generator().manual_seed(1),
+                    image=picture, strength=strength)
+
+    near, far = draw(0.05), draw(1.0)
+    assert (near - picture).abs().mean() < 0.5 * (far - picture).abs().mean()
+    assert torch.equal(near, draw(0.05))
+    with pytest.raises(ValueError, match="strength"):
+        draw(0.0)
+
+
 def test_progress_after_every_step_with_preview(engine: Engine) -> None:
     masks, image = _study()
     seen = []

@@ -60,11 +60,18 @@ class XRayControlNetPipeline(DiffusionPipeline):
         control_guidance_start: float = 0.0,
         control_guidance_end: float = 1.0,
         callback_on_step_end: Callable | None = None,
+        image: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor | None:
         """Denoise from noise under ``condition`` (B, C, S, S); returns (B, 1, S, S) or None.
 
+        With ``image`` (B, 1, S, S in [-1, 1]) and ``strength`` < 1 the image is noised to that
+        fraction of the schedule and only the remaining steps run (img2img, as diffusers'
+        ControlNet img2img pipeline does): the model keeps what it can of a given picture.
         None means the run was interrupted: a half-denoised image is never returned.
         """
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
         self._interrupt = False
         device = self._execution_device
         dtype = self.unet.dtype
@@ -73,12 +80,23 @@ class XRayControlNetPipeline(DiffusionPipeline):
         context = null_context(self.unet, batch, device, dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        sample = randn_tensor(
+        n = len(timesteps)
+        noise = randn_tensor(
             (batch, self.unet.config.in_channels, height, width),
             generator=generator, device=device, dtype=dtype,
-        ) * self.scheduler.init_noise_sigma
-        n = len(timesteps)
+        )
+        first = 0
+        if image is None or strength >= 1:
+            sample = noise * self.scheduler.init_noise_sigma
+        else:
+            first = min(n - 1, int(round(n * (1 - strength))))
+            if hasattr(self.scheduler, "set_begin_index"):
+                self.scheduler.set_begin_index(first)
+            start = pack(image.to(device=device, dtype=dtype), self.patch)
+            sample = self.scheduler.add_noise(start, noise, timesteps[first:first + 1])
         for i, t in enumerate(timesteps):
+            if i < first:
+                continue
             if self._interrupt:
                 return None
             model_in = self.scheduler.scale_model_input(sample, t)

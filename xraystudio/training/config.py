@@ -63,6 +63,9 @@ class TrainConfig:
     #: Widest blur (256 px pixels) of the conditioning augmentation; None keeps the continued
     #: stage's (or the default) range. Wider lets the stage restore coarser detail.
     fullres_max_blur: float | None = None
+    #: Share of crops whose low-resolution copy is the first stage's own redraw of the film
+    #: (``training.fullres_redraws``; needs ``init_from``, the model whose first stage draws).
+    fullres_redraw_fraction: float = 0.0
 
     def spec(self) -> ModelSpec:
         from pathlib import Path

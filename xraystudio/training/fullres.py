@@ -59,6 +59,17 @@ class FullresTrainer(UNetStageTrainer):
         self.films = load_films(dataset, self.train_ids)
         if min(min(f.shape) for f in self.films) < cfg.fullres_crop:
             raise XRayStudioError(f"--fullres-crop {cfg.fullres_crop} is larger than a film")
+        self.redraws = None
+        if cfg.fullres_redraw_fraction:
+            if not 0 < cfg.fullres_redraw_fraction <= 1:
+                raise XRayStudioError("--fullres-redraw-fraction must be in (0, 1]")
+            if not cfg.init_from:
+                raise XRayStudioError("--fullres-redraw-fraction needs --init-from: the model "
+                                      "folder whose first stage draws the redraws")
+            from xraystudio.training.fullres_redraws import load_redraws
+
+            self.redraws = load_redraws(dataset, self.train_ids, cfg.init_from,
+                                        self.out / "redraws", spec.scale)
 
     def settings(self) -> tuple[int, float]:
         return self.cfg.fullres_steps, self.cfg.fullres_lr
@@ -81,7 +92,8 @@ class FullresTrainer(UNetStageTrainer):
 
     def batch(self, rng: np.random.Generator):
         target, cond = fullres_batch(self.films, rng, self.spec, self.cfg.fullres_batch,
-                                     self.cfg.fullres_crop)
+                                     self.cfg.fullres_crop, self.redraws,
+                                     self.cfg.fullres_redraw_fraction)
         return target, cond, None
 
     def save_model(self, unet) -> Path:

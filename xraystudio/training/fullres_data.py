@@ -28,8 +28,14 @@ def levels(rng: np.random.Generator, spec: FullresSpec) -> tuple[float, float]:
 
 
 def fullres_batch(films: list[np.ndarray], rng: np.random.Generator, spec: FullresSpec,
-                  batch: int, crop: int):
-    """(target residual, condition), torch (B, 1, crop, crop) and (B, 3, crop, crop)."""
+                  batch: int, crop: int, redraws: list[list[np.ndarray]] | None = None,
+                  redraw_fraction: float = 0.0):
+    """(target residual, condition), torch (B, 1, crop, crop) and (B, 3, crop, crop).
+
+    With ``redraws`` (per film, the first stage's pictures of it: ``fullres_redraws``) a share
+    ``redraw_fraction`` of the crops take the same crop of a redraw as their low-resolution
+    copy instead of the area average, with the same flip, gamma, blur and noise.
+    """
     import torch
 
     from xraystudio.synthesis.fullres import condition, upsample
@@ -37,16 +43,27 @@ def fullres_batch(films: list[np.ndarray], rng: np.random.Generator, spec: Fullr
     s = spec.scale
     highs, lows, conds = [], [], []
     for _ in range(batch):
-        film = films[int(rng.integers(len(films)))]
+        index = int(rng.integers(len(films)))
+        film = films[index]
         h, w = film.shape
         y0 = int(rng.integers(0, (h - crop) // s + 1)) * s
         x0 = int(rng.integers(0, (w - crop) // s + 1)) * s
         high = film[y0:y0 + crop, x0:x0 + crop].astype(np.float32) / 255.0
-        if rng.random() < 0.5:
+        flip = rng.random() < 0.5
+        if flip:
             high = high[:, ::-1]
-        high = np.clip(high, 0, 1) ** np.float32(np.exp(rng.uniform(-0.15, 0.15)))
+        gamma = np.float32(np.exp(rng.uniform(-0.15, 0.15)))
+        high = np.clip(high, 0, 1) ** gamma
         high = high * 2.0 - 1.0
-        low = high.reshape(crop // s, s, crop // s, s).mean(axis=(1, 3))
+        if redraws is not None and redraws[index] and rng.random() < redraw_fraction:
+            pictures = redraws[index]
+            picture = pictures[int(rng.integers(len(pictures)))]
+            low = picture[y0 // s:(y0 + crop) // s, x0 // s:(x0 + crop) // s].astype(np.float32)
+            if flip:
+                low = low[:, ::-1]
+            low = (np.clip((low + 1.0) / 2.0, 0, 1) ** gamma) * 2.0 - 1.0
+        else:
+            low = high.reshape(crop // s, s, crop // s, s).mean(axis=(1, 3))
         noise, blur = levels(rng, spec)
         highs.append(high)
         lows.append(degrade(low, noise, blur, rng))
