@@ -19,6 +19,9 @@ _OPTIONAL = {
     "snr_gamma": (float, "min-SNR-γ loss weighting (default 5; 0 for the plain v-prediction loss)"),
     "fullres_max_blur": (float, "train the full-resolution stage on 256 px copies blurred by up "
                          "to this sigma (pixels; default: the continued stage's range, else 1.2)"),
+    "fullres_redraw_fraction": (float, "share of the full-resolution stage's crops whose "
+                                "low-resolution copy is the --init-from model's own redraw of "
+                                "the film, not its area average (default 0)"),
     "sd_base": (str, "train only a ControlNet on this local diffusers Stable Diffusion folder "
                 "(base frozen, masks colour-coded, --resolution 512 for SD 1.x); GPU advised"),
 }
