@@ -124,8 +124,8 @@ def main() -> None:
             drawn, counted = moved_layout(case.masks, rng) if args.moved else (
                 case.masks, [n.id for n in case.masks.nodules])
             layouts.append((case, drawn, counted))
-            real += [metrics.nodule_contrast(case.image, n.x, n.y, case.masks.mm_to_px(n.diameter_mm) / 2)
-                     for n in case.masks.nodules if n.id in counted]
+            real += [metrics.nodule_contrast(case.image, x, y, r) for (x, y, r), n
+                     in zip(_nodules_px(case.masks), case.masks.nodules) if n.id in counted]
         for gain in gains:
             engine.model.spec = dataclasses.replace(shipped, layout_nodule_contrast=gain * unit)
             generated = []
