@@ -13,6 +13,8 @@ patches of real films, so 160 radiographs are enough, and it cannot copy a train
   noised by random amounts, and the network is told how much. At inference the amounts are
   settings (chosen on tuning cases): noise lets it tolerate the first stage's errors, blur tells
   it that the first stage's picture is softer than a real film's and has detail to restore.
+- The first stage draws rib edges and vessels too faintly for any local stage to restore in
+  full; a band gain on the output (``restore_detail``, a tuned setting) lifts what it drew.
 - The whole image goes through the fully convolutional network at once (4 x 4 space-to-depth,
   so a 1024 px film is a 256 x 256 network input): no tiles, so no seams and no drift between
   tiles, and a few denoising steps fit the CPU budget.
@@ -46,6 +48,9 @@ FULLRES_FOLDER = "fullres"
 FULLRES_SPEC_FILE = "fullres.json"
 #: Condition channels, in order: the upsampled low-resolution picture, its noise level, its blur.
 CHANNELS = ("upsampled", "noise", "blur")
+#: The detail band of ``restore_detail``: Gaussian blurs of these sigmas, in working pixels.
+DETAIL_SIGMAS = (0.6, 2.0)
+MAX_DETAIL_GAIN = 4.0
 
 
 @dataclasses.dataclass
@@ -63,9 +68,11 @@ class FullresSpec:
     #: the first stage's picture. Chosen on tuning cases, not by training.
     noise: float = 0.0
     blur: float = 0.0
+    #: Gain on the output's coarsest detail band (``restore_detail``); 1 leaves it as drawn.
+    detail_gain: float = 1.0
     format_version: int = 1
 
-    TUNED = ("noise", "blur", "steps")
+    TUNED = ("noise", "blur", "detail_gain", "steps")
 
     def __post_init__(self) -> None:
         if self.scale < 2 or self.patch < 1:
@@ -76,6 +83,8 @@ class FullresSpec:
             raise ModelError("fullres noise and blur must lie within the trained ranges")
         if not 1 <= self.steps <= 1000:
             raise ModelError("fullres steps must be between 1 and 1000")
+        if not 0 < self.detail_gain <= MAX_DETAIL_GAIN:
+            raise ModelError(f"fullres detail_gain must be in (0, {MAX_DETAIL_GAIN}]")
 
     def tuned(self) -> dict:
         return {key: getattr(self, key) for key in self.TUNED}
@@ -126,6 +135,32 @@ def degrade(low: np.ndarray, noise: float, blur: float, rng: np.random.Generator
     return out
 
 
+def restore_detail(films: np.ndarray, gain: float, scale: int) -> np.ndarray:
+    """(B, H, W) films with the band between ``DETAIL_SIGMAS`` (working pixels; x ``scale`` at
+    the film's size) multiplied by ``gain``.
+
+    The first stage draws rib edges and vessels (0.125-0.25 cycles per working pixel) at about a
+    third of a real film's power (``benchmarks/coarse_band.py``): faint, not absent. A
+    difference-of-Gaussians gain, the band equaliser of radiographic image processing, brings
+    them back to a real film's contrast without touching the grain above the band or the
+    shading below it (docs/fullres.md, rule 9). Whole-film filtering: no tiles, no seams.
+    """
+    films = np.asarray(films, np.float32)
+    if gain == 1:
+        return films
+    fine, coarse = (s * scale for s in DETAIL_SIGMAS)
+    # Point-symmetric padding continues the film's slope past its border, so shading that runs
+    # into the edge of the film is not taken for detail there (plain mirroring would be).
+    pad = int(math.ceil(4 * coarse)) + 1
+    out = np.empty_like(films)
+    for k, film in enumerate(films):
+        padded = np.pad(film, pad, mode="reflect", reflect_type="odd")
+        band = (ndimage.gaussian_filter(padded, fine, mode="nearest")
+                - ndimage.gaussian_filter(padded, coarse, mode="nearest"))
+        out[k] = film + np.float32(gain - 1) * band[pad:-pad, pad:-pad]
+    return out
+
+
 def upsample(low: torch.Tensor, scale: int) -> torch.Tensor:
     """(B, 1, h, w) -> (B, 1, h·s, w·s), bicubic: the picture the residual is added to."""
     import torch.nn.functional as F
@@ -165,6 +200,7 @@ class FullresPipeline(UNetStage):
         blur: float | None = None,
         on_step: Callable[[int, int], bool] | None = None,
         autocast: str | None = None,
+        detail_gain: float | None = None,
     ) -> np.ndarray | None:
         """(B, h, w) pictures in [-1, 1] -> (B, h·s, w·s) films in [-1, 1], film k drawn from
         seed k (the same pixels in a batch as alone); None when ``on_step`` (step, total)
@@ -180,6 +216,9 @@ class FullresPipeline(UNetStage):
         steps = int(steps or spec.steps)
         noise = spec.noise if noise is None else float(noise)
         blur = spec.blur if blur is None else float(blur)
+        gain = spec.detail_gain if detail_gain is None else float(detail_gain)
+        if not 0 < gain <= MAX_DETAIL_GAIN:
+            raise ModelError(f"full-resolution detail gain must be in (0, {MAX_DETAIL_GAIN}]")
         if not 0 <= noise <= spec.max_noise or not 0 <= blur <= spec.max_blur:
             raise ModelError(f"full-resolution noise must be in [0, {spec.max_noise}] and blur in "
                              f"[0, {spec.max_blur}]")
@@ -211,8 +250,8 @@ class FullresPipeline(UNetStage):
                 sample = sched.step(out, t, sample, return_dict=False)[0]
                 if on_step is not None and on_step(i + 1, steps):
                     return None
-        film = up + unpack(sample.float().cpu(), spec.patch) * spec.residual_scale
-        return film[:, 0].clamp(-1, 1).numpy().astype(np.float32)
+        film = (up + unpack(sample.float().cpu(), spec.patch) * spec.residual_scale)[:, 0]
+        return restore_detail(film.numpy(), gain, spec.scale).clip(-1, 1).astype(np.float32)
 
 
 def save_fullres_model(folder: str | os.PathLike, spec: FullresSpec, unet, scheduler) -> Path:
