@@ -15,7 +15,7 @@ their own layouts flatter it. The generated contrast at the new place is compare
 contrast of the same nodule at its real place.
 Writes benchmarks/results/tune_layout_nodules.json (``--moved``: ..._moved.json). Usage:
 python benchmarks/tune_layout_nodules.py DATA_DIR [--cases 24] [--threads 1] [--moved]
-    [--resolution PX] [--gains 3,4,5,6] [--seeds 0,1]
+    [--resolution PX] [--gains 3,4,5,6] [--seeds 0,1] [--rule TEXT] [--out FILE]
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ def main() -> None:
                         help="drawn size (default: the model's working size, as rule 3)")
     parser.add_argument("--gains", default=",".join(str(g) for g in GAINS))
     parser.add_argument("--seeds", default=",".join(str(s) for s in SEEDS))
+    parser.add_argument("--rule", default=None, help="the rule this run follows (default: 3, or 6 "
+                        "with --moved)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     gains = tuple(float(g) for g in args.gains.split(","))
@@ -143,7 +145,8 @@ def main() -> None:
                                     "generated_mean": float(np.mean(generated))}
             print(f"gain {gain}: ratio {ratio:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     best = min(rows, key=lambda k: rows[k]["score"])
-    report = {"rule": f"docs/fullres.md, rule {6 if args.moved else 3}", "cases": ids,
+    rule = args.rule or f"docs/fullres.md, rule {6 if args.moved else 3}"
+    report = {"rule": rule, "cases": ids,
               "seeds": list(seeds), "moved": args.moved, "nodules": len(real),
               "real_mean": float(np.mean(real)), "resolution": size,
               "measured_on": "the saved 16-bit PNG at the source's size",
