@@ -3,18 +3,23 @@ rule 3).
 
 Layout mode draws painted nodules fainter than real ones (0.55 of real on the validation split)
 because the ControlNet reads the prior's guide apart from a real film's. For every candidate
-``layout_nodule_contrast`` (a multiple of the real mean brightening, ``guide_nodule_contrast`` / 2)
-the built-in model draws each tuning case's masks in layout mode at its working size, seeds 0 and
+``layout_nodule_contrast`` (a multiple of the real mean brightening of a nodule's disc in the
+training images, ``training.prior.nodule_contrast``: 0.0148) the built-in model draws each tuning case's masks in layout mode at its working size, seeds 0 and
 1; each film is written as the product writes it (16-bit PNG at the source's size), read back and
 its nodule contrast measured against the real film's (disc minus ring, as ``xraystudio evaluate``
 does). The candidate whose ratio of mean contrasts is nearest 1 (in |ln|) is chosen.
+
+With ``--mode guided`` (rule 12) the candidates are guided mode's ``guide_nodule_contrast``
+and each film is redrawn in guided mode from its own radiograph (same unit: the model's export
+sets guided mode's smudge to ``guide_nodule_gain`` of it).
 
 With ``--moved`` (rule 6) every nodule is first moved, at its size, to a new place in its lung
 (``moved_layout``): the ControlNet learned these films with their nodules where they are, so
 their own layouts flatter it. The generated contrast at the new place is compared with the real
 contrast of the same nodule at its real place.
-Writes benchmarks/results/tune_layout_nodules.json (``--moved``: ..._moved.json). Usage:
+Writes benchmarks/results/tune_MODE_nodules.json (``--moved``: ..._moved.json). Usage:
 python benchmarks/tune_layout_nodules.py DATA_DIR [--cases 24] [--threads 1] [--moved]
+    [--mode layout|guided]
     [--resolution PX] [--gains 3,4,5,6] [--seeds 0,1] [--rule TEXT] [--out FILE]
 """
 
@@ -84,6 +89,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=24, help="nodule cases of the training split")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--moved", action="store_true", help="move every nodule first (rule 6)")
+    parser.add_argument("--mode", choices=("layout", "guided"), default="layout",
+                        help="the mode whose smudge is tuned (guided: rule 12)")
     parser.add_argument("--resolution", type=int, default=None,
                         help="drawn size (default: the model's working size, as rule 3)")
     parser.add_argument("--gains", default=",".join(str(g) for g in GAINS))
@@ -94,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     gains = tuple(float(g) for g in args.gains.split(","))
     seeds = tuple(int(v) for v in args.seeds.split(","))
-    name = "tune_layout_nodules_moved.json" if args.moved else "tune_layout_nodules.json"
+    name = f"tune_{args.mode}_nodules{'_moved' if args.moved else ''}.json"
     out = Path(args.out or Path(__file__).parent / "results" / name)
 
     import torch
@@ -105,6 +112,8 @@ def main() -> None:
     from xraystudio.image import XRayImage
     from xraystudio.io.datasets import JsrtDataset
     from xraystudio.synthesis.engine import Engine, GenerationRequest
+    from xraystudio.training.data import load_samples
+    from xraystudio.training.prior import nodule_contrast
 
     dataset = JsrtDataset(args.data)
     train, _ = dataset.split()  # the validation split is not looked at
@@ -113,7 +122,8 @@ def main() -> None:
     ids = [nodule_ids[i] for i in sorted(pick)]
     engine = Engine.load(None, device="cpu")
     shipped = engine.model.spec
-    unit = shipped.guide_nodule_contrast / 2
+    unit = nodule_contrast(load_samples(dataset, nodule_ids, shipped), shipped)
+    field = f"{'guide' if args.mode == 'guided' else 'layout'}_nodule_contrast"
     size = args.resolution or shipped.resolution
     rows: dict[str, dict] = {}
     real: list[float] = []
@@ -129,33 +139,33 @@ def main() -> None:
             real += [metrics.nodule_contrast(case.image, x, y, r) for (x, y, r), n
                      in zip(_nodules_px(case.masks), case.masks.nodules) if n.id in counted]
         for gain in gains:
-            engine.model.spec = dataclasses.replace(shipped, layout_nodule_contrast=gain * unit)
+            engine.model.spec = dataclasses.replace(shipped, **{field: gain * unit})
             generated = []
             for case, drawn, counted in layouts:
                 image = XRayImage.from_display(case.image, case.masks.spacing_mm)
                 for seed in seeds:
                     (result,) = engine.generate(GenerationRequest(
-                        drawn, image, mode="layout", seed=seed, resolution=size))
+                        drawn, image, mode=args.mode, seed=seed, resolution=size))
                     film = save_and_read(result.image, Path(tmp), f"{case.id}_{gain}_{seed}")
                     generated += [metrics.nodule_contrast(film, x, y, r) for (x, y, r), n
                                   in zip(_nodules_px(drawn), drawn.nodules) if n.id in counted]
             ratio = float(np.mean(generated)) / float(np.mean(real))
-            rows[f"gain={gain}"] = {"layout_nodule_contrast": gain * unit, "ratio": ratio,
+            rows[f"gain={gain}"] = {field: gain * unit, "ratio": ratio,
                                     "score": abs(math.log(ratio)) if ratio > 0 else math.inf,
                                     "generated_mean": float(np.mean(generated))}
             print(f"gain {gain}: ratio {ratio:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     best = min(rows, key=lambda k: rows[k]["score"])
     rule = args.rule or f"docs/fullres.md, rule {6 if args.moved else 3}"
-    report = {"rule": rule, "cases": ids,
+    report = {"rule": rule, "mode": args.mode, "unit": unit, "cases": ids,
               "seeds": list(seeds), "moved": args.moved, "nodules": len(real),
               "real_mean": float(np.mean(real)), "resolution": size,
               "measured_on": "the saved 16-bit PNG at the source's size",
               "cpu": cpu_model(), "threads": args.threads,
               "seconds": round(time.perf_counter() - started, 1), "candidates": rows, "chosen": best,
-              "layout_nodule_contrast": rows[best]["layout_nodule_contrast"]}
+              field: rows[best][field]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"chosen: {best} -> layout_nodule_contrast {rows[best]['layout_nodule_contrast']:.4f}")
+    print(f"chosen: {best} -> {field} {rows[best][field]:.4f}")
 
 
 if __name__ == "__main__":
