@@ -4,10 +4,12 @@ rule 3).
 Layout mode draws painted nodules fainter than real ones (0.55 of real on the validation split)
 because the ControlNet reads the prior's guide apart from a real film's. For every candidate
 ``layout_nodule_contrast`` (a multiple of the real mean brightening of a nodule's disc in the
-training images, ``training.prior.nodule_contrast``: 0.0148) the built-in model draws each tuning case's masks in layout mode at its working size, seeds 0 and
-1; each film is written as the product writes it (16-bit PNG at the source's size), read back and
-its nodule contrast measured against the real film's (disc minus ring, as ``xraystudio evaluate``
-does). The candidate whose ratio of mean contrasts is nearest 1 (in |ln|) is chosen.
+training images, ``training.prior.nodule_contrast``: 0.0148) the built-in model draws each
+tuning case's masks in layout mode at its working size, seeds 0 and 1; each film is written as
+the product writes it (16-bit PNG at the source's size), read back and its nodule contrast
+measured against the real film's (disc minus ring, as ``xraystudio evaluate`` does). Drawn at
+full resolution, the candidate is the full-resolution stage's own smudge (``FullresSpec``), which
+overrides the model's there. The candidate whose ratio of mean contrasts is nearest 1 (in |ln|) is chosen.
 
 With ``--mode guided`` (rule 12) the candidates are guided mode's ``guide_nodule_contrast``
 and each film is redrawn in guided mode from its own radiograph (same unit: the model's export
@@ -125,6 +127,7 @@ def main() -> None:
     unit = nodule_contrast(load_samples(dataset, nodule_ids, shipped), shipped)
     field = f"{'guide' if args.mode == 'guided' else 'layout'}_nodule_contrast"
     size = args.resolution or shipped.resolution
+    stage = engine.fullres_pipe.spec if size > shipped.resolution else None
     rows: dict[str, dict] = {}
     real: list[float] = []
     started = time.perf_counter()
@@ -139,7 +142,10 @@ def main() -> None:
             real += [metrics.nodule_contrast(case.image, x, y, r) for (x, y, r), n
                      in zip(_nodules_px(case.masks), case.masks.nodules) if n.id in counted]
         for gain in gains:
-            engine.model.spec = dataclasses.replace(shipped, **{field: gain * unit})
+            if size > shipped.resolution:  # the full-resolution stage's own smudges apply
+                engine.fullres_pipe.spec = dataclasses.replace(stage, **{field: gain * unit})
+            else:
+                engine.model.spec = dataclasses.replace(shipped, **{field: gain * unit})
             generated = []
             for case, drawn, counted in layouts:
                 image = XRayImage.from_display(case.image, case.masks.spacing_mm)

@@ -342,3 +342,39 @@ def test_the_stage_applies_its_detail_gain_and_refuses_a_bad_one(model_dir: Path
                                atol=1e-6)
     with pytest.raises(ModelError, match="detail gain"):
         pipe(low, [3], detail_gain=9.0)
+
+
+def test_films_drawn_at_full_resolution_take_the_stage_s_nodule_smudges(model_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    """The stage's detail gain sharpens nodules, so it carries its own (fainter) smudges: used
+    when it draws, the model's at the working size, both recorded in the provenance."""
+    import shutil
+
+    from xraystudio.synthesis.fullres import FULLRES_FOLDER
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    spec = FullresSpec.read(folder / FULLRES_FOLDER)
+    spec.guide_nodule_contrast, spec.layout_nodule_contrast = 0.02, 0.03
+    spec.write(folder / FULLRES_FOLDER)
+    model_spec = folder / "xraystudio.json"
+    model_spec.write_text(json.dumps({**json.loads(model_spec.read_text()),
+                                      "guide_nodule_contrast": 0.1, "layout_nodule_contrast": 0.2}))
+    engine = Engine.load(str(folder), device="cpu", precision="fp32")
+    masks, image = _study()
+    n, k = len(engine.spec.layers), engine.spec.layers.index("nodule")
+    for mode, img, prior in (("guided", image, False), ("layout", None, True)):
+        req = GenerationRequest(masks, img, mode=mode)
+        working = engine.condition(req, mode, prior, resolution=32)
+        full = engine.condition(req, mode, prior, resolution=128)
+        disc = working[k] >= 0.5
+        assert disc.any()
+        # Only the smudge differs: fainter at full resolution, by the difference of contrasts.
+        assert (full[n] - working[n])[disc].mean() < -0.01, mode
+        np.testing.assert_array_equal(full[:n], working[:n])
+        np.testing.assert_array_equal(engine.condition(req, mode, prior), working)
+    (r,) = engine.generate(GenerationRequest(masks, image, mode="guided", seed=1))
+    settings = r.provenance["model"]["fullres"]["settings"]
+    assert settings["guide_nodule_contrast"] == 0.02 and settings["layout_nodule_contrast"] == 0.03
+    with pytest.raises(ModelError, match="nodule"):
+        FullresSpec(guide_nodule_contrast=-0.1)

@@ -273,17 +273,23 @@ class Engine:
             raise GenerationError("the number of images must be at least 1")
         return s
 
-    def condition(self, req: GenerationRequest, mode: str, prior: bool = False) -> np.ndarray:
-        """The model input; with ``prior`` (layout mode) the guide is the layout prior's picture."""
+    def condition(self, req: GenerationRequest, mode: str, prior: bool = False,
+                  resolution: int | None = None) -> np.ndarray:
+        """The model input; with ``prior`` (layout mode) the guide is the layout prior's picture.
+        Drawn at ``resolution`` above the working size, the nodule smudges are the
+        full-resolution stage's (``FullresSpec.smudges``)."""
+        spec = self.spec
+        if resolution is not None and resolution > spec.resolution:
+            spec = dataclasses.replace(spec, **self.fullres_pipe.spec.smudges())
         display = req.image.display() if (mode == "guided" and req.image is not None) else None
-        cond = build_condition(self.spec, req.masks, display)
-        if display is not None and req.guide_strength is not None and self.spec.supports_guide:
-            cond[len(self.spec.layers):] *= np.float32(req.guide_strength)
+        cond = build_condition(spec, req.masks, display)
+        if display is not None and req.guide_strength is not None and spec.supports_guide:
+            cond[len(spec.layers):] *= np.float32(req.guide_strength)
         if prior:
             from xraystudio.synthesis.prior import with_prior_guide
 
-            cond = with_prior_guide(cond, self.spec, self.model.prior,
-                                    Letterbox(req.masks.shape, self.spec.resolution))
+            cond = with_prior_guide(cond, spec, self.model.prior,
+                                    Letterbox(req.masks.shape, spec.resolution))
         return cond
 
     def generate(
@@ -298,7 +304,7 @@ class Engine:
         base_seed = secrets.randbits(31) if req.seed is None else int(req.seed)
         if settings["mode"] == "edit":
             return self._edit(req, settings, base_seed, progress, cancel)
-        cond = self.condition(req, settings["mode"], settings["prior"])
+        cond = self.condition(req, settings["mode"], settings["prior"], settings.get("resolution"))
         seeds = [base_seed + k for k in range(req.n_images)]
         return self._draw([req] * req.n_images, [cond] * req.n_images, seeds, settings,
                           progress, cancel)
@@ -319,7 +325,7 @@ class Engine:
         if not self.batchable(reqs):
             raise GenerationError("a batch is for layout or guided mode, one image per request "
                                   "with a seed each, and the same settings")
-        conds = [self.condition(r, s["mode"], s["prior"]) for r in reqs]
+        conds = [self.condition(r, s["mode"], s["prior"], s.get("resolution")) for r in reqs]
         return self._draw(reqs, conds, [int(r.seed) for r in reqs], s, progress, cancel)
 
     def batchable(self, reqs: list[GenerationRequest]) -> bool:

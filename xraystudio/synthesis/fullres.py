@@ -70,9 +70,16 @@ class FullresSpec:
     blur: float = 0.0
     #: Gain on the output's coarsest detail band (``restore_detail``); 1 leaves it as drawn.
     detail_gain: float = 1.0
+    #: The nodule smudges of the model's guide (``ModelSpec`` fields of the same names) to use
+    #: when this stage draws: its detail gain sharpens nodules too, so films drawn at full
+    #: resolution need fainter ones than the working size (None: the model's).
+    guide_nodule_contrast: float | None = None
+    layout_nodule_contrast: float | None = None
     format_version: int = 1
 
-    TUNED = ("noise", "blur", "detail_gain", "steps")
+    TUNED = ("noise", "blur", "detail_gain", "guide_nodule_contrast", "layout_nodule_contrast",
+             "steps")
+    SMUDGES = ("guide_nodule_contrast", "layout_nodule_contrast")
 
     def __post_init__(self) -> None:
         if self.scale < 2 or self.patch < 1:
@@ -85,6 +92,12 @@ class FullresSpec:
             raise ModelError("fullres steps must be between 1 and 1000")
         if not 0 < self.detail_gain <= MAX_DETAIL_GAIN:
             raise ModelError(f"fullres detail_gain must be in (0, {MAX_DETAIL_GAIN}]")
+        if any(getattr(self, key) is not None and getattr(self, key) < 0 for key in self.SMUDGES):
+            raise ModelError("fullres nodule contrasts must not be negative")
+
+    def smudges(self) -> dict[str, float]:
+        """The model fields this stage overrides when it draws."""
+        return {key: getattr(self, key) for key in self.SMUDGES if getattr(self, key) is not None}
 
     def tuned(self) -> dict:
         return {key: getattr(self, key) for key in self.TUNED}
