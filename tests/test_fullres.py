@@ -378,3 +378,40 @@ def test_films_drawn_at_full_resolution_take_the_stage_s_nodule_smudges(model_di
     assert settings["guide_nodule_contrast"] == 0.02 and settings["layout_nodule_contrast"] == 0.03
     with pytest.raises(ModelError, match="nodule"):
         FullresSpec(guide_nodule_contrast=-0.1)
+
+
+def test_a_request_can_set_the_detail_gain_at_full_resolution_only(engine: Engine) -> None:
+    """``detail_gain`` replaces the stage's tuned gain for one request (1: the stage's film as
+    drawn), is recorded in the provenance, and is refused where the stage does not draw."""
+    masks, image = _study()
+    req = dict(masks=masks, image=image, mode="guided", seed=5)
+    (plain,) = engine.generate(GenerationRequest(**req, detail_gain=1.0))
+    (lifted,) = engine.generate(GenerationRequest(**req, detail_gain=3.0))
+    assert plain.provenance["model"]["fullres"]["settings"]["detail_gain"] == 1.0
+    assert lifted.provenance["model"]["fullres"]["settings"]["detail_gain"] == 3.0
+    # The same film with its 6-11 mm band lifted (films saturate in places, so not exactly).
+    assert _band_power(lifted.working, 0.03, 0.06) > 1.5 * _band_power(plain.working, 0.03, 0.06)
+    assert abs(lifted.working.mean() - plain.working.mean()) < 0.02
+    for bad, says in (({"resolution": 32, "detail_gain": 2.0}, "full resolution"),
+                      ({"detail_gain": 0.0}, "above 0"), ({"detail_gain": 9.0}, "at most")):
+        with pytest.raises(GenerationError, match=says):
+            engine.generate(GenerationRequest(**{**req, **bad}))
+
+
+def test_generate_command_takes_a_detail_gain(model_dir: Path, tmp_path: Path, capsys) -> None:
+    from xraystudio.cli import main
+    from xraystudio.io.images import write_png16
+
+    _, image = _study()
+    src = tmp_path / "chest.png"
+    write_png16(src, image.display())
+    out = tmp_path / "out"
+    common = ["generate", str(src), "--out", str(out), "--model", str(model_dir), "--mode", "guided",
+              "--no-segment", "--nodule", "40,40,6", "--seed", "1", "--device", "cpu"]
+    assert main([*common, "--detail-gain", "1.5"]) == 0
+    (prov,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert prov["model"]["fullres"]["settings"]["detail_gain"] == 1.5
+    capsys.readouterr()
+    assert main([*common, "--resolution", "32", "--detail-gain", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "full resolution" in err and len(err.strip().splitlines()) == 1

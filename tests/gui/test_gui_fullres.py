@@ -65,3 +65,28 @@ def test_layout_at_full_resolution_shows_stages_and_the_coarse_preview(
         assert g.params()["resolution"] == 32
     finally:
         engine.close()
+
+
+def test_detail_gain_is_offered_only_where_the_full_resolution_stage_draws(opened, fullres_model):
+    """The Detail setting starts at the stage's tuned gain, acts (and is sent) only for layout
+    and guided films at full resolution, and is remembered between runs."""
+    from xraystudio.synthesis.fullres import FULLRES_FOLDER, FullresSpec
+
+    w = opened
+    w.gen.add_model_folder(fullres_model)
+    g = w.generator
+    g.mode.setCurrentIndex(g.mode.findData("layout"))
+    g.resolution.setCurrentIndex(g.resolution.findData(128))
+    tuned = FullresSpec.read(f"{fullres_model}/{FULLRES_FOLDER}").detail_gain
+    assert not g.detail.isHidden() and g.detail.isEnabled()
+    assert g.detail.value() == tuned and g.params()["detail_gain"] == tuned
+    g.detail.setValue(2.5)
+    assert g.params()["detail_gain"] == 2.5
+    state = g.saved_state()
+    g.resolution.setCurrentIndex(g.resolution.findData(32))
+    assert not g.detail.isEnabled() and "detail_gain" not in g.params()
+    g.restore(state)
+    assert g.detail.isEnabled() and g.params()["detail_gain"] == 2.5
+    if g.mode_enabled("edit"):
+        g.mode.setCurrentIndex(g.mode.findData("edit"))
+        assert not g.detail.isEnabled() and "detail_gain" not in g.params()

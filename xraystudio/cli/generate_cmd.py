@@ -73,6 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="layout and guided modes: the side the model draws, its working size "
                    "(256 for the built-in model) or its full resolution (1024, the default: a "
                    "second stage draws rib cortex, vessels and grain)")
+    p.add_argument("--detail-gain", type=float,
+                   help="full resolution: how strongly the second stage lifts rib edges and "
+                   "vessels (6-11 mm) in the coarse picture; 1 = as it draws them (default: the "
+                   "model's tuned value)")
     p.add_argument("--seed", type=int, help="first seed (random when omitted; always recorded)")
     p.add_argument("--steps", type=int)
     p.add_argument("--scheduler", choices=("dpm++", "ddim", "unipc", "euler", "ddpm"))
@@ -159,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         control_start=args.control_start, control_end=args.control_end,
         guidance_scale=args.guidance_scale, prompt=args.prompt,
         negative_prompt=args.negative_prompt, prior=args.prior, resolution=args.resolution,
+        detail_gain=args.detail_gain,
     )
     bar = tqdm(total=args.n, unit="img", disable=not sys.stderr.isatty(), dynamic_ncols=True,
                desc=f"{engine.spec.name} on {engine.device.label}")

@@ -68,6 +68,9 @@ class GenerationRequest:
     #: layout and guided modes: the side of the square the model draws, the model's working
     #: size or, with a full-resolution stage, that size times its scale (None: the largest).
     resolution: int | None = None
+    #: films drawn at full resolution: the stage's gain on rib edges and vessels (6-11 mm,
+    #: ``fullres.restore_detail``; 1 = as the stage draws; None: the stage's tuned value).
+    detail_gain: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +268,14 @@ class Engine:
         size = self.drawn_resolution(mode, req.resolution)
         if size is not None:
             s["resolution"] = size
+        if req.detail_gain is not None:
+            from xraystudio.synthesis.fullres import MAX_DETAIL_GAIN
+
+            if size is None or size <= self.spec.resolution:
+                raise GenerationError("the detail gain applies to films drawn at full resolution")
+            if not 0 < float(req.detail_gain) <= MAX_DETAIL_GAIN:
+                raise GenerationError(f"the detail gain must be above 0 and at most {MAX_DETAIL_GAIN:g}")
+            s["detail_gain"] = float(req.detail_gain)
         if not 1 <= s["steps"] <= 1000:
             raise GenerationError("steps must be between 1 and 1000")
         if not 0 <= s["control_start"] < s["control_end"] <= 1:
@@ -390,7 +401,7 @@ class Engine:
                         return cancel is not None and cancel.is_set()
 
                     with self._memory_errors():
-                        working = self._fine(working, seeds[chunk], on_fine)
+                        working = self._fine(working, seeds[chunk], on_fine, s.get("detail_gain"))
                     if working is None:
                         raise GenerationCancelled("generation cancelled; no image was kept")
                 compile_s = self.acceleration.compile_seconds - compiled_before
@@ -403,7 +414,8 @@ class Engine:
                                           provenance=prov))
         return results
 
-    def _fine(self, coarse: np.ndarray, seeds: list[int], on_step=None) -> np.ndarray | None:
+    def _fine(self, coarse: np.ndarray, seeds: list[int], on_step=None,
+              detail_gain: float | None = None) -> np.ndarray | None:
         """(B, S, S) coarse pictures in [0, 1] -> (B, S·scale, S·scale) films in [0, 1].
 
         On the CPU at most ``FINE_CPU_BATCH`` films go through at once: a 1024 px film holds
@@ -419,7 +431,7 @@ class Engine:
 
             out = self.fullres_pipe(coarse[first:first + per_call] * 2.0 - 1.0,
                                     seeds[first:first + per_call], on_step=step,
-                                    autocast=self.device.autocast)
+                                    autocast=self.device.autocast, detail_gain=detail_gain)
             if out is None:
                 return None
             films.append(out)
@@ -561,8 +573,11 @@ class Engine:
         out: dict = {"drawn_resolution": s["resolution"]}
         if s["resolution"] > self.spec.resolution:
             fine = self.fullres_pipe
+            settings = fine.spec.tuned()
+            if "detail_gain" in s:
+                settings["detail_gain"] = s["detail_gain"]
             out["fullres"] = {"weights_sha256": fine.weights_hash, "scale": fine.spec.scale,
-                              "settings": fine.spec.tuned()}
+                              "settings": settings}
         return out
 
     def _provenance(self, req: GenerationRequest, s: dict, seed: int, cond: np.ndarray,

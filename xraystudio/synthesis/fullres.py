@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
 
 from xraystudio.errors import ModelError
 from xraystudio.io.atomic import write_text
@@ -140,6 +139,8 @@ def fullres_unet(spec: FullresSpec, channels: tuple[int, ...] = (32, 64, 128),
 def degrade(low: np.ndarray, noise: float, blur: float, rng: np.random.Generator | None) -> np.ndarray:
     """The low-resolution picture as the network is told it is: blurred by ``blur`` pixels and
     noised by ``noise`` (values in [-1, 1]; ``rng`` None adds no noise)."""
+    from scipy import ndimage
+
     out = np.asarray(low, np.float32)
     if blur > 0:
         out = ndimage.gaussian_filter(out, blur, mode="reflect").astype(np.float32)
@@ -158,6 +159,8 @@ def restore_detail(films: np.ndarray, gain: float, scale: int) -> np.ndarray:
     them back to a real film's contrast without touching the grain above the band or the
     shading below it (docs/fullres.md, rule 9). Whole-film filtering: no tiles, no seams.
     """
+    from scipy import ndimage
+
     films = np.asarray(films, np.float32)
     if gain == 1:
         return films

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from xraystudio.errors import ModelError
 from xraystudio.synthesis.edit_pipeline import EDIT_FOLDER
 from xraystudio.synthesis.edit_window import EditSpec
+from xraystudio.synthesis.fullres import MAX_DETAIL_GAIN
 from xraystudio.synthesis.model import BUILTIN_NAME, PRIOR_FOLDER, builtin_model_dir, read_spec
 from xraystudio.synthesis.spec import SCHEDULERS, Defaults, ModelSpec
 
@@ -86,6 +87,18 @@ def resolutions(ref: str, spec: ModelSpec | None) -> list[int]:
         return [spec.resolution]
 
 
+def stage_detail_gain(ref: str, spec: ModelSpec | None) -> float | None:
+    """The full-resolution stage's tuned detail gain, None for a model without the stage."""
+    if spec is None or len(resolutions(ref, spec)) < 2:
+        return None
+    from xraystudio.synthesis.fullres import FULLRES_FOLDER, FullresSpec
+
+    try:
+        return FullresSpec.read(model_folder(ref) / FULLRES_FOLDER).detail_gain
+    except ModelError:
+        return None
+
+
 def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "—"
@@ -136,6 +149,15 @@ class GenerationPanel(QWidget):
             "Layout and guided modes: the model's working size, or its full resolution, where a "
             "second stage draws rib cortex, fine vessels and film grain over the coarse picture "
             "(a few seconds more per image).")
+        self.detail = QDoubleSpinBox()
+        self.detail.setObjectName("detailSpin")
+        self.detail.setRange(0.25, MAX_DETAIL_GAIN)
+        self.detail.setSingleStep(0.25)
+        self.detail.setToolTip(
+            "Full resolution: how strongly rib edges and vessels (6-11 mm) the coarse picture "
+            "holds are lifted. 1 = as the second stage draws them; the model's tuned value by "
+            "default.")
+        self._stage_detail: float | None = None
         self.random_seed = QCheckBox("Random")
         self.random_seed.setChecked(True)
         self.seed = QSpinBox()
@@ -187,6 +209,7 @@ class GenerationPanel(QWidget):
         form.addRow("", self.mode_note)
         form.addRow("", self.prior)
         form.addRow("Resolution", self.resolution)
+        form.addRow("Detail", self.detail)
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
         form.addRow("Scheduler", self.scheduler)
@@ -212,7 +235,9 @@ class GenerationPanel(QWidget):
                                   (self.resolution, self.conditioning, self.guidance, self.prompt,
                                    self.negative)]
 
+        self._detail_label = form.labelForField(self.detail)
         self.random_seed.toggled.connect(lambda random: self.seed.setEnabled(not random))
+        self.resolution.currentIndexChanged.connect(lambda _i: self._update_detail())
         self.mode.currentIndexChanged.connect(self._on_mode)
         self.model.currentIndexChanged.connect(self._on_model)
         self.generate.clicked.connect(self.generateRequested)
@@ -260,6 +285,8 @@ class GenerationPanel(QWidget):
         self.prompt.setText(spec.prompt if spec else "")
         self.negative.setText(spec.negative_prompt if spec else "")
         sizes = resolutions(ref, spec)
+        self._stage_detail = stage_detail_gain(ref, spec)
+        self.detail.setValue(self._stage_detail or 1.0)
         self.resolution.clear()
         for size in sizes:
             self.resolution.addItem(
@@ -312,6 +339,7 @@ class GenerationPanel(QWidget):
             widget.setEnabled(not edit)
         self.mode_note.setText(MODE_TIPS.get(self.mode.currentData(), ""))
         self._update_prior()
+        self._update_detail()
 
     def _update_prior(self) -> None:
         """Shown for models with a prior; it only acts in layout mode, so it greys out in the
@@ -319,6 +347,19 @@ class GenerationPanel(QWidget):
         usable = self._has_prior and self.mode.currentData() == LAYOUT
         self.prior.setEnabled(usable)
         self.prior.setVisible(self._has_prior)
+
+    @property
+    def _full_resolution(self) -> bool:
+        return self.resolution.count() > 1 and self.resolution.currentIndex() == 0
+
+    def _update_detail(self) -> None:
+        """Shown for models with a full-resolution stage; it acts only when that stage draws
+        (layout or guided mode at full resolution), so it greys out otherwise."""
+        shown = self._stage_detail is not None
+        usable = shown and not self.edit_mode and self._full_resolution
+        for widget in (self._detail_label, self.detail):
+            widget.setVisible(shown)
+            widget.setEnabled(usable)
 
     # ------------------------------------------------------------ parameters
     def params(self) -> dict:
@@ -335,6 +376,8 @@ class GenerationPanel(QWidget):
         p.update(conditioning_scale=self.conditioning.value(), preview_every=1)
         if self.resolution.count():
             p["resolution"] = int(self.resolution.currentData())
+        if self.detail.isEnabled():
+            p["detail_gain"] = self.detail.value()
         if self._has_prior and p["mode"] == "layout":
             p["prior"] = self.prior.isChecked()
         if self._takes_text:
@@ -348,7 +391,7 @@ class GenerationPanel(QWidget):
                 "prior": self.prior.isChecked(),
                 "random_seed": self.random_seed.isChecked(), "seed": self.seed.value(),
                 "steps": self.steps.value(), "scheduler": self.scheduler.currentText(),
-                "resolution": self.resolution.currentData(),
+                "resolution": self.resolution.currentData(), "detail": self.detail.value(),
                 "conditioning": self.conditioning.value(), "guidance": self.guidance.value(),
                 "prompt": self.prompt.text(), "negative": self.negative.text(),
                 "n_images": self.n_images.value(), "edit_offered": self.mode_enabled(EDIT)}
@@ -377,6 +420,7 @@ class GenerationPanel(QWidget):
             index = self.resolution.findData(state.get("resolution"))
             if index >= 0:
                 self.resolution.setCurrentIndex(index)
+            self.detail.setValue(float(state.get("detail", self.detail.value())))
             self.conditioning.setValue(float(state.get("conditioning", self.conditioning.value())))
             self.guidance.setValue(float(state.get("guidance", self.guidance.value())))
             self.prompt.setText(str(state.get("prompt", self.prompt.text())))
