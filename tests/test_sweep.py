@@ -150,6 +150,12 @@ def test_check_refuses_what_cannot_work():
         Sweep(parse_axes(["guide_strength=0,1"]), base={"mode": "layout"}).check(masks)
     with pytest.raises(SweepError, match="layout mode, not guided"):
         Sweep(parse_axes(["prior=on,off", "mode=layout,guided"])).check(masks)
+    with pytest.raises(SweepError, match="not edit mode"):
+        Sweep(parse_axes(["detail=1,2"]), base={"mode": "edit"}).check(masks)
+    with pytest.raises(SweepError):
+        parse_axes(["detail_gain=0,1"])  # a gain of 0 would erase the band, not draw it
+    sweep = Sweep(parse_axes(["detail=1:3:3"]), base={"mode": "layout"})
+    assert [sweep.request(c, masks, None)[1].detail_gain for c in sweep.cells()] == [1, 2, 3]
     empty = MaskStack((50, 50))
     with pytest.raises(SweepError, match="no nodules"):
         Sweep(parse_axes(["nodule_diameter=5,10"])).check(empty)

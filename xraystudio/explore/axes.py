@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from xraystudio.errors import SweepError
+from xraystudio.synthesis.fullres import MAX_DETAIL_GAIN
 from xraystudio.synthesis.spec import SCHEDULERS
 
 MAX_VALUES = 25  # values on one axis
@@ -49,13 +50,15 @@ KINDS: dict[str, AxisKind] = {
                                0.0, 1.0),
     "prior": AxisKind("onoff", "layout mode: start from the layout prior"),
     "nodule_diameter": AxisKind("float", "diameter of every nodule in mm", 0.5, 100.0),
+    "detail_gain": AxisKind("float", "full resolution: gain on rib edges and vessels (1 = as "
+                            "the second stage draws them)", 0.25, MAX_DETAIL_GAIN),
     "model": AxisKind("model", "model folder ('builtin' for the built-in model)"),
 }
 ALIASES = {
     "conditioning": "conditioning_scale", "controlnet_conditioning_scale": "conditioning_scale",
     "start": "control_start", "end": "control_end", "sampler": "scheduler",
     "layout_prior": "prior", "guide": "guide_strength", "nodule": "nodule_diameter",
-    "nodule_mm": "nodule_diameter", "diameter": "nodule_diameter",
+    "nodule_mm": "nodule_diameter", "diameter": "nodule_diameter", "detail": "detail_gain",
 }
 _ON = {"on", "true", "yes", "1"}
 _OFF = {"off", "false", "no", "0"}

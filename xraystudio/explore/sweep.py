@@ -170,6 +170,9 @@ class Sweep:
             if "guide_strength" in params and mode not in (None, "guided"):
                 raise SweepError(f"cell {cell.title}: guide strength applies to guided mode, "
                                  f"not {mode}")
+            if "detail_gain" in params and mode == "edit":
+                raise SweepError(f"cell {cell.title}: the detail gain applies to layout and "
+                                 "guided modes at full resolution, not edit mode")
             if "prior" in cell.values and mode not in (None, "layout"):
                 raise SweepError(f"cell {cell.title}: the layout prior applies to layout mode, "
                                  f"not {mode}")
