@@ -18,14 +18,14 @@ from xraystudio.synthesis.acceleration import OPTIMIZE, OPTIMIZE_HELP
 
 def register(sub: argparse._SubParsersAction) -> None:
     from xraystudio.cli.generate_cmd import _nodule
+    from xraystudio.explore.axes import known_axes
 
     p = sub.add_parser(
         "sweep", help="a grid of generations over up to three parameters (X/Y/Z plot)",
         description="Generates one image per combination of the axis values, measures each "
         "(PSNR/SSIM against INPUT, nodule contrast, faithfulness Dice, difference to the first "
         "cell) and writes the cells, a labelled grid PNG, a CSV and a JSON to --out. Axes: "
-        "seed, conditioning_scale, control_start, control_end, steps, scheduler, mode, "
-        "guide_strength, prior, nodule_diameter, model, layer.<name> (on, off, +Nmm, -Nmm). "
+        f"{known_axes()} (on, off, +Nmm, -Nmm). "
         "Values: a,b,c or START:STOP:COUNT (integers also START:STOP).")
     p.add_argument("input", help="source radiograph (DICOM or image)")
     p.add_argument("--x", required=True, metavar="NAME=VALUES", help="the axis across the grid")
