@@ -87,10 +87,8 @@ def resolutions(ref: str, spec: ModelSpec | None) -> list[int]:
         return [spec.resolution]
 
 
-def stage_detail_gain(ref: str, spec: ModelSpec | None) -> float | None:
-    """The full-resolution stage's tuned detail gain, None for a model without the stage."""
-    if spec is None or len(resolutions(ref, spec)) < 2:
-        return None
+def stage_detail_gain(ref: str) -> float | None:
+    """The tuned detail gain of the model's full-resolution stage (None if it cannot be read)."""
     from xraystudio.synthesis.fullres import FULLRES_FOLDER, FullresSpec
 
     try:
@@ -285,7 +283,7 @@ class GenerationPanel(QWidget):
         self.prompt.setText(spec.prompt if spec else "")
         self.negative.setText(spec.negative_prompt if spec else "")
         sizes = resolutions(ref, spec)
-        self._stage_detail = stage_detail_gain(ref, spec)
+        self._stage_detail = stage_detail_gain(ref) if len(sizes) > 1 else None
         self.detail.setValue(self._stage_detail or 1.0)
         self.resolution.clear()
         for size in sizes:
