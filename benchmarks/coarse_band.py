@@ -25,7 +25,6 @@ from film_score import tuning_cases
 from machine import cpu_model
 
 STRENGTHS = (0.1, 0.3, 0.5, 1.0)
-BANDS = ((0.03, 0.06), (0.06, 0.125), (0.125, 0.25), (0.25, 0.5))  # cycles per 256 px pixel
 SIDE = 32
 
 
@@ -41,7 +40,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from xraystudio.evaluation.texture import compare_nps, lung_nps
+    from xraystudio.evaluation.texture import NPS_BANDS, compare_nps, lung_nps
     from xraystudio.synthesis.condition import Letterbox
     from xraystudio.synthesis.engine import Engine, GenerationRequest
     from xraystudio.training.fullres_redraws import redraw
@@ -63,10 +62,10 @@ def main() -> None:
         for s in STRENGTHS:
             picture = redraw(engine.model.pipe, film, cond, s, engine.spec.defaults.steps, 0)
             redrawn[s].append(lung_nps(picture, lungs, SIDE)[1:])
-    table = {str(s): compare_nps(real, redrawn[s], freqs, BANDS)["ratio"] for s in STRENGTHS}
+    table = {str(s): compare_nps(real, redrawn[s], freqs, NPS_BANDS)["ratio"] for s in STRENGTHS}
     report = {"what": "lung NPS band ratios (redrawn / real) at the working size, guided condition",
               "model": args.model or "built-in", "cases": [c.id for c in cases], "seed": 0,
-              "bands_cycles_per_px": [list(b) for b in BANDS], "region_px": SIDE,
+              "bands_cycles_per_px": [list(b) for b in NPS_BANDS], "region_px": SIDE,
               "by_strength": table, "cpu": cpu_model(), "threads": args.threads,
               "seconds": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
