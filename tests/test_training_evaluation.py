@@ -84,6 +84,9 @@ def test_prior_stage_learns_and_resumes(trained, tmp_path: Path) -> None:
     train_prior(trainer, 20, 40, out / "checkpoints" / "step-prior-20", progress=False)
     trained_prior = LayoutPrior.from_pretrained(out / "checkpoints" / "step-prior-40" / "prior")
     assert error(trained_prior) < 0.5 * untrained
+    # Each checkpoint carries the spread of the training films around the prior's pictures
+    # (refitted after resuming from a checkpoint that had one).
+    assert trained_prior.has_variation and trained_prior.config.variation_size == 4
     # The drawn nodules are brighter than their surroundings; the prior records by how much.
     from xraystudio.training.prior import nodule_contrast
 

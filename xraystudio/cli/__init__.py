@@ -27,6 +27,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "segment_cmd",
     "train_segmenter_cmd",
     "fit_layout_cmd",
+    "fit_variation_cmd",
     "synthesize_cmd",
     "export_cmd",
     "benchmark_cmd",

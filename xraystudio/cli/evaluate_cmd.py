@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", choices=SCHEDULERS, help="default: the model's")
     p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=None,
                    help="layout mode over the model's layout prior (default: when it has one)")
+    p.add_argument("--variation", type=float,
+                   help="layout mode over the prior: how far each patient departs from its "
+                   "typical look (default: the model's)")
     p.add_argument("--resolution", type=int,
                    help="layout/guided: the side the model draws (default: its largest)")
     p.add_argument("--seed", type=int, default=0)
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         except ModelError as exc:
             print(f"note: no faithfulness Dice ({exc})", file=sys.stderr)
     cfg = EvalConfig(mode=args.mode, seed=args.seed, steps=args.steps, scheduler=args.scheduler,
-                     limit=args.limit, prior=args.prior, resolution=args.resolution,
+                     limit=args.limit, prior=args.prior, variation=args.variation,
+                     resolution=args.resolution,
                      split=args.split, diversity=not args.no_diversity,
                      **{k: v for k, v in (("classifier_steps", args.classifier_steps),
                                           ("classifier_seeds", args.classifier_seeds))

@@ -69,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=None,
                    help="layout mode: start from the layout prior's typical look (default: when "
                    "the model has a prior); --no-prior draws exposure and surround at random")
+    p.add_argument("--variation", type=float,
+                   help="layout mode over the prior: how far each seed's patient departs from "
+                   "the typical look, in units of how far real films do (0: the typical look "
+                   "for every seed; default: the model's)")
     p.add_argument("--resolution", type=int,
                    help="layout and guided modes: the side the model draws, its working size "
                    "(256 for the built-in model) or its full resolution (1024, the default: a "
@@ -163,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         control_start=args.control_start, control_end=args.control_end,
         guidance_scale=args.guidance_scale, prompt=args.prompt,
         negative_prompt=args.negative_prompt, prior=args.prior, resolution=args.resolution,
-        detail_gain=args.detail_gain,
+        detail_gain=args.detail_gain, variation=args.variation,
     )
     bar = tqdm(total=args.n, unit="img", disable=not sys.stderr.isatty(), dynamic_ncols=True,
                desc=f"{engine.spec.name} on {engine.device.label}")

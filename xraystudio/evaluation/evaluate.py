@@ -57,6 +57,7 @@ class EvalConfig:
     steps: int | None = None
     scheduler: str | None = None
     prior: bool | None = None  # layout mode over the layout prior (None: when the model has one)
+    variation: float | None = None  # layout mode over the prior (None: the model's default)
     resolution: int | None = None  # the side the model draws (None: its largest)
     limit: int | None = None
     split: str = "all"  # all, val or train (the project's split, JsrtDataset.split)
@@ -100,6 +101,7 @@ class EngineFilms:
         self.full = cfg.resolution or engine.resolutions[-1]
         self._tmp = tempfile.TemporaryDirectory(prefix="xraystudio-eval-")
         self.drawn: set[int] = set()
+        self.variation: float | None = None
 
     def draw(self, case: Case, masks: MaskStack, seed: int) -> np.ndarray:
         from xraystudio.synthesis.engine import GenerationRequest
@@ -107,8 +109,9 @@ class EngineFilms:
         image = XRayImage.from_display(case.image, case.masks.spacing_mm)
         req = GenerationRequest(masks, image, mode=self.cfg.mode, seed=seed, steps=self.cfg.steps,
                                 scheduler=self.cfg.scheduler, prior=self.cfg.prior,
-                                resolution=self.cfg.resolution)
+                                resolution=self.cfg.resolution, variation=self.cfg.variation)
         result = self.engine.generate(req)[0]
+        self.variation = result.provenance["parameters"].get("variation")
         self.drawn.add(int(result.provenance["model"].get("drawn_resolution",
                                                           result.working.shape[0])))
         return save_and_read(result.image, Path(self._tmp.name), f"{case.id}_seed{seed}")
@@ -120,6 +123,7 @@ class EngineFilms:
             "prior": cfg.mode == "layout" and e.model.prior is not None and cfg.prior is not False,
             "steps": cfg.steps or e.spec.defaults.steps,
             "scheduler": cfg.scheduler or e.spec.defaults.scheduler,
+            "variation": self.variation,
             "resolution": e.spec.resolution, "drawn_resolution": sorted(self.drawn),
             "device": e.device.label,
         }

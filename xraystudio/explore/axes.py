@@ -17,7 +17,7 @@ from typing import Any
 
 from xraystudio.errors import SweepError
 from xraystudio.synthesis.fullres import MAX_DETAIL_GAIN
-from xraystudio.synthesis.spec import SCHEDULERS
+from xraystudio.synthesis.spec import MAX_VARIATION, SCHEDULERS
 
 MAX_VALUES = 25  # values on one axis
 MAX_AXES = 3
@@ -49,6 +49,8 @@ KINDS: dict[str, AxisKind] = {
     "guide_strength": AxisKind("float", "guided mode: how much of the structure guide is given",
                                0.0, 1.0),
     "prior": AxisKind("onoff", "layout mode: start from the layout prior"),
+    "variation": AxisKind("float", "layout mode: how far each seed's patient departs from the "
+                          "prior's typical look", 0.0, MAX_VARIATION),
     "nodule_diameter": AxisKind("float", "diameter of every nodule in mm", 0.5, 100.0),
     "detail_gain": AxisKind("float", "full resolution: gain on rib edges and vessels (1 = as "
                             "the second stage draws them)", 0.25, MAX_DETAIL_GAIN),

@@ -173,6 +173,9 @@ class Sweep:
             if "detail_gain" in params and mode == "edit":
                 raise SweepError(f"cell {cell.title}: the detail gain applies to layout and "
                                  "guided modes at full resolution, not edit mode")
+            if "variation" in params and mode not in (None, "layout"):
+                raise SweepError(f"cell {cell.title}: the variation applies to layout mode, "
+                                 f"not {mode}")
             if "prior" in cell.values and mode not in (None, "layout"):
                 raise SweepError(f"cell {cell.title}: the layout prior applies to layout mode, "
                                  f"not {mode}")

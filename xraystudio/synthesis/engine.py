@@ -71,6 +71,10 @@ class GenerationRequest:
     #: films drawn at full resolution: the stage's gain on rib edges and vessels (6-11 mm,
     #: ``fullres.restore_detail``; 1 = as the stage draws; None: the stage's tuned value).
     detail_gain: float | None = None
+    #: layout mode over a prior with a variation: how far each seed's patient departs from the
+    #: prior's typical look, in units of real films' spread (0: the typical look; None: the
+    #: model's default).
+    variation: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +263,9 @@ class Engine:
             s["prompt"] = self.spec.prompt if req.prompt is None else req.prompt
             s["negative_prompt"] = (self.spec.negative_prompt if req.negative_prompt is None
                                     else req.negative_prompt)
+        variation = self._variation(req, s["prior"])
+        if variation is not None:
+            s["variation"] = variation
         if req.guide_strength is not None:
             if mode != "guided":
                 raise GenerationError("guide strength applies to guided mode only")
@@ -284,9 +291,36 @@ class Engine:
             raise GenerationError("the number of images must be at least 1")
         return s
 
+    def _variation(self, req: GenerationRequest, prior: bool) -> float | None:
+        """Layout mode's variation (None where it does not apply: no prior, or a prior without
+        one, asked for nothing)."""
+        from xraystudio.synthesis.spec import MAX_VARIATION
+
+        has = prior and self.model.prior.has_variation
+        if req.variation is None:
+            return float(self.spec.defaults.variation) if has else None
+        if not 0 <= float(req.variation) <= MAX_VARIATION:
+            raise GenerationError(f"the variation must be between 0 and {MAX_VARIATION:g}")
+        if not prior:
+            raise GenerationError("the variation applies to layout mode over the layout prior")
+        if not has and float(req.variation):
+            raise GenerationError(f"{self.spec.name}'s layout prior has no variation "
+                                  "(fit one with `xraystudio fit-variation`)")
+        return float(req.variation)
+
+    def conditions(self, req: GenerationRequest, s: dict, seeds: list[int]) -> list[np.ndarray]:
+        """The model input for each seed: one shared input, unless layout mode draws each seed's
+        own patient around the prior's picture."""
+        if not s.get("variation"):
+            return [self.condition(req, s["mode"], s["prior"], s.get("resolution"))] * len(seeds)
+        return [self.condition(req, s["mode"], s["prior"], s.get("resolution"), s["variation"], seed)
+                for seed in seeds]
+
     def condition(self, req: GenerationRequest, mode: str, prior: bool = False,
-                  resolution: int | None = None) -> np.ndarray:
-        """The model input; with ``prior`` (layout mode) the guide is the layout prior's picture.
+                  resolution: int | None = None, variation: float = 0.0,
+                  seed: int = 0) -> np.ndarray:
+        """The model input; with ``prior`` (layout mode) the guide is the layout prior's picture,
+        with ``variation`` one patient drawn around it by ``seed``.
         Drawn at ``resolution`` above the working size, the nodule smudges are the
         full-resolution stage's (``FullresSpec.smudges``)."""
         spec = self.spec
@@ -300,7 +334,7 @@ class Engine:
             from xraystudio.synthesis.prior import with_prior_guide
 
             cond = with_prior_guide(cond, spec, self.model.prior,
-                                    Letterbox(req.masks.shape, spec.resolution))
+                                    Letterbox(req.masks.shape, spec.resolution), variation, seed)
         return cond
 
     def generate(
@@ -315,10 +349,9 @@ class Engine:
         base_seed = secrets.randbits(31) if req.seed is None else int(req.seed)
         if settings["mode"] == "edit":
             return self._edit(req, settings, base_seed, progress, cancel)
-        cond = self.condition(req, settings["mode"], settings["prior"], settings.get("resolution"))
         seeds = [base_seed + k for k in range(req.n_images)]
-        return self._draw([req] * req.n_images, [cond] * req.n_images, seeds, settings,
-                          progress, cancel)
+        return self._draw([req] * req.n_images, self.conditions(req, settings, seeds), seeds,
+                          settings, progress, cancel)
 
     def generate_batch(self, reqs: list[GenerationRequest],
                        progress: ProgressCallback | None = None,
@@ -336,7 +369,7 @@ class Engine:
         if not self.batchable(reqs):
             raise GenerationError("a batch is for layout or guided mode, one image per request "
                                   "with a seed each, and the same settings")
-        conds = [self.condition(r, s["mode"], s["prior"], s.get("resolution")) for r in reqs]
+        conds = [self.conditions(r, s, [int(r.seed)])[0] for r in reqs]
         return self._draw(reqs, conds, [int(r.seed) for r in reqs], s, progress, cancel)
 
     def batchable(self, reqs: list[GenerationRequest]) -> bool:

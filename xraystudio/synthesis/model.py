@@ -37,6 +37,16 @@ def resources_dir() -> Path:
     return find()
 
 
+def prior_has_variation(folder: str | os.PathLike) -> bool:
+    """Whether the folder's layout prior carries a variation (read from its config alone, so a
+    window can offer the setting without loading torch)."""
+    try:
+        config = json.loads((Path(folder) / PRIOR_FOLDER / "config.json").read_text(encoding="utf-8"))
+        return int(config.get("variation_components", 0)) > 0
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
 def builtin_model_dir() -> Path:
     return resources_dir() / "models" / BUILTIN_NAME
 

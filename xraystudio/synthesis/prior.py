@@ -9,6 +9,14 @@ guide, so the ControlNet draws texture, fine anatomy and nodules over a typical 
 network never sees the nodule layer; painted nodules are added to its picture as faint discs of a
 contrast measured on the training images (``condition.nodule_smudge``), as in guided mode.
 
+The expectation is the same smooth body for every seed, and the ControlNet drawing over it makes
+films a classifier tells from real ones (a real film's guide is not given away: guided mode). So
+the prior also keeps how real films spread around its picture: the principal components of
+``real guide - prior's picture`` over the training films (``training.prior.fit_variation``).
+Layout mode draws a residual from that Gaussian with the request's seed (``variation``), a new
+combination of components rather than any one training film, and hands the sum to the ControlNet
+flagged as a real guide (docs/fullres.md, rule 13).
+
 A diffusers ``ModelMixin``: built from its config, saved and loaded as safetensors.
 """
 
@@ -52,10 +60,17 @@ class LayoutPrior(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, layers: tuple[str, ...] = ANATOMY, channels: tuple[int, ...] = (16, 32, 64, 64),
-                 norm_groups: int = 8) -> None:
+                 norm_groups: int = 8, variation_size: int = 0, variation_components: int = 0) -> None:
         super().__init__()
         if len(channels) < 2:
             raise ValueError("a layout prior needs at least two levels")
+        if (variation_size > 0) != (variation_components > 0):
+            raise ValueError("a prior's variation needs both its size and its component count")
+        if variation_size:
+            # Saved with the weights; a prior without them (v0.7 and before) has no buffers.
+            self.register_buffer("variation_mean", torch.zeros(variation_size, variation_size))
+            self.register_buffer("variation_basis", torch.zeros(
+                variation_components, variation_size, variation_size))
         self.inp = nn.Conv2d(len(layers) + 2, channels[0], 3, padding=1)
         self.first = _Residual(channels[0], norm_groups)
         self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1)
@@ -84,6 +99,22 @@ class LayoutPrior(ModelMixin, ConfigMixin):
             x = block(up(torch.cat([x, skips.pop()], dim=1)))
         return self.out(F.silu(x))
 
+    @property
+    def has_variation(self) -> bool:
+        return self.config.variation_components > 0
+
+    def variation(self, seed: int, size: int) -> np.ndarray:
+        """One draw of how a real film departs from the prior's picture, at ``size``²: the mean
+        residual plus the components with standard normal weights from ``seed``."""
+        if not self.has_variation:
+            raise ValueError("this layout prior has no variation (fit it with fit-variation)")
+        if size != self.config.variation_size:
+            raise ValueError(f"the prior's variation is {self.config.variation_size} px; "
+                             f"the guide is {size} px")
+        z = np.random.default_rng(seed).standard_normal(self.config.variation_components)
+        basis = self.variation_basis.float().cpu().numpy()
+        return (self.variation_mean.float().cpu().numpy() + np.tensordot(z, basis, axes=1)).astype(np.float32)
+
 
 def prior_input(layers: np.ndarray, guide_size: int) -> np.ndarray:
     """Working-size soft anatomy masks (L, S, S) -> the prior's input (L, 2g, 2g)."""
@@ -91,29 +122,42 @@ def prior_input(layers: np.ndarray, guide_size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_guide(prior: LayoutPrior, layers: np.ndarray, factor: int) -> np.ndarray:
-    """The structure guide layout mode uses: the prior's picture scaled up to the working size.
+def predict_small(prior: LayoutPrior, layers: np.ndarray, factor: int) -> np.ndarray:
+    """The prior's picture at the guide's size, unclamped."""
+    x = torch.from_numpy(prior_input(layers, layers.shape[-1] // factor))[None]
+    x = x.to(device=prior.device, dtype=prior.dtype)
+    return prior(x)[0, 0].float().cpu().numpy()
+
+
+def predict_guide(prior: LayoutPrior, layers: np.ndarray, factor: int,
+                  variation: float = 0.0, seed: int = 0) -> np.ndarray:
+    """The structure guide layout mode uses: the prior's picture (plus ``variation`` times one
+    draw of its residual, by ``seed``) scaled up to the working size.
 
     ``layers`` are the working-size masks in the prior's layer order; the result is what
     ``guide_from_display`` makes of a real radiograph, so the ControlNet reads it the same way.
     """
     size = layers.shape[-1]
-    x = torch.from_numpy(prior_input(layers, size // factor))[None]
-    x = x.to(device=prior.device, dtype=prior.dtype)
-    small = prior(x)[0, 0].float().clamp(0, 1).cpu().numpy()
-    return resize(small, (size, size))
+    small = predict_small(prior, layers, factor)
+    if variation:
+        small = small + np.float32(variation) * prior.variation(seed, small.shape[-1])
+    return resize(np.clip(small, 0, 1), (size, size))
 
 
 def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
-                     box: Letterbox) -> np.ndarray:
-    """A layout-mode ``cond`` with the prior's picture as its guide, flagged as a prior's.
+                     box: Letterbox, variation: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A layout-mode ``cond`` with the prior's picture as its guide.
 
-    Painted nodules are added to the picture as ``nodule_smudge`` discs, as in guided mode.
-    Outside the letterboxed source the guide stays black, as a real radiograph's guide does.
+    Without ``variation`` the guide is the expectation, flagged as a prior's. With it, the guide
+    is one patient drawn around it (``seed``), flagged and smudged as a real guide is: the
+    ControlNet then draws over it as it draws over a real film in guided mode. Painted nodules
+    are added as ``nodule_smudge`` discs. Outside the letterboxed source the guide stays black,
+    as a real radiograph's guide does.
     """
     layers = cond[[spec.layers.index(name) for name in prior.config.layers]]
-    picture = predict_guide(prior, layers, spec.guide_factor)
-    contrast = spec.guide_nodule_contrast if spec.layout_nodule_contrast is None else spec.layout_nodule_contrast
+    picture = predict_guide(prior, layers, spec.guide_factor, variation, seed)
+    contrast = spec.guide_nodule_contrast if variation or spec.layout_nodule_contrast is None \
+        else spec.layout_nodule_contrast
     if contrast and "nodule" in spec.layers:
         picture = picture + nodule_smudge(spec, cond[spec.layers.index("nodule")], contrast)
     guide = np.zeros_like(cond[0])
@@ -121,6 +165,6 @@ def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
     guide[oy:oy + ih, ox:ox + iw] = box.crop(picture)
     out = cond.copy()
     out[len(spec.layers)] = guide
-    out[len(spec.layers) + 1] = PRIOR_FLAG
+    out[len(spec.layers) + 1] = 1.0 if variation else PRIOR_FLAG
     return out
 

@@ -21,6 +21,9 @@ SPEC_FILE = "xraystudio.json"
 KINDS = ("pixel", "stable-diffusion")
 ENCODINGS = ("channels", "rgb")
 SCHEDULERS = ("dpm++", "ddim", "unipc", "euler", "ddpm")
+#: Layout mode's variation is in units of how far real films spread around the prior's picture;
+#: beyond twice that the guide leaves what the ControlNet has seen.
+MAX_VARIATION = 2.0
 
 #: Colours of the usual anatomy colour coding of 3-channel ControlNets (RGB, 0-255).
 DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
@@ -42,6 +45,9 @@ class Defaults:
     control_start: float = 0.0
     control_end: float = 1.0
     mode: str = "layout"
+    #: Layout mode over a prior with a variation: how far each seed's patient departs from the
+    #: typical look (0: the typical look itself; 1: as far as real films do).
+    variation: float = 0.0
 
 
 @dataclasses.dataclass
@@ -91,6 +97,8 @@ class ModelSpec:
             self.layers = list(self.colors)
         if self.defaults.scheduler not in SCHEDULERS:
             raise ModelError(f"unknown default scheduler {self.defaults.scheduler!r}")
+        if not 0 <= self.defaults.variation <= MAX_VARIATION:
+            raise ModelError(f"the default variation must be between 0 and {MAX_VARIATION:g}")
 
     @property
     def supports_guide(self) -> bool:

@@ -3,7 +3,8 @@
 It trains on the same augmented samples as the diffusion model (``training.data``), reduced
 to the prior's sizes before the affine, so a step costs a fraction of a diffusion step and the
 whole stage takes minutes on a CPU. Checkpoints are safetensors folders written atomically, like
-the diffusion stages', so a cut-off run resumes where it stopped.
+the diffusion stages', so a cut-off run resumes where it stopped. Each checkpoint's prior carries
+its variation (``fit_variation``), fitted on the same training films in seconds.
 """
 
 from __future__ import annotations
@@ -44,6 +45,43 @@ def nodule_contrast(samples: list[Sample], spec) -> float:
     added = [float((s.image - without_nodule(s.image, s.layers, spec))[s.layers[k] >= 0.5].mean())
              for s in samples if s.layers[k].max() >= 0.5]
     return float(np.mean(added)) if added else 0.0
+
+
+def fit_variation(prior, samples: list[Sample], spec):
+    """``prior`` with how the samples' films spread around its pictures (docs/fullres.md, rule 13).
+
+    Each residual is the sample's nodule-free 1/``guide_factor`` picture (the guide a real film
+    gives) less the prior's picture for its masks; the prior keeps their mean and principal
+    components, each scaled to its standard deviation, so a draw with standard normal weights
+    has the residuals' covariance. Needs at least two samples.
+    """
+    import torch
+
+    from xraystudio.synthesis.prior import LayoutPrior, predict_small
+
+    if len(samples) < 2:
+        raise ValueError("a prior's variation needs at least two training films")
+    anatomy = [spec.layers.index(name) for name in prior.config.layers]
+    g = spec.resolution // spec.guide_factor
+    rows = []
+    for s in samples:
+        real = resize(without_nodule(s.image, s.layers, spec), (g, g))
+        typical = np.clip(predict_small(prior, s.layers[anatomy], spec.guide_factor), 0, 1)
+        rows.append((real - typical).ravel())
+    residuals = np.stack(rows).astype(np.float64)
+    mean = residuals.mean(axis=0)
+    _, sv, vt = np.linalg.svd(residuals - mean, full_matrices=False)
+    keep = sv > sv[0] * 1e-6
+    basis = (sv[keep, None] / np.sqrt(len(rows) - 1)) * vt[keep]
+    config = {k: v for k, v in prior.config.items() if not k.startswith("_")}
+    config.update(variation_size=g, variation_components=int(keep.sum()))
+    fitted = LayoutPrior(**config)
+    weights = {k: v for k, v in prior.state_dict().items() if not k.startswith("variation_")}
+    fitted.load_state_dict(weights, strict=False)
+    with torch.no_grad():
+        fitted.variation_mean.copy_(torch.from_numpy(mean.reshape(g, g)))
+        fitted.variation_basis.copy_(torch.from_numpy(basis.reshape(-1, g, g)))
+    return fitted.eval()
 
 
 def prior_batch(pairs: list[Sample], rng: np.random.Generator, batch: int,
@@ -106,7 +144,8 @@ def train_prior(trainer, start: int, total: int, resume_dir: Path | None, progre
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}")
         if acc.is_main_process and (step % cfg.checkpoint_every == 0 or step == total):
-            _checkpoint(trainer.out, acc.unwrap_model(prior), opt, step, float(np.mean(losses[-50:])),
+            fitted = fit_variation(acc.unwrap_model(prior), trainer.samples, spec)
+            _checkpoint(trainer.out, fitted, opt, step, float(np.mean(losses[-50:])),
                         time.perf_counter() - started, dataclasses.asdict(cfg))
     bar.close()
 

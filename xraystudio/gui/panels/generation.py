@@ -33,8 +33,14 @@ from xraystudio.errors import ModelError
 from xraystudio.synthesis.edit_pipeline import EDIT_FOLDER
 from xraystudio.synthesis.edit_window import EditSpec
 from xraystudio.synthesis.fullres import MAX_DETAIL_GAIN
-from xraystudio.synthesis.model import BUILTIN_NAME, PRIOR_FOLDER, builtin_model_dir, read_spec
-from xraystudio.synthesis.spec import SCHEDULERS, Defaults, ModelSpec
+from xraystudio.synthesis.model import (
+    BUILTIN_NAME,
+    PRIOR_FOLDER,
+    builtin_model_dir,
+    prior_has_variation,
+    read_spec,
+)
+from xraystudio.synthesis.spec import MAX_VARIATION, SCHEDULERS, Defaults, ModelSpec
 
 BUILTIN = ""  # the model combo's data for the built-in model (Engine.load(None))
 PREVIEW_PX = 200
@@ -141,6 +147,15 @@ class GenerationPanel(QWidget):
             "Layout mode: start from the exposure and body outline that radiographs with this "
             "anatomy typically have. Off: draw them at random, for more varied images.")
         self._has_prior = False
+        self.variation = QDoubleSpinBox()
+        self.variation.setObjectName("variationSpin")
+        self.variation.setRange(0.0, MAX_VARIATION)
+        self.variation.setSingleStep(0.25)
+        self.variation.setToolTip(
+            "Layout mode over the typical look: how far each seed's patient departs from it "
+            "(exposure, build, surround), in units of how far real radiographs do. 0 = the "
+            "typical look for every seed; the model's tuned value by default.")
+        self._has_variation = False
         self.resolution = QComboBox()
         self.resolution.setObjectName("resolutionCombo")
         self.resolution.setToolTip(
@@ -206,6 +221,7 @@ class GenerationPanel(QWidget):
         form.addRow("Mode", self.mode)
         form.addRow("", self.mode_note)
         form.addRow("", self.prior)
+        form.addRow("Variation", self.variation)
         form.addRow("Resolution", self.resolution)
         form.addRow("Detail", self.detail)
         form.addRow("Seed", seed_row)
@@ -234,6 +250,8 @@ class GenerationPanel(QWidget):
                                    self.negative)]
 
         self._detail_label = form.labelForField(self.detail)
+        self._variation_label = form.labelForField(self.variation)
+        self.prior.toggled.connect(lambda _on: self._update_prior())
         self.random_seed.toggled.connect(lambda random: self.seed.setEnabled(not random))
         self.resolution.currentIndexChanged.connect(lambda _i: self._update_detail())
         self.mode.currentIndexChanged.connect(self._on_mode)
@@ -298,6 +316,8 @@ class GenerationPanel(QWidget):
         self._set_mode_enabled(GUIDED, guide)
         self._has_prior = spec is not None and spec.supports_guide and \
             (model_folder(ref) / PRIOR_FOLDER).is_dir()
+        self._has_variation = self._has_prior and prior_has_variation(model_folder(ref))
+        self.variation.setValue(d.variation)
         self._takes_text = takes_text
         for label, widget in self._text_rows:
             label.setVisible(takes_text)
@@ -341,10 +361,13 @@ class GenerationPanel(QWidget):
 
     def _update_prior(self) -> None:
         """Shown for models with a prior; it only acts in layout mode, so it greys out in the
-        other modes."""
+        other modes. The variation acts over the prior: it greys out with the prior off."""
         usable = self._has_prior and self.mode.currentData() == LAYOUT
         self.prior.setEnabled(usable)
         self.prior.setVisible(self._has_prior)
+        for widget in (self._variation_label, self.variation):
+            widget.setVisible(self._has_variation)
+            widget.setEnabled(usable and self._has_variation and self.prior.isChecked())
 
     @property
     def _full_resolution(self) -> bool:
@@ -378,6 +401,8 @@ class GenerationPanel(QWidget):
             p["detail_gain"] = self.detail.value()
         if self._has_prior and p["mode"] == "layout":
             p["prior"] = self.prior.isChecked()
+        if self.variation.isEnabled():
+            p["variation"] = self.variation.value()
         if self._takes_text:
             p.update(guidance_scale=self.guidance.value(), prompt=self.prompt.text(),
                      negative_prompt=self.negative.text())
@@ -390,6 +415,7 @@ class GenerationPanel(QWidget):
                 "random_seed": self.random_seed.isChecked(), "seed": self.seed.value(),
                 "steps": self.steps.value(), "scheduler": self.scheduler.currentText(),
                 "resolution": self.resolution.currentData(), "detail": self.detail.value(),
+                "variation": self.variation.value(),
                 "conditioning": self.conditioning.value(), "guidance": self.guidance.value(),
                 "prompt": self.prompt.text(), "negative": self.negative.text(),
                 "n_images": self.n_images.value(), "edit_offered": self.mode_enabled(EDIT)}
@@ -419,6 +445,7 @@ class GenerationPanel(QWidget):
             if index >= 0:
                 self.resolution.setCurrentIndex(index)
             self.detail.setValue(float(state.get("detail", self.detail.value())))
+            self.variation.setValue(float(state.get("variation", self.variation.value())))
             self.conditioning.setValue(float(state.get("conditioning", self.conditioning.value())))
             self.guidance.setValue(float(state.get("guidance", self.guidance.value())))
             self.prompt.setText(str(state.get("prompt", self.prompt.text())))
