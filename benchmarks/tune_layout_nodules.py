@@ -11,6 +11,9 @@ measured against the real film's (disc minus ring, as ``xraystudio evaluate`` do
 full resolution, the candidate is the full-resolution stage's own smudge (``FullresSpec``), which
 overrides the model's there. The candidate whose ratio of mean contrasts is nearest 1 (in |ln|) is chosen.
 
+Layout mode over a prior with a variation (the built-in model since v0.8) tunes
+``varied_nodule_contrast`` instead (rule 14).
+
 With ``--mode guided`` (rule 12) the candidates are guided mode's ``guide_nodule_contrast``
 and each film is redrawn in guided mode from its own radiograph (same unit: the model's export
 sets guided mode's smudge to ``guide_nodule_gain`` of it).
@@ -125,7 +128,11 @@ def main() -> None:
     engine = Engine.load(None, device="cpu")
     shipped = engine.model.spec
     unit = nodule_contrast(load_samples(dataset, nodule_ids, shipped), shipped)
-    field = f"{'guide' if args.mode == 'guided' else 'layout'}_nodule_contrast"
+    # Layout mode over a prior with a variation draws from a guide flagged as real, with its own
+    # smudge (rule 14); without one, from the prior's picture (rules 3, 6, 11).
+    varied = (args.mode == "layout" and shipped.defaults.variation > 0
+              and engine.model.prior is not None and engine.model.prior.has_variation)
+    field = ("guide" if args.mode == "guided" else "varied" if varied else "layout") + "_nodule_contrast"
     size = args.resolution or shipped.resolution
     stage = engine.fullres_pipe.spec if size > shipped.resolution else None
     rows: dict[str, dict] = {}

@@ -176,3 +176,25 @@ def test_sweep_axis_is_refused_outside_layout_mode() -> None:
         parse_axes(["variation=0,3"])
     sweep = Sweep(parse_axes(["variation=0:1:3"]), base={"mode": "layout"})
     assert [sweep.request(c, masks, None)[1].variation for c in sweep.cells()] == [0, 0.5, 1]
+
+
+def test_a_varied_guide_has_its_own_nodule_smudge(fitted_dir: Path, tmp_path: Path) -> None:
+    """``varied_nodule_contrast`` sets the smudge of a guide drawn with a variation, and only
+    there; the typical guide keeps ``layout_nodule_contrast``."""
+    folder = tmp_path / "own"
+    shutil.copytree(fitted_dir, folder)
+    spec = json.loads((folder / "xraystudio.json").read_text())
+    spec.update(guide_nodule_contrast=0.01, layout_nodule_contrast=0.02, varied_nodule_contrast=0.04)
+    (folder / "xraystudio.json").write_text(json.dumps(spec))
+    engine = Engine.load(str(folder), device="cpu", precision="fp32")
+    n = len(engine.spec.layers)
+    plain, painted = _masks(), _masks()
+    painted.add_nodule(44, 30, 5)
+
+    def smudge(variation: float) -> float:
+        a, b = (engine.condition(GenerationRequest(m), "layout", True, None, variation, 3)[n]
+                for m in (painted, plain))
+        return float((a - b).max())
+
+    assert smudge(0.0) > 0
+    assert smudge(1.0) == pytest.approx(2 * smudge(0.0), rel=1e-4)

@@ -74,11 +74,12 @@ class FullresSpec:
     #: resolution need fainter ones than the working size (None: the model's).
     guide_nodule_contrast: float | None = None
     layout_nodule_contrast: float | None = None
+    varied_nodule_contrast: float | None = None
     format_version: int = 1
 
     TUNED = ("noise", "blur", "detail_gain", "guide_nodule_contrast", "layout_nodule_contrast",
-             "steps")
-    SMUDGES = ("guide_nodule_contrast", "layout_nodule_contrast")
+             "varied_nodule_contrast", "steps")
+    SMUDGES = ("guide_nodule_contrast", "layout_nodule_contrast", "varied_nodule_contrast")
 
     def __post_init__(self) -> None:
         if self.scale < 2 or self.patch < 1:

@@ -149,15 +149,16 @@ def with_prior_guide(cond: np.ndarray, spec: ModelSpec, prior: LayoutPrior,
     """A layout-mode ``cond`` with the prior's picture as its guide.
 
     Without ``variation`` the guide is the expectation, flagged as a prior's. With it, the guide
-    is one patient drawn around it (``seed``), flagged and smudged as a real guide is: the
-    ControlNet then draws over it as it draws over a real film in guided mode. Painted nodules
-    are added as ``nodule_smudge`` discs. Outside the letterboxed source the guide stays black,
-    as a real radiograph's guide does.
+    is one patient drawn around it (``seed``), flagged as a real guide is: the ControlNet then
+    draws over it as it draws over a real film in guided mode. Painted nodules are added as
+    ``nodule_smudge`` discs, each kind of guide with its own contrast (``layout_`` and
+    ``varied_nodule_contrast``). Outside the letterboxed source the guide stays black, as a real
+    radiograph's guide does.
     """
     layers = cond[[spec.layers.index(name) for name in prior.config.layers]]
     picture = predict_guide(prior, layers, spec.guide_factor, variation, seed)
-    contrast = spec.guide_nodule_contrast if variation or spec.layout_nodule_contrast is None \
-        else spec.layout_nodule_contrast
+    own = spec.varied_nodule_contrast if variation else spec.layout_nodule_contrast
+    contrast = spec.guide_nodule_contrast if own is None else own
     if contrast and "nodule" in spec.layers:
         picture = picture + nodule_smudge(spec, cond[spec.layers.index("nodule")], contrast)
     guide = np.zeros_like(cond[0])

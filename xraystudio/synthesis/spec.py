@@ -67,6 +67,10 @@ class ModelSpec:
     #: The ControlNet reads a prior's guide (flag 0.5) apart from a real one, and draws a
     #: fainter nodule from the same smudge there, so the two are set apart.
     layout_nodule_contrast: float | None = None
+    #: The smudge in layout mode's guide when it is drawn with a variation: that guide is
+    #: flagged as a real one, and the ControlNet draws from it as it does in guided mode, but
+    #: not quite (None: ``guide_nodule_contrast``).
+    varied_nodule_contrast: float | None = None
     patch: int = 1
     prompt: str = ""
     negative_prompt: str = ""
@@ -90,7 +94,8 @@ class ModelSpec:
             self.guide_factor < 2 or self.resolution % self.guide_factor
         ):
             raise ModelError("guide_factor must be >= 2 and divide the resolution")
-        if self.guide_nodule_contrast < 0 or (self.layout_nodule_contrast or 0) < 0:
+        if min(self.guide_nodule_contrast, self.layout_nodule_contrast or 0,
+               self.varied_nodule_contrast or 0) < 0:
             raise ModelError("nodule contrasts in the guide must be >= 0")
         if self.encoding == "rgb":
             self.colors = {k: tuple(v) for k, v in (self.colors or DEFAULT_COLORS).items()}
