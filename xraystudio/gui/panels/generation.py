@@ -140,12 +140,13 @@ class GenerationPanel(QWidget):
         self.mode_note.setStyleSheet("color: palette(mid);")
         self._edit_spec: EditSpec | None = None
         self._spec_defaults = Defaults()
-        self.prior = QCheckBox("Typical look (layout prior)")
+        self.prior = QCheckBox("Start from the layout prior")
         self.prior.setObjectName("priorCheck")
         self.prior.setChecked(True)
         self.prior.setToolTip(
             "Layout mode: start from the exposure and body outline that radiographs with this "
-            "anatomy typically have. Off: draw them at random, for more varied images.")
+            "anatomy have (the typical look, varied per seed by Variation). Off: draw them at "
+            "random, unguided.")
         self._has_prior = False
         self.variation = QDoubleSpinBox()
         self.variation.setObjectName("variationSpin")
