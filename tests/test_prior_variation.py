@@ -174,8 +174,19 @@ def test_sweep_axis_is_refused_outside_layout_mode() -> None:
         Sweep(parse_axes(["variation=0,1"]), base={"mode": "guided"}).check(masks)
     with pytest.raises(SweepError):
         parse_axes(["variation=0,3"])
+    with pytest.raises(SweepError, match="turns off"):
+        Sweep(parse_axes(["variation=0,1", "prior=on,off"]), base={"mode": "layout"}).check(masks)
     sweep = Sweep(parse_axes(["variation=0:1:3"]), base={"mode": "layout"})
     assert [sweep.request(c, masks, None)[1].variation for c in sweep.cells()] == [0, 0.5, 1]
+    # The window's layout settings as the base: a cell taken out of layout mode or off the
+    # prior draws without the variation instead of being refused.
+    base = {"mode": "layout", "prior": True, "variation": 0.75}
+    for axis, other in (("mode=layout,guided", "guided"), ("prior=on,off", False)):
+        sweep = Sweep(parse_axes([axis]), base=base)
+        sweep.check(masks)
+        got = {c.values[axis.split("=")[0]]: sweep.request(c, masks, None)[1].variation
+               for c in sweep.cells()}
+        assert got[other] is None and 0.75 in got.values()
 
 
 def test_a_varied_guide_has_its_own_nodule_smudge(fitted_dir: Path, tmp_path: Path) -> None:

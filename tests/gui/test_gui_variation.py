@@ -64,3 +64,18 @@ def test_variation_is_hidden_for_a_prior_without_one(opened, tmp_path):
     g = w.generator
     g.mode.setCurrentIndex(g.mode.findData("layout"))
     assert g.variation.isHidden() and "variation" not in g.params()
+
+
+def test_a_sweep_from_the_window_draws_with_its_variation(opened, varied_model):
+    """The Sweep tab's cells take the Generation panel's Variation, except cells an axis takes
+    out of layout mode."""
+    w = opened
+    w.gen.add_model_folder(varied_model)
+    g = w.generator
+    g.mode.setCurrentIndex(g.mode.findData("layout"))
+    g.variation.setValue(1.25)
+    w.sweeps.panel.set_axis_texts(["mode=layout,guided"])
+    sweep = w.sweeps.build()
+    masks = w.sweeps.study().masks
+    got = {c.values["mode"]: sweep.request(c, masks, None)[1].variation for c in sweep.cells()}
+    assert got == {"layout": 1.25, "guided": None}

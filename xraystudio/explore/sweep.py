@@ -41,7 +41,7 @@ VERSION = 1
 MAX_CELLS = 400
 #: Request keywords a sweep's base settings may carry (the rest are the engine's defaults).
 BASE_KEYS = ("mode", "steps", "scheduler", "conditioning_scale", "control_start", "control_end",
-             "guidance_scale", "prompt", "negative_prompt", "prior", "guide_strength")
+             "guidance_scale", "prompt", "negative_prompt", "prior", "variation", "guide_strength")
 #: Metrics a cell may have, in the order the CSV and the grid offer them.
 METRICS = ("psnr", "ssim", "psnr_lungs", "ssim_lungs", "nodule_contrast", "faithfulness_dice",
            "faithfulness_dice_heart", "diff_to_first")
@@ -176,6 +176,9 @@ class Sweep:
             if "variation" in params and mode not in (None, "layout"):
                 raise SweepError(f"cell {cell.title}: the variation applies to layout mode, "
                                  f"not {mode}")
+            if "variation" in params and params.get("prior") is False:
+                raise SweepError(f"cell {cell.title}: the variation applies over the layout "
+                                 "prior, which this cell turns off")
             if "prior" in cell.values and mode not in (None, "layout"):
                 raise SweepError(f"cell {cell.title}: the layout prior applies to layout mode, "
                                  f"not {mode}")
@@ -194,6 +197,12 @@ class Sweep:
             if name in ("model", "nodule_diameter") or name.startswith("layer."):
                 continue
             p[name] = value
+        # The window's settings (the base) carry layout mode's variation; a cell an axis takes
+        # out of layout mode, or off the prior, draws without it. Only an axis's own value is
+        # refused there (``check``).
+        if "variation" not in cell.values and (p.get("prior") is False
+                                               or p.get("mode") not in (None, "layout")):
+            p.pop("variation", None)
         return p
 
     def masks_for(self, cell: Cell, masks: MaskStack) -> MaskStack:
