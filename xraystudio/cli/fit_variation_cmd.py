@@ -28,26 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from xraystudio.io.atomic import atomic_folder
     from xraystudio.io.datasets import JsrtDataset
-    from xraystudio.synthesis.model import PRIOR_FOLDER
-    from xraystudio.synthesis.prior import LayoutPrior
+    from xraystudio.synthesis.model import PRIOR_FOLDER, load_prior
     from xraystudio.synthesis.spec import ModelSpec
     from xraystudio.training.data import load_samples
     from xraystudio.training.prior import fit_variation
 
     folder = Path(args.model)
     spec = ModelSpec.read(folder)
-    if not (folder / PRIOR_FOLDER).is_dir() or not spec.supports_guide:
+    prior = load_prior(folder, spec)
+    if prior is None:
         raise XRayStudioError(f"{folder}: no layout prior ({PRIOR_FOLDER}/) to fit a variation for")
     dataset = JsrtDataset(args.data)
     train_ids = dataset.split()[0]
     if len(train_ids) < 2:
         raise XRayStudioError(f"{args.data}: a variation needs at least two training films")
-    try:
-        prior = LayoutPrior.from_pretrained(folder / PRIOR_FOLDER, use_safetensors=True,
-                                            local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise XRayStudioError(f"{folder / PRIOR_FOLDER}: the layout prior could not be loaded: {exc}") from exc
-    fitted = fit_variation(prior.eval(), load_samples(dataset, train_ids, spec), spec)
+    fitted = fit_variation(prior, load_samples(dataset, train_ids, spec), spec)
     with atomic_folder(folder / PRIOR_FOLDER, overwrite=True) as tmp:
         fitted.save_pretrained(tmp, safe_serialization=True)
     size = fitted.config.variation_size

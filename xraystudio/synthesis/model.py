@@ -179,13 +179,13 @@ def load_model(
         raise ModelError(f"{where}: the model could not be loaded: {exc}") from exc
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    prior = _load_prior(where, spec, device, dtype) if spec.kind == "pixel" else None
+    prior = load_prior(where, spec, device, dtype) if spec.kind == "pixel" else None
     if prior is not None:
         parts.append(where / PRIOR_FOLDER)
     return LoadedModel(spec, pipe, str(where), weights_hash(parts), prior)
 
 
-def _load_prior(folder: Path, spec: ModelSpec, device: str, dtype):
+def load_prior(folder: Path, spec: ModelSpec, device: str = "cpu", dtype=None):
     """The folder's layout prior, if it has one; its layers must be among the spec's."""
     from xraystudio.synthesis.prior import LayoutPrior
 
