@@ -103,6 +103,19 @@ def stage_detail_gain(ref: str) -> float | None:
         return None
 
 
+def double_spin(low: float, high: float, step: float, name: str = "",
+                tip: str = "") -> QDoubleSpinBox:
+    """A spin box for one of the panel's real-valued settings."""
+    spin = QDoubleSpinBox()
+    if name:
+        spin.setObjectName(name)
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    if tip:
+        spin.setToolTip(tip)
+    return spin
+
+
 def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "—"
@@ -148,11 +161,8 @@ class GenerationPanel(QWidget):
             "anatomy have (the typical look, varied per seed by Variation). Off: draw them at "
             "random, unguided.")
         self._has_prior = False
-        self.variation = QDoubleSpinBox()
-        self.variation.setObjectName("variationSpin")
-        self.variation.setRange(0.0, MAX_VARIATION)
-        self.variation.setSingleStep(0.25)
-        self.variation.setToolTip(
+        self.variation = double_spin(
+            0.0, MAX_VARIATION, 0.25, "variationSpin",
             "Layout mode over the typical look: how far each seed's patient departs from it "
             "(exposure, build, surround), in units of how far real radiographs do. 0 = the "
             "typical look for every seed; the model's tuned value by default.")
@@ -163,11 +173,8 @@ class GenerationPanel(QWidget):
             "Layout and guided modes: the model's working size, or its full resolution, where a "
             "second stage draws rib cortex, fine vessels and film grain over the coarse picture "
             "(a few seconds more per image).")
-        self.detail = QDoubleSpinBox()
-        self.detail.setObjectName("detailSpin")
-        self.detail.setRange(0.25, MAX_DETAIL_GAIN)
-        self.detail.setSingleStep(0.25)
-        self.detail.setToolTip(
+        self.detail = double_spin(
+            0.25, MAX_DETAIL_GAIN, 0.25, "detailSpin",
             "Full resolution: how strongly rib edges and vessels (6-11 mm) the coarse picture "
             "holds are lifted. 1 = as the second stage draws them; the model's tuned value by "
             "default.")
@@ -181,14 +188,10 @@ class GenerationPanel(QWidget):
         self.steps.setRange(1, 1000)
         self.scheduler = QComboBox()
         self.scheduler.addItems(list(SCHEDULERS))
-        self.guidance = QDoubleSpinBox()
-        self.guidance.setRange(1.0, 30.0)
-        self.guidance.setSingleStep(0.5)
+        self.guidance = double_spin(1.0, 30.0, 0.5)
         self.prompt = QLineEdit()
         self.negative = QLineEdit()
-        self.conditioning = QDoubleSpinBox()
-        self.conditioning.setRange(0.0, 2.0)
-        self.conditioning.setSingleStep(0.1)
+        self.conditioning = double_spin(0.0, 2.0, 0.1)
         self.n_images = QSpinBox()
         self.n_images.setRange(1, 16)
         self.generate = QPushButton("Generate")
